@@ -1,0 +1,32 @@
+// Two projects: `unit` runs without any external process; `integration` starts one real control
+// plane (test/cluster) for the whole run and gives each test file its own namespace.
+const swc = [
+  '@swc/jest',
+  {
+    jsc: { parser: { syntax: 'typescript' }, target: 'es2024' },
+    module: { type: 'es6' },
+    sourceMaps: 'inline',
+  },
+];
+
+const common = {
+  extensionsToTreatAsEsm: ['.ts'],
+  transform: { '^.+\\.ts$': swc },
+  testEnvironment: 'node',
+};
+
+/** @type {import('jest').Config} */
+export default {
+  reporters: ['default', '<rootDir>/test/reporters/summary-line.js'],
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
+    {
+      ...common,
+      displayName: 'integration',
+      testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/cluster/jest-global-setup.ts',
+      globalTeardown: '<rootDir>/test/cluster/jest-global-teardown.ts',
+      testTimeout: 120_000,
+    },
+  ],
+};

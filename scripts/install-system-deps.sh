@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the system programs the tests and the demo run for real, when a fresh machine lacks
+# them: git (with git-http-backend), openssl (test PKI), the distribution OCI registry and
+# htpasswd (registry auth). Go builds the Kubernetes binaries (test/cluster/build-binaries.sh).
+set -euo pipefail
+
+missing=()
+command -v git >/dev/null || missing+=(git)
+[[ -x "$(git --exec-path 2>/dev/null)/git-http-backend" ]] || missing+=(git)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
+
+if (( ${#missing[@]} )); then
+  echo "[install-system-deps] installing: ${missing[*]}" >&2
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq >&2
+  # docker-registry's maintainer script would start a system service; tests start their own.
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
+    $sudo systemctl stop docker-registry || true
+  fi
+fi
+
+if ! command -v go >/dev/null; then
+  echo "[install-system-deps] Go is required to build the test control plane (go 1.26+)" >&2
+  exit 1
+fi
