@@ -3,7 +3,11 @@
 const swc = [
   '@swc/jest',
   {
-    jsc: { parser: { syntax: 'typescript' }, target: 'es2024' },
+    jsc: {
+      parser: { syntax: 'typescript' },
+      target: 'es2024',
+      experimental: { keepImportAttributes: true },
+    },
     module: { type: 'es6' },
     sourceMaps: 'inline',
   },

@@ -25,9 +25,15 @@ async function main(): Promise<number> {
     case 'up': {
       const existing = await LocalControlPlane.load(values.dir).catch(() => undefined);
       if (existing) await existing.stop();
-      const cluster = await LocalControlPlane.start({ dir: values.dir, attached: false, nodes: Number(values.nodes) });
+      const cluster = await LocalControlPlane.start({
+        dir: values.dir,
+        attached: false,
+        nodes: Number(values.nodes),
+      });
       const s = cluster.state;
-      console.error(`control plane ${s.kubernetesVersion} ready at ${s.server} in ${(s.startedInMs / 1000).toFixed(1)}s`);
+      console.error(
+        `control plane ${s.kubernetesVersion} ready at ${s.server} in ${(s.startedInMs / 1000).toFixed(1)}s`,
+      );
       console.log(s.kubeconfig);
       return 0;
     }
@@ -43,7 +49,7 @@ async function main(): Promise<number> {
     }
     case 'status': {
       const cluster = await LocalControlPlane.load(values.dir).catch(() => undefined);
-      if (!cluster || !(await cluster.running())) {
+      if (!cluster || !cluster.running()) {
         console.error('not running');
         return 1;
       }

@@ -4,12 +4,12 @@
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
-import { request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
 import { createPki, type Pki } from './pki.ts';
+import { freePort } from './ports.ts';
 import { logTail, startComponent, stopProcessGroup, type ComponentProcess } from './process.ts';
 
 const run = promisify(execFile);
@@ -41,21 +41,6 @@ export interface ControlPlaneState {
 }
 
 const STATE_FILE = 'state.json';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address && typeof address === 'object') resolvePort(address.port);
-        else reject(new Error('no port'));
-      });
-    });
-  });
-}
 
 /** Builds (first run) or finds the cached binaries and returns their directory. */
 export async function ensureBinaries(): Promise<string> {
@@ -104,14 +89,18 @@ interface Probe {
 /** One GET; resolves to the status code and body, or rejects on a connection error. */
 function get(probe: Probe): Promise<{ status: number; body: string }> {
   return new Promise((resolveGet, reject) => {
-    const callback = (res: import('node:http').IncomingMessage) => {
+    const callback = (res: IncomingMessage) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
       res.on('end', () => resolveGet({ status: res.statusCode ?? 0, body }));
     };
     const req = probe.tls
-      ? httpsRequest(probe.url, { ...probe.tls, rejectUnauthorized: probe.tls.ca !== undefined, timeout: 5000 }, callback)
+      ? httpsRequest(
+          probe.url,
+          { ...probe.tls, rejectUnauthorized: probe.tls.ca !== undefined, timeout: 5000 },
+          callback,
+        )
       : httpRequest(probe.url, { timeout: 5000 }, callback);
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
@@ -131,7 +120,9 @@ async function waitFor(
   let lastError = '';
   while (Date.now() < deadline) {
     if (exited !== undefined) {
-      throw new Error(`${what}: ${component!.name} exited (${exited}). Log tail:\n${logTail(component!.logFile)}`);
+      throw new Error(
+        `${what}: ${component!.name} exited (${exited}). Log tail:\n${logTail(component!.logFile)}`,
+      );
     }
     try {
       if (await check()) return;
@@ -141,7 +132,9 @@ async function waitFor(
     await new Promise((r) => setTimeout(r, 200));
   }
   const tail = component ? `\nLog tail of ${component.name}:\n${logTail(component.logFile)}` : '';
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (${lastError})` : ''}${tail}`);
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (${lastError})` : ''}${tail}`,
+  );
 }
 
 export class LocalControlPlane {
@@ -187,7 +180,14 @@ export class LocalControlPlane {
       const server = `https://127.0.0.1:${apiPort}`;
       const pki = await createPki(
         join(dir, 'pki'),
-        ['DNS:localhost', 'DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', 'IP:127.0.0.1', 'IP:10.96.0.1'],
+        [
+          'DNS:localhost',
+          'DNS:kubernetes',
+          'DNS:kubernetes.default',
+          'DNS:kubernetes.default.svc',
+          'IP:127.0.0.1',
+          'IP:10.96.0.1',
+        ],
         {
           admin: { user: 'kube-actions-admin', groups: ['system:masters'] },
           'kube-controller-manager': { user: 'system:kube-controller-manager', groups: [] },
@@ -214,10 +214,15 @@ export class LocalControlPlane {
         '--unsafe-no-fsync=true',
         '--log-level=warn',
       ]);
-      await waitFor('etcd health', etcd, async () => {
-        const { status, body } = await get({ url: `http://127.0.0.1:${etcdPort}/health` });
-        return status === 200 && body.includes('"true"');
-      }, 30_000);
+      await waitFor(
+        'etcd health',
+        etcd,
+        async () => {
+          const { status, body } = await get({ url: `http://127.0.0.1:${etcdPort}/health` });
+          return status === 200 && body.includes('"true"');
+        },
+        30_000,
+      );
 
       const apiserver = launch('kube-apiserver', [
         `--etcd-servers=http://127.0.0.1:${etcdPort}`,
@@ -247,10 +252,15 @@ export class LocalControlPlane {
         cert: await readFile(pki.clients.admin!.cert),
         key: await readFile(pki.clients.admin!.key),
       };
-      await waitFor('kube-apiserver /readyz', apiserver, async () => {
-        const { status } = await get({ url: `${server}/readyz`, tls: adminTls });
-        return status === 200;
-      }, 90_000);
+      await waitFor(
+        'kube-apiserver /readyz',
+        apiserver,
+        async () => {
+          const { status } = await get({ url: `${server}/readyz`, tls: adminTls });
+          return status === 200;
+        },
+        90_000,
+      );
 
       const componentKubeconfig = (name: string) => [
         `--kubeconfig=${kubeconfigs[name]}`,
@@ -300,28 +310,49 @@ export class LocalControlPlane {
       const byName = (name: string) => processes.find((p) => p.name === name);
       const core = cluster.client().makeApiClient(k8s.CoreV1Api);
       await cluster.createNodes(core, nodes);
-      await waitFor('kwok to mark the nodes Ready', byName('kwok'), async () => {
-        const list = await core.listNode();
-        const ready = list.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
-        return ready.length >= nodes;
-      }, 60_000);
+      await waitFor(
+        'kwok to mark the nodes Ready',
+        byName('kwok'),
+        async () => {
+          const list = await core.listNode();
+          const ready = list.items.filter((n) =>
+            n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+          );
+          return ready.length >= nodes;
+        },
+        60_000,
+      );
       // Pods need their namespace's default ServiceAccount (admission), which the controller
       // manager creates: once it exists, the controllers are running.
-      await waitFor('the default ServiceAccount (kube-controller-manager)', byName('kube-controller-manager'), async () => {
-        await core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' });
-        return true;
-      }, 60_000);
+      await waitFor(
+        'the default ServiceAccount (kube-controller-manager)',
+        byName('kube-controller-manager'),
+        async () => {
+          await core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' });
+          return true;
+        },
+        60_000,
+      );
       const loopbackTls = { cert: adminTls.cert, key: adminTls.key };
-      for (const [name, port] of [['kube-scheduler', schedulerPort], ['kube-controller-manager', kcmPort]] as const) {
-        await waitFor(`${name} /healthz`, byName(name), async () => {
-          const { status } = await get({ url: `https://127.0.0.1:${port}/healthz`, tls: loopbackTls });
-          return status === 200;
-        }, 60_000);
+      for (const [name, port] of [
+        ['kube-scheduler', schedulerPort],
+        ['kube-controller-manager', kcmPort],
+      ] as const) {
+        await waitFor(
+          `${name} /healthz`,
+          byName(name),
+          async () => {
+            const { status } = await get({ url: `https://127.0.0.1:${port}/healthz`, tls: loopbackTls });
+            return status === 200;
+          },
+          60_000,
+        );
       }
 
-      state.kubernetesVersion = JSON.parse(
-        (await get({ url: `${server}/version`, tls: adminTls })).body,
-      ).gitVersion as string;
+      const version = JSON.parse((await get({ url: `${server}/version`, tls: adminTls })).body) as {
+        gitVersion: string;
+      };
+      state.kubernetesVersion = version.gitVersion;
       state.startedInMs = Date.now() - started;
       await writeFile(join(dir, STATE_FILE), JSON.stringify(state, null, 2));
       return cluster;
@@ -363,7 +394,7 @@ export class LocalControlPlane {
   }
 
   /** Whether every component recorded in the state is still alive. */
-  async running(): Promise<boolean> {
+  running(): boolean {
     return Object.values(this.state.pids).every((pid) => {
       try {
         process.kill(pid, 0);

@@ -3,9 +3,13 @@
 // an existing cluster instead (kind, minikube, a cloud cluster).
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LocalControlPlane } from './controlplane.ts';
+import { ensureBinaries, LocalControlPlane } from './controlplane.ts';
 
 export default async function globalSetup(): Promise<void> {
+  // helm and kustomize are found on PATH, as on a GitHub runner; these are the pinned builds.
+  const binDir = await ensureBinaries();
+  process.env.PATH = `${binDir}:${process.env.PATH}`;
+  process.env.KUBE_ACTIONS_BIN_DIR = binDir;
   const external = process.env.KUBE_ACTIONS_TEST_KUBECONFIG;
   if (external) {
     process.env.KUBECONFIG = external;
@@ -14,6 +18,7 @@ export default async function globalSetup(): Promise<void> {
   const cluster = await LocalControlPlane.start({
     dir: join(tmpdir(), `kube-actions-test-${process.pid}`),
     attached: true,
+    binDir,
   });
   process.env.KUBECONFIG = cluster.kubeconfig;
   process.env.KUBE_ACTIONS_TEST_CLUSTER_DIR = cluster.state.dir;

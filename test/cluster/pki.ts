@@ -49,8 +49,22 @@ async function signedCert(
   await openssl(['req', '-new', '-key', key, '-subj', subject, '-out', csr]);
   await writeFile(ext, extensions);
   await openssl([
-    'x509', '-req', '-in', csr, '-CA', pki.caCert, '-CAkey', pki.caKey, '-CAcreateserial',
-    '-days', '3650', '-sha256', '-extfile', ext, '-out', cert,
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    pki.caCert,
+    '-CAkey',
+    pki.caKey,
+    '-CAcreateserial',
+    '-days',
+    '3650',
+    '-sha256',
+    '-extfile',
+    ext,
+    '-out',
+    cert,
   ]);
   return { cert, key };
 }
@@ -70,9 +84,22 @@ export async function createPki(
   const caCert = join(dir, 'ca.crt');
   await newKey(caKey);
   await openssl([
-    'req', '-x509', '-new', '-key', caKey, '-subj', '/CN=kube-actions-test-ca', '-days', '3650',
-    '-sha256', '-addext', 'basicConstraints=critical,CA:TRUE',
-    '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature', '-out', caCert,
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    caKey,
+    '-subj',
+    '/CN=kube-actions-test-ca',
+    '-days',
+    '3650',
+    '-sha256',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+    '-out',
+    caCert,
   ]);
   const ca = { dir, caCert, caKey };
 

@@ -23,8 +23,11 @@ export interface StartOptions {
 }
 
 // A non-interactive shell gives background jobs /dev/null as stdin, so the parent's pipe is kept
-// on fd 3: when the parent dies the pipe closes, `cat` returns, and the component is terminated.
-const WATCHDOG = 'exec 3<&0; "$0" "$@" </dev/null & c=$!; (cat <&3 >/dev/null; kill -TERM $c 2>/dev/null) & wait $c';
+// on fd 3: when the parent dies the pipe closes, `cat` returns, and the component is terminated
+// (killed after 10 s: an apiserver whose etcd went first can take longer to drain).
+const WATCHDOG =
+  'exec 3<&0; "$0" "$@" </dev/null & c=$!; ' +
+  '(cat <&3 >/dev/null; kill -TERM $c 2>/dev/null; sleep 10; kill -KILL $c 2>/dev/null) & wait $c';
 
 export function startComponent(
   name: string,

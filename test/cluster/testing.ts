@@ -6,7 +6,10 @@ import { randomBytes } from 'node:crypto';
 /** A KubeConfig for the cluster the global setup started (or KUBE_ACTIONS_TEST_KUBECONFIG). */
 export function testKubeConfig(): k8s.KubeConfig {
   const path = process.env.KUBECONFIG;
-  if (!path) throw new Error('KUBECONFIG is not set: run integration tests through jest (globalSetup starts the cluster)');
+  if (!path)
+    throw new Error(
+      'KUBECONFIG is not set: run integration tests through jest (globalSetup starts the cluster)',
+    );
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(path);
   return kc;
@@ -42,7 +45,11 @@ export function useTestNamespace(prefix: string): TestNamespace {
 }
 
 /** Polls `check` until it returns a value other than undefined, or fails with `what` after `timeoutMs`. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -53,7 +60,9 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
       last = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 100));
   }

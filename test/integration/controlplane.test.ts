@@ -8,7 +8,7 @@ import { eventually, useTestNamespace } from '../cluster/testing.ts';
 const ns = useTestNamespace('controlplane');
 
 function statusCode(err: unknown): number | undefined {
-  return err instanceof k8s.ApiException ? (err.code as number) : undefined;
+  return err instanceof k8s.ApiException ? err.code : undefined;
 }
 
 describe('the test control plane', () => {
@@ -46,7 +46,9 @@ describe('the test control plane', () => {
     });
     expect(deployment.status?.availableReplicas).toBe(3);
 
-    const pods = await ns.kc.makeApiClient(k8s.CoreV1Api).listNamespacedPod({ namespace: ns.name, labelSelector: 'app=web' });
+    const pods = await ns.kc
+      .makeApiClient(k8s.CoreV1Api)
+      .listNamespacedPod({ namespace: ns.name, labelSelector: 'app=web' });
     expect(pods.items).toHaveLength(3);
     for (const pod of pods.items) {
       expect(pod.spec?.nodeName).toMatch(/^kwok-node-/);
@@ -63,7 +65,14 @@ describe('the test control plane', () => {
       data: { owner: value },
     });
     const apply = (manager: string, value: string, force = false) =>
-      objects.patch(configMap(value), undefined, undefined, manager, force, k8s.PatchStrategy.ServerSideApply);
+      objects.patch(
+        configMap(value),
+        undefined,
+        undefined,
+        manager,
+        force,
+        k8s.PatchStrategy.ServerSideApply,
+      );
 
     await apply('manager-a', 'a');
     const conflict = await apply('manager-b', 'b').then(
@@ -73,8 +82,8 @@ describe('the test control plane', () => {
     expect(statusCode(conflict)).toBe(409);
     expect(String((conflict as k8s.ApiException<string>).body)).toContain('conflict');
 
-    const forced = await apply('manager-b', 'b', true);
-    expect((forced as k8s.V1ConfigMap).data?.owner).toBe('b');
+    const forced = (await apply('manager-b', 'b', true)) as k8s.V1ConfigMap;
+    expect(forced.data?.owner).toBe('b');
     const managers = forced.metadata?.managedFields?.map((f) => f.manager);
     expect(managers).toContain('manager-b');
   });
@@ -92,7 +101,10 @@ describe('the test control plane', () => {
     const stale = { ...created, data: { n: '3' } };
     const err = await core
       .replaceNamespacedConfigMap({ name: 'versioned', namespace: ns.name, body: stale })
-      .then(() => undefined, (e: unknown) => e);
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(statusCode(err)).toBe(409);
     const live = await core.readNamespacedConfigMap({ name: 'versioned', namespace: ns.name });
     expect(live.data?.n).toBe('2');
@@ -109,7 +121,9 @@ describe('the test control plane', () => {
       body: {
         metadata: {
           name: 'dependent',
-          ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: owner.metadata!.uid! }],
+          ownerReferences: [
+            { apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: owner.metadata!.uid! },
+          ],
         },
         stringData: { k: 'v' },
       },

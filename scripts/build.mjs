@@ -1,0 +1,38 @@
+// Bundles every action (actions/<name>/action.yml + src/actions/<name>.ts -> actions/<name>/dist/
+// index.js, committed, as GitHub requires) and the CLI (src/cli/index.ts -> dist/cli/index.js)
+// into single ESM files for Node 24. Output is deterministic, so CI can check that the committed
+// bundles are current with `git diff --exit-code actions/*/dist`.
+import { build } from 'esbuild';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+
+const common = {
+  bundle: true,
+  platform: 'node',
+  target: 'node24',
+  format: 'esm',
+  // Some bundled CommonJS dependencies call require() on Node built-ins.
+  banner: {
+    js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
+  },
+  legalComments: 'eof',
+  sourcemap: false,
+  logLevel: 'warning',
+};
+
+const targets = [];
+const actionsDir = join(root, 'actions');
+for (const name of existsSync(actionsDir) ? readdirSync(actionsDir).sort() : []) {
+  if (!existsSync(join(actionsDir, name, 'action.yml'))) continue;
+  const entry = join(root, 'src', 'actions', `${name}.ts`);
+  if (!existsSync(entry))
+    throw new Error(`actions/${name}/action.yml has no entry point src/actions/${name}.ts`);
+  targets.push({ entry, outfile: join(actionsDir, name, 'dist', 'index.js') });
+}
+const cli = join(root, 'src', 'cli', 'index.ts');
+if (existsSync(cli)) targets.push({ entry: cli, outfile: join(root, 'dist', 'cli', 'index.js') });
+
+await Promise.all(targets.map(({ entry, outfile }) => build({ ...common, entryPoints: [entry], outfile })));
+for (const { outfile } of targets) console.log(`built ${outfile.slice(root.length)}`);
