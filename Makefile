@@ -14,8 +14,11 @@ DEMO_DIR ?= $(HOME)/.cache/kube-actions/demo-cluster
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# `npm install` rather than `npm ci`: the registry these machines reach serves only linux-x64
+# builds of packages with per-platform binaries (swc, esbuild), so the lockfile cannot list the
+# other platforms' optional packages and `npm ci` refuses it. The locked versions still install.
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm install --no-audit --no-fund
 	@touch $@
 
 .PHONY: deps
@@ -49,7 +52,7 @@ test-unit: deps ## run the unit tests only (no cluster)
 
 .PHONY: demo
 demo: deps binaries build ## run the end-to-end story (local control plane, or the cluster in KUBECONFIG)
-	DEMO_DIR=$(DEMO_DIR) scripts/demo.sh
+	DEMO_DIR=$(DEMO_DIR) node scripts/demo.ts
 
 .PHONY: demo-down
 demo-down: ## stop the demo's local control plane
