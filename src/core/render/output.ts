@@ -1,0 +1,106 @@
+// Deterministic output: the same input always gives byte-identical YAML, in an order that can be
+// applied top to bottom (CRDs and Namespaces before what lives in them), so diffs of rendered
+// manifests stay small and reviewable.
+import { stringify } from 'yaml';
+import type { KubeObject } from './manifest.ts';
+
+// Dependencies first, in the spirit of Helm's install order (a Secret before the Deployment that
+// mounts it, a Service before the Ingress that routes to it).
+const KIND_ORDER = [
+  'CustomResourceDefinition',
+  'Namespace',
+  'NetworkPolicy',
+  'ResourceQuota',
+  'LimitRange',
+  'PodDisruptionBudget',
+  'ServiceAccount',
+  'Secret',
+  'ConfigMap',
+  'StorageClass',
+  'PersistentVolume',
+  'PersistentVolumeClaim',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'Role',
+  'RoleBinding',
+  'Service',
+  'DaemonSet',
+  'Pod',
+  'ReplicationController',
+  'ReplicaSet',
+  'Deployment',
+  'StatefulSet',
+  'Rollout',
+  'HorizontalPodAutoscaler',
+  'Job',
+  'CronJob',
+  'IngressClass',
+  'Ingress',
+  'APIService',
+  'MutatingWebhookConfiguration',
+  'ValidatingWebhookConfiguration',
+];
+const rank = new Map(KIND_ORDER.map((k, i) => [k, i]));
+
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Known kinds in dependency order, then other kinds alphabetically; ties by namespace and name. */
+export function sortObjects(objects: KubeObject[]): KubeObject[] {
+  const key = (o: KubeObject) => rank.get(o.kind) ?? KIND_ORDER.length;
+  return [...objects].sort(
+    (a, b) =>
+      key(a) - key(b) ||
+      compareStrings(a.kind, b.kind) ||
+      compareStrings(a.apiVersion, b.apiVersion) ||
+      compareStrings(a.metadata.namespace ?? '', b.metadata.namespace ?? '') ||
+      compareStrings(a.metadata.name, b.metadata.name),
+  );
+}
+
+export function toYaml(o: KubeObject): string {
+  // lineWidth 0: never fold long strings, so a changed value changes exactly one line.
+  return stringify(o, { indent: 2, lineWidth: 0, minContentWidth: 0, aliasDuplicateObjects: false });
+}
+
+/** One stream, documents separated by `---`. */
+export function toStream(objects: KubeObject[]): string {
+  return sortObjects(objects)
+    .map((o) => `---\n${toYaml(o)}`)
+    .join('');
+}
+
+function fileStem(...parts: string[]): string {
+  return parts
+    .join('-')
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]+/g, '_');
+}
+
+/**
+ * One file per object, `<kind>-<name>.yaml` (the rendered-manifests pattern). When two objects
+ * would share a name (same kind and name in different namespaces or groups) the namespace, then
+ * the API group, is added to keep every file name unique and stable.
+ */
+export function toFiles(objects: KubeObject[]): Map<string, string> {
+  const sorted = sortObjects(objects);
+  const count = (f: (o: KubeObject) => string) => {
+    const m = new Map<string, number>();
+    for (const o of sorted) m.set(f(o), (m.get(f(o)) ?? 0) + 1);
+    return m;
+  };
+  const short = (o: KubeObject) => fileStem(o.kind, o.metadata.name);
+  const withNs = (o: KubeObject) =>
+    o.metadata.namespace ? fileStem(o.kind, o.metadata.namespace, o.metadata.name) : short(o);
+  const withGroup = (o: KubeObject) => fileStem(o.apiVersion.split('/')[0]!, withNs(o));
+  const shortCount = count(short);
+  const nsCount = count(withNs);
+  const files = new Map<string, string>();
+  for (const o of sorted) {
+    const stem =
+      shortCount.get(short(o)) === 1 ? short(o) : nsCount.get(withNs(o)) === 1 ? withNs(o) : withGroup(o);
+    files.set(`${stem}.yaml`, toYaml(o));
+  }
+  return files;
+}
