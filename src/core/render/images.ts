@@ -111,45 +111,60 @@ export interface ImageChange {
   to: string;
 }
 
-/**
- * Applies the overrides in place to every container, init container and ephemeral container.
- * Returns what changed, so callers can report it and warn about overrides that matched nothing.
- */
-export function applyImageOverrides(objects: KubeObject[], overrides: ImageOverride[]): ImageChange[] {
-  const changes: ImageChange[] = [];
-  if (overrides.length === 0) return changes;
-  const byName = new Map(overrides.map((o) => [o.name, o]));
+type Container = Record<string, unknown> & { image?: unknown; name?: unknown };
+
+/** Calls `fn` for every container, init container and ephemeral container of every workload. */
+function forEachContainer(objects: KubeObject[], fn: (c: Container, o: KubeObject) => void): void {
   for (const o of objects) {
     const spec = podSpecOf(o);
     if (!spec) continue;
     for (const field of ['initContainers', 'containers', 'ephemeralContainers']) {
       const containers = spec[field];
-      if (!Array.isArray(containers)) continue;
-      for (const c of containers as Array<Record<string, unknown>>) {
-        if (typeof c.image !== 'string') continue;
-        const current = parseImageRef(c.image);
-        const override = byName.get(current.name);
-        if (!override) continue;
-        const next: ImageRef = { name: override.newName ?? current.name };
-        if (override.digest) next.digest = override.digest;
-        else if (override.newTag) next.tag = override.newTag;
-        else {
-          // A rename keeps what pinned the old image.
-          if (current.tag) next.tag = current.tag;
-          if (current.digest) next.digest = current.digest;
-        }
-        const image = formatImageRef(next);
-        if (image !== c.image) {
-          changes.push({
-            object: `${o.kind}/${o.metadata.name}`,
-            container: String(c.name),
-            from: c.image,
-            to: image,
-          });
-          c.image = image;
-        }
-      }
+      if (Array.isArray(containers)) for (const c of containers as Container[]) fn(c, o);
     }
   }
+}
+
+/** The image names (without tag or digest) used by the workloads' containers. */
+export function containerImageNames(objects: KubeObject[]): Set<string> {
+  const names = new Set<string>();
+  forEachContainer(objects, (c) => {
+    if (typeof c.image === 'string') names.add(parseImageRef(c.image).name);
+  });
+  return names;
+}
+
+/**
+ * Applies the overrides in place to every container, init container and ephemeral container.
+ * Returns what changed, so callers can report it.
+ */
+export function applyImageOverrides(objects: KubeObject[], overrides: ImageOverride[]): ImageChange[] {
+  const changes: ImageChange[] = [];
+  if (overrides.length === 0) return changes;
+  const byName = new Map(overrides.map((o) => [o.name, o]));
+  forEachContainer(objects, (c, o) => {
+    if (typeof c.image !== 'string') return;
+    const current = parseImageRef(c.image);
+    const override = byName.get(current.name);
+    if (!override) return;
+    const next: ImageRef = { name: override.newName ?? current.name };
+    if (override.digest) next.digest = override.digest;
+    else if (override.newTag) next.tag = override.newTag;
+    else {
+      // A rename keeps what pinned the old image.
+      if (current.tag) next.tag = current.tag;
+      if (current.digest) next.digest = current.digest;
+    }
+    const image = formatImageRef(next);
+    if (image !== c.image) {
+      changes.push({
+        object: `${o.kind}/${o.metadata.name}`,
+        container: String(c.name),
+        from: c.image,
+        to: image,
+      });
+      c.image = image;
+    }
+  });
   return changes;
 }

@@ -1,0 +1,285 @@
+// The render library with the real helm and kustomize (the pinned builds the global setup puts on
+// PATH): charts, overlays, plain directories, image overrides, byte-identical re-renders, the
+// output diff, and the bad-input corpus, where nothing may be written.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import {
+  ManifestError,
+  PathEscapeError,
+  render,
+  RenderError,
+  renderToPath,
+  toStream,
+  type KubeObject,
+} from '../../src/core/render/index.ts';
+
+const run = promisify(execFile);
+const DIGEST = `sha256:${'b'.repeat(64)}`;
+let ws: string;
+
+async function put(files: Record<string, string>): Promise<void> {
+  for (const [path, content] of Object.entries(files)) {
+    await mkdir(dirname(join(ws, path)), { recursive: true });
+    await writeFile(join(ws, path), content);
+  }
+}
+
+const find = (objects: KubeObject[], kind: string, name?: string) =>
+  objects.find((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+const images = (o: KubeObject | undefined) =>
+  (
+    (o?.spec as { template: { spec: { containers: Array<{ image: string }> } } }).template.spec.containers ??
+    []
+  ).map((c) => c.image);
+
+beforeAll(async () => {
+  ws = await mkdtemp(join(tmpdir(), 'render-ws-'));
+  await mkdir(join(ws, 'charts'));
+  await run('helm', ['create', join(ws, 'charts', 'web')]);
+  await put({
+    'apps/base/kustomization.yaml': 'resources: [deployment.yaml, service.yaml]\n',
+    'apps/base/deployment.yaml':
+      'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: api}}\n  template:\n    metadata: {labels: {app: api}}\n    spec:\n      initContainers: [{name: migrate, image: ghcr.io/acme/api:1.0}]\n      containers: [{name: api, image: ghcr.io/acme/api:1.0}]\n',
+    'apps/base/service.yaml':
+      'apiVersion: v1\nkind: Service\nmetadata: {name: api}\nspec: {selector: {app: api}, ports: [{port: 80}]}\n',
+    'apps/prod/kustomization.yaml':
+      'namespace: prod\nresources: [../base]\npatches: [{path: replicas.yaml}]\nimages: [{name: ghcr.io/acme/api, newTag: "1.1"}]\nconfigMapGenerator: [{name: api-config, literals: [LEVEL=info]}]\n',
+    'apps/prod/replicas.yaml':
+      'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\nspec: {replicas: 4}\n',
+    'plain/a.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n',
+    'plain/nested/b.yml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n',
+    'plain/README.md': 'not a manifest',
+  });
+});
+afterAll(() => rm(ws, { recursive: true, force: true }));
+
+describe('render: real tools', () => {
+  test('the chart `helm create` generates, with values, --set and an image override', async () => {
+    await put({ 'charts/web/values-prod.yaml': 'replicaCount: 3\n' });
+    const result = await render({
+      workspace: ws,
+      path: 'charts/web',
+      helm: {
+        releaseName: 'shop',
+        namespace: 'prod',
+        valueFiles: ['values-prod.yaml'],
+        set: ['service.port=8080'],
+      },
+      images: [`nginx=registry.example/web@${DIGEST}`],
+    });
+    expect(result.type).toBe('helm');
+    const deployment = find(result.objects, 'Deployment', 'shop-web');
+    expect((deployment?.spec as { replicas: number }).replicas).toBe(3);
+    expect(images(deployment)).toEqual([`registry.example/web@${DIGEST}`]);
+    expect(JSON.stringify(find(result.objects, 'Service'))).toContain('"port":8080');
+    // Helm test hooks are not part of a deployment.
+    expect(find(result.objects, 'Pod')).toBeUndefined();
+    expect(result.unmatchedImages).toEqual([]);
+  });
+
+  test('inline values win over values files, as in Argo CD', async () => {
+    const result = await render({
+      workspace: ws,
+      path: 'charts/web',
+      helm: { valueFiles: ['values-prod.yaml'], values: 'replicaCount: 5\n' },
+    });
+    expect((find(result.objects, 'Deployment')?.spec as { replicas: number }).replicas).toBe(5);
+  });
+
+  test('a chart with CRDs, hooks and a local file:// dependency', async () => {
+    await put({
+      'charts/platform/Chart.yaml':
+        'apiVersion: v2\nname: platform\nversion: 0.1.0\ndependencies:\n- name: common\n  version: 0.1.0\n  repository: file://../common\n',
+      'charts/platform/crds/widget.yaml':
+        'apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.acme.dev}\nspec:\n  group: acme.dev\n  names: {kind: Widget, plural: widgets}\n  scope: Namespaced\n  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}]\n',
+      'charts/platform/templates/migrate-job.yaml':
+        'apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {{ .Release.Name }}-migrate\n  annotations: {"helm.sh/hook": pre-install, "helm.sh/hook-delete-policy": hook-succeeded}\nspec: {template: {spec: {restartPolicy: Never, containers: [{name: m, image: ghcr.io/acme/api:1.0}]}}}\n',
+      'charts/common/Chart.yaml': 'apiVersion: v2\nname: common\nversion: 0.1.0\n',
+      'charts/common/templates/cm.yaml':
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: common-settings}\n',
+    });
+    const result = await render({ workspace: ws, path: 'charts/platform', helm: { releaseName: 'p' } });
+    expect(find(result.objects, 'CustomResourceDefinition', 'widgets.acme.dev')).toBeDefined();
+    expect(find(result.objects, 'ConfigMap', 'common-settings')).toBeDefined();
+    const job = find(result.objects, 'Job', 'p-migrate');
+    expect((job?.metadata.annotations as Record<string, string>)['helm.sh/hook']).toBe('pre-install');
+    expect(toStream(result.objects).indexOf('CustomResourceDefinition')).toBeLessThan(
+      toStream(result.objects).indexOf('kind: Job'),
+    );
+  });
+
+  test('a kustomize overlay with patches, a configMapGenerator and images, plus overrides on top', async () => {
+    const result = await render({ workspace: ws, path: 'apps/prod', images: ['ghcr.io/acme/api:1.2'] });
+    expect(result.type).toBe('kustomize');
+    const d = find(result.objects, 'Deployment', 'api');
+    expect(d?.metadata.namespace).toBe('prod');
+    expect((d?.spec as { replicas: number }).replicas).toBe(4);
+    expect(images(d)).toEqual(['ghcr.io/acme/api:1.2']);
+    expect(result.imageChanges.map((c) => c.container).sort()).toEqual(['api', 'migrate']);
+    expect(find(result.objects, 'ConfigMap')?.metadata.name).toMatch(/^api-config-[a-z0-9]{10}$/);
+  });
+
+  test('a plain directory, flat and recursive; an override matching nothing is reported', async () => {
+    const flat = await render({ workspace: ws, path: 'plain', images: ['nothing-uses-this:1'] });
+    expect(flat.type).toBe('directory');
+    expect(flat.objects.map((o) => o.metadata.name)).toEqual(['a']);
+    expect(flat.unmatchedImages).toEqual(['nothing-uses-this']);
+    const deep = await render({ workspace: ws, path: 'plain', directory: { recurse: true } });
+    expect(deep.objects.map((o) => o.metadata.name)).toEqual(['a', 'b']);
+  });
+
+  test('re-rendering the same input gives byte-identical output', async () => {
+    const a = await render({ workspace: ws, path: 'charts/web', helm: { releaseName: 'x' } });
+    const b = await render({ workspace: ws, path: 'charts/web', helm: { releaseName: 'x' } });
+    expect(toStream(b.objects)).toBe(toStream(a.objects));
+    const k1 = await render({ workspace: ws, path: 'apps/prod' });
+    const k2 = await render({ workspace: ws, path: 'apps/prod' });
+    expect(toStream(k2.objects)).toBe(toStream(k1.objects));
+  });
+});
+
+describe('renderToPath: output and diff', () => {
+  test('writes one file per object, reports changes, and removes what is gone', async () => {
+    const first = await renderToPath({ workspace: ws, path: 'apps/prod', output: 'out/prod' });
+    expect(first.changed).toBe(true);
+    const files = (await readdir(join(ws, 'out/prod'))).sort();
+    expect(files).toEqual(
+      [
+        'configmap-' + first.render.objects.find((o) => o.kind === 'ConfigMap')!.metadata.name + '.yaml',
+        'deployment-api.yaml',
+        'service-api.yaml',
+      ].sort(),
+    );
+
+    const again = await renderToPath({ workspace: ws, path: 'apps/prod', output: 'out/prod' });
+    expect(again.changed).toBe(false);
+    expect(again.plan.unchanged).toHaveLength(3);
+
+    const bumped = await renderToPath({
+      workspace: ws,
+      path: 'apps/prod',
+      output: 'out/prod',
+      images: ['ghcr.io/acme/api:2.0'],
+    });
+    expect(bumped.plan.changed).toEqual(['deployment-api.yaml']);
+    expect(await readFile(join(ws, 'out/prod/deployment-api.yaml'), 'utf8')).toContain(
+      'image: ghcr.io/acme/api:2.0',
+    );
+
+    // Only the Deployment is left: the Service and generated ConfigMap files must go.
+    const deployment = await readFile(join(ws, 'apps/base/deployment.yaml'), 'utf8');
+    await put({
+      'apps/prod/deployment.yaml': deployment,
+      'apps/prod/kustomization.yaml': 'namespace: prod\nresources: [deployment.yaml]\n',
+    });
+    const shrunk = await renderToPath({ workspace: ws, path: 'apps/prod', output: 'out/prod' });
+    expect(shrunk.plan.removed.sort()).toEqual([files[0], 'service-api.yaml'].sort());
+    expect(await readdir(join(ws, 'out/prod'))).toEqual(['deployment-api.yaml']);
+  });
+
+  test('a dry run reports the diff and writes nothing', async () => {
+    const result = await renderToPath({
+      workspace: ws,
+      path: 'plain',
+      output: 'out/dry.yaml',
+      mode: 'stream',
+      dryRun: true,
+    });
+    expect(result.plan.added).toEqual(['out/dry.yaml']);
+    await expect(readFile(join(ws, 'out/dry.yaml'))).rejects.toThrow();
+  });
+});
+
+describe('render: bad input gets a clear error and writes nothing', () => {
+  const output = 'out/bad';
+  beforeAll(async () => {
+    await put({ [`${output}/keep.yaml`]: 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: keep}\n' });
+  });
+  async function expectNothingWritten(): Promise<void> {
+    expect(await readdir(join(ws, output))).toEqual(['keep.yaml']);
+  }
+
+  test.each([
+    [
+      'invalid YAML',
+      { 'bad/yaml/x.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [oops\n' },
+      'bad/yaml',
+      ManifestError,
+      /bad\/yaml\/x\.yaml:\d+: /,
+    ],
+    ['a missing chart', {}, 'bad/no-such-chart', PathEscapeError, /does not exist/],
+    [
+      'a kustomize error',
+      { 'bad/kust/kustomization.yaml': 'resources: [missing.yaml]\n' },
+      'bad/kust',
+      RenderError,
+      /kustomize build failed: .*missing\.yaml/,
+    ],
+    [
+      'a helm template error',
+      {
+        'bad/chart/Chart.yaml': 'apiVersion: v2\nname: c\nversion: 0.1.0\n',
+        'bad/chart/templates/x.yaml': '{{ .Values.nope.deeper }}\n',
+      },
+      'bad/chart',
+      RenderError,
+      /helm template failed: [\s\S]*<\.Values\.nope\.deeper>: *\n *nil pointer/,
+    ],
+    [
+      'duplicate objects',
+      {
+        'bad/dup/a.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: same}\n',
+        'bad/dup/b.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: same}\n',
+      },
+      'bad/dup',
+      ManifestError,
+      /duplicate ConfigMap "same" \(first defined at bad\/dup\/a\.yaml:1\)/,
+    ],
+    ['a path escape', {}, '../outside', PathEscapeError, /outside the workspace/],
+    [
+      'a remote kustomize base',
+      { 'bad/remote/kustomization.yaml': 'resources: [https://github.com/acme/base//app?ref=v1]\n' },
+      'bad/remote',
+      RenderError,
+      /remote kustomize bases are disabled/,
+    ],
+    [
+      'a chart dependency from a repository',
+      {
+        'bad/repo-dep/Chart.yaml':
+          'apiVersion: v2\nname: c\nversion: 0.1.0\ndependencies: [{name: redis, version: 1.0.0, repository: "https://charts.example.com"}]\n',
+      },
+      'bad/repo-dep',
+      RenderError,
+      /dependencies from repositories are disabled .*: redis from https:\/\/charts\.example\.com/,
+    ],
+  ])('%s', async (_name, files, path, type, message) => {
+    await put(files);
+    const attempt = renderToPath({ workspace: ws, path, output });
+    await expect(attempt).rejects.toThrow(type);
+    await expect(renderToPath({ workspace: ws, path, output })).rejects.toThrow(message);
+    await expectNothingWritten();
+  });
+
+  test('a symlink out of the workspace is refused', async () => {
+    const outside = await mkdtemp(join(tmpdir(), 'outside-'));
+    await writeFile(
+      join(outside, 'secret.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stolen}\n',
+    );
+    await mkdir(join(ws, 'bad/link'), { recursive: true });
+    await symlink(join(outside, 'secret.yaml'), join(ws, 'bad/link/secret.yaml'));
+    await expect(renderToPath({ workspace: ws, path: 'bad/link', output })).rejects.toThrow(
+      /symlink .* outside the workspace/,
+    );
+    await expect(renderToPath({ workspace: ws, path: 'plain', output: '../escape' })).rejects.toThrow(
+      PathEscapeError,
+    );
+    await expectNothingWritten();
+    await rm(outside, { recursive: true, force: true });
+  });
+});
