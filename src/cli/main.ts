@@ -1,15 +1,17 @@
 // The kube-actions command line. Each command is a thin layer over src/core.
 import { parseArgs } from 'node:util';
 import { VERSION } from '../version.ts';
+import { renderCommand } from './render.ts';
 
 const USAGE = `usage: kube-actions <command> [options]
 
 commands:
+  render     render kustomize / Helm / plain YAML into final manifests
   version    print the kube-actions version
+
+Run 'kube-actions <command> --help' for a command's options.
 `;
 
-// Async: later commands await their work; callers already treat the result as a promise.
-// eslint-disable-next-line @typescript-eslint/require-await
 export async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv,
@@ -18,6 +20,7 @@ export async function main(argv: string[]): Promise<number> {
     options: { help: { type: 'boolean', short: 'h' } },
   });
   const [command] = positionals;
+  if (command === 'render') return await renderCommand(argv.slice(argv.indexOf('render') + 1));
   if (values.help || command === undefined || command === 'help') {
     process.stdout.write(USAGE);
     return command === undefined && !values.help ? 2 : 0;
