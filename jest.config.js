@@ -22,6 +22,9 @@ const common = {
 /** @type {import('jest').Config} */
 export default {
   reporters: ['default', '<rootDir>/test/reporters/summary-line.js'],
+  // Global only: Jest ignores testTimeout inside a project. Integration tests wait on real
+  // controllers and real git servers.
+  testTimeout: 120_000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
     {
@@ -30,7 +33,6 @@ export default {
       testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
       globalSetup: '<rootDir>/test/cluster/jest-global-setup.ts',
       globalTeardown: '<rootDir>/test/cluster/jest-global-teardown.ts',
-      testTimeout: 120_000,
     },
   ],
 };
