@@ -1,12 +1,14 @@
 // The kube-actions command line. Each command is a thin layer over src/core.
 import { parseArgs } from 'node:util';
 import { VERSION } from '../version.ts';
+import { promoteCommand } from './promote.ts';
 import { renderCommand } from './render.ts';
 
 const USAGE = `usage: kube-actions <command> [options]
 
 commands:
   render     render kustomize / Helm / plain YAML into final manifests
+  promote    commit rendered manifests or an image bump to a GitOps repository
   version    print the kube-actions version
 
 Run 'kube-actions <command> --help' for a command's options.
@@ -20,7 +22,9 @@ export async function main(argv: string[]): Promise<number> {
     options: { help: { type: 'boolean', short: 'h' } },
   });
   const [command] = positionals;
-  if (command === 'render') return await renderCommand(argv.slice(argv.indexOf('render') + 1));
+  const rest = argv.slice(argv.indexOf(command ?? '') + 1);
+  if (command === 'render') return await renderCommand(rest);
+  if (command === 'promote') return await promoteCommand(rest);
   if (values.help || command === undefined || command === 'help') {
     process.stdout.write(USAGE);
     return command === undefined && !values.help ? 2 : 0;

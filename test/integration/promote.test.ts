@@ -6,6 +6,11 @@ import { join } from 'node:path';
 import { commitMessage, promote, PromoteError } from '../../src/core/gitops/promote.ts';
 import { parseImageOverride } from '../../src/core/render/images.ts';
 import { git, GitServer } from '../cluster/git-server.ts';
+import { NODE24, runAction } from '../cluster/run-action.ts';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { cp } from 'node:fs/promises';
+import { resolve } from 'node:path';
 
 const TOKEN = 'ghs_' + 'x9'.repeat(18);
 const credentials = { username: 'x-access-token', token: TOKEN };
@@ -174,5 +179,137 @@ describe('promote over git', () => {
     expect(text).not.toContain(wrong);
     expect(text).not.toContain(Buffer.from(`x-access-token:${wrong}`).toString('base64'));
     expect(await server.revParse('private')).toBe(before);
+  });
+});
+
+describe('actions/promote (as the runner runs it)', () => {
+  const runEnv = (ws: string) => ({
+    GITHUB_WORKSPACE: ws,
+    GITHUB_REPOSITORY: 'acme/guestbook',
+    GITHUB_SHA: 'f00dfeed',
+    GITHUB_RUN_ID: '4242',
+    GITHUB_SERVER_URL: 'https://github.example',
+  });
+
+  test("lands the render action's output with run trailers; a re-run changes nothing", async () => {
+    const ws = join(scratch, 'ws');
+    await cp(resolve(import.meta.dirname, '../../gitops'), join(ws, 'gitops'), { recursive: true });
+    await server.createRepo('deploy', { 'README.md': 'deploy\n' });
+    const rendered = await runAction(
+      'render',
+      { path: 'gitops/apps/guestbook/overlays/staging', output: 'out' },
+      runEnv(ws),
+    );
+    expect(rendered.exitCode).toBe(0);
+
+    const inputs = {
+      repository: server.url('deploy'),
+      token: TOKEN,
+      'manifests-from': 'out',
+      path: 'clusters/local/guestbook',
+    };
+    const first = await runAction('promote', inputs, runEnv(ws));
+    expect(first.stdout).not.toContain('::error::');
+    expect(first.exitCode).toBe(0);
+    expect(first.outputs.changed).toBe('true');
+    expect(first.outputs.commit).toBe(await server.revParse('deploy'));
+    const bare = join(server.root, 'deploy.git');
+    const body = await git(['log', '-1', '--format=%B', 'main'], bare);
+    expect(body).toContain('Source-Repository: acme/guestbook');
+    expect(body).toContain('Source-Commit: f00dfeed');
+    expect(body).toContain('Workflow-Run: https://github.example/acme/guestbook/actions/runs/4242');
+    expect(await git(['show', 'main:clusters/local/guestbook/deployment-guestbook.yaml'], bare)).toContain(
+      'kind: Deployment',
+    );
+
+    const again = await runAction('promote', inputs, runEnv(ws));
+    expect(again.outputs).toEqual({ changed: 'false', commit: first.outputs.commit });
+  });
+
+  test('a refused token fails the step with a clear message; the token is only ever printed to be masked', async () => {
+    const wrong = 'ghs_not-the-right-token-1234567890';
+    const result = await runAction(
+      'promote',
+      { repository: server.url('deploy'), token: wrong, kustomization: 'k.yaml', image: 'web:2' },
+      runEnv(scratch),
+    );
+    expect(result.exitCode).toBe(1);
+    expect(result.stdout).toContain(`::error::authentication to ${server.url('deploy')} failed`);
+    const lines = `${result.stdout}\n${result.stderr}`.split('\n').filter((l) => l.includes(wrong));
+    expect(lines).toEqual([`::add-mask::${wrong}`]);
+  });
+
+  test('contradictory inputs are refused before anything is fetched', async () => {
+    const before = server.requests.length;
+    const result = await runAction(
+      'promote',
+      {
+        repository: server.url('deploy'),
+        token: TOKEN,
+        kustomization: 'k.yaml',
+        image: 'web:2',
+        'values-file': 'v.yaml',
+      },
+      runEnv(scratch),
+    );
+    expect(result.exitCode).toBe(1);
+    expect(result.stdout).toContain('::error::describe exactly one change');
+    expect(server.requests.length).toBe(before);
+  });
+});
+
+describe('kube-actions promote (bundled CLI)', () => {
+  const cli = resolve(import.meta.dirname, '../../dist/cli/index.js');
+  const run = promisify(execFile);
+
+  test('sets a Helm value with the token from the environment; a re-run has nothing to commit', async () => {
+    await server.createRepo('helm-env', {
+      'web/values-prod.yaml': 'image:\n  repository: ghcr.io/acme/web\n  tag: "1.0"\n',
+    });
+    const args = [
+      cli,
+      'promote',
+      '--repo',
+      server.url('helm-env'),
+      '--values-file',
+      'web/values-prod.yaml',
+      '--key',
+      'image.tag',
+      '--value',
+      '1.1',
+    ];
+    const env = { ...process.env, GIT_TOKEN: TOKEN };
+    const first = await run(NODE24, [...args, '--trailer', 'Image-Digest=sha256:abc'], { env });
+    expect(first.stdout).toBe(`pushed ${await server.revParse('helm-env')} to main (attempt 1)\n`);
+    expect(await fileAt('helm-env', 'web/values-prod.yaml')).toBe(
+      'image:\n  repository: ghcr.io/acme/web\n  tag: "1.1"\n',
+    );
+    const second = await run(NODE24, args, { env });
+    expect(second.stdout).toMatch(/^main already holds this change/);
+  });
+
+  test('without a token the server refuses, with a clear error and exit 1', async () => {
+    const env = { ...process.env, GIT_TOKEN: '', GITHUB_TOKEN: '' };
+    const err = await run(
+      NODE24,
+      [
+        cli,
+        'promote',
+        '--repo',
+        server.url('helm-env'),
+        '--values-file',
+        'v.yaml',
+        '--key',
+        'a',
+        '--value',
+        'b',
+      ],
+      { env },
+    ).then(
+      () => undefined,
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(err?.code).toBe(1);
+    expect(err?.stderr).toContain(`authentication to ${server.url('helm-env')} failed`);
   });
 });

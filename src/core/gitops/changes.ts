@@ -5,7 +5,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { YAMLMap } from 'yaml';
 import { isMap, isSeq, parseDocument } from 'yaml';
-import type { ImageOverride } from '../render/images.ts';
+import { parseImageOverride, type ImageOverride } from '../render/images.ts';
 import { resolveInside, resolveTargetInside } from '../render/paths.ts';
 
 export type PromoteChange =
@@ -81,4 +81,61 @@ async function editYaml(worktree: string, file: string, edit: (doc: ReturnType<t
   edit(doc);
   // Comments and layout of the rest of the file are kept: only the edited nodes change.
   await writeFile(path, doc.toString({ lineWidth: 0 }));
+}
+
+/** A change described the way the action inputs and CLI flags describe it. */
+export interface ChangeSpec {
+  /** Workspace the local paths (manifestsFrom) are read from. */
+  workspace: string;
+  /** Rendered manifests directory (local) to copy to `path` in the GitOps repo. */
+  manifestsFrom?: string;
+  path?: string;
+  /** A kustomization in the GitOps repo and the image to set in it. */
+  kustomization?: string;
+  image?: string;
+  /** A YAML file in the GitOps repo, the dotted key and the value to set. */
+  valuesFile?: string;
+  key?: string;
+  value?: string;
+}
+
+export async function changeFromSpec(spec: ChangeSpec): Promise<PromoteChange> {
+  const forms = [
+    spec.manifestsFrom !== undefined || spec.path !== undefined,
+    spec.kustomization !== undefined,
+    spec.valuesFile !== undefined,
+  ].filter(Boolean).length;
+  if (forms !== 1) {
+    throw new ChangeError(
+      'describe exactly one change: manifests (manifests-from + path), an image in a kustomization (kustomization + image), or a value in a YAML file (values-file + key + value)',
+    );
+  }
+  if (spec.manifestsFrom !== undefined || spec.path !== undefined) {
+    if (!spec.manifestsFrom || !spec.path) throw new ChangeError('manifests need both manifests-from and path');
+    const dir = await resolveInside(spec.workspace, spec.manifestsFrom, 'manifests-from');
+    const files = new Map<string, string>();
+    for (const name of (await readdir(dir)).sort()) {
+      if (/\.ya?ml$/.test(name)) files.set(name, await readFile(await resolveInside(dir, name, 'manifest'), 'utf8'));
+    }
+    if (files.size === 0) throw new ChangeError(`no manifests (*.yaml) in ${spec.manifestsFrom}: refusing to empty ${spec.path}`);
+    return { type: 'manifests', path: spec.path, files };
+  }
+  if (spec.kustomization !== undefined) {
+    if (!spec.image) throw new ChangeError('an image change needs image (e.g. ghcr.io/acme/web@sha256:...)');
+    return { type: 'kustomize-image', file: spec.kustomization, image: parseImageOverride(spec.image) };
+  }
+  if (!spec.key || spec.value === undefined) throw new ChangeError('a values change needs key and value');
+  return { type: 'yaml-value', file: spec.valuesFile!, key: spec.key, value: spec.value };
+}
+
+/** Trailers that tie a promotion to the workflow run that made it (GitHub Actions environment). */
+export function runTrailers(env: NodeJS.ProcessEnv): Record<string, string> {
+  const server = env.GITHUB_SERVER_URL ?? 'https://github.com';
+  return {
+    ...(env.GITHUB_REPOSITORY ? { 'Source-Repository': env.GITHUB_REPOSITORY } : {}),
+    ...(env.GITHUB_SHA ? { 'Source-Commit': env.GITHUB_SHA } : {}),
+    ...(env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID
+      ? { 'Workflow-Run': `${server}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}` }
+      : {}),
+  };
 }
