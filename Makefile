@@ -60,7 +60,7 @@ demo-down: ## stop the demo's local control plane
 
 .PHONY: bench
 bench: deps binaries build ## run the benchmarks under bench/ and print their figures
-	@echo "no benchmarks yet: they arrive with the features they measure (see bench/README.md)"
+	node bench/render.ts
 
 .PHONY: clean
 clean: ## remove build output (the binary cache in ~/.cache/kube-actions is kept)

@@ -16,6 +16,7 @@ import {
   toStream,
   type KubeObject,
 } from '../../src/core/render/index.ts';
+import { directoryCache } from '../../src/core/render/cache.ts';
 
 const run = promisify(execFile);
 const DIGEST = `sha256:${'b'.repeat(64)}`;
@@ -281,5 +282,54 @@ describe('render: bad input gets a clear error and writes nothing', () => {
     );
     await expectNothingWritten();
     await rm(outside, { recursive: true, force: true });
+  });
+});
+
+describe('render cache (by input hash)', () => {
+  test('re-runs kustomize only when something it reads changed, including a shared base', async () => {
+    await put({
+      'cached/base/kustomization.yaml': 'resources: [cm.yaml]\n',
+      'cached/base/cm.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared}\ndata: {v: "1"}\n',
+      'cached/app/kustomization.yaml': 'resources: [../base]\nnamePrefix: app-\n',
+    });
+    const cache = directoryCache(join(ws, '.render-cache'));
+    const opts = { workspace: ws, path: 'cached/app', cache };
+    expect((await render(opts)).toolInvocations).toBe(1);
+    expect((await render(opts)).toolInvocations).toBe(0);
+    // An image override is applied after the tool: still a hit.
+    expect((await render({ ...opts, images: ['x:1'] })).toolInvocations).toBe(0);
+    await put({
+      'cached/base/cm.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared}\ndata: {v: "2"}\n',
+    });
+    const changed = await render(opts);
+    expect(changed.toolInvocations).toBe(1);
+    expect(JSON.stringify(changed.objects)).toContain('"v":"2"');
+  });
+
+  test('re-runs helm when a values file or a file:// dependency changes, not otherwise', async () => {
+    const cache = directoryCache(join(ws, '.render-cache'));
+    const opts = { workspace: ws, path: 'charts/platform', helm: { releaseName: 'p' }, cache };
+    await render(opts);
+    expect((await render(opts)).toolInvocations).toBe(0);
+    await put({
+      'charts/common/templates/cm.yaml':
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: common-settings-v2}\n',
+    });
+    const dep = await render(opts);
+    expect(dep.toolInvocations).toBe(1);
+    expect(dep.objects.map((o) => o.metadata.name)).toContain('common-settings-v2');
+    expect((await render(opts)).toolInvocations).toBe(0);
+
+    const web = { workspace: ws, path: 'charts/web', helm: { valueFiles: ['values-prod.yaml'] }, cache };
+    await render(web);
+    await put({ 'charts/web/values-prod.yaml': 'replicaCount: 7\n' });
+    const bumped = await render(web);
+    expect(bumped.toolInvocations).toBe(1);
+    expect((bumped.objects.find((o) => o.kind === 'Deployment')?.spec as { replicas: number }).replicas).toBe(
+      7,
+    );
+    expect((await render({ ...web, helm: { ...web.helm, set: ['replicaCount=8'] } })).toolInvocations).toBe(
+      1,
+    );
   });
 });

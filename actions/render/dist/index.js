@@ -26996,7 +26996,7 @@ function info(message) {
 // src/actions/render.ts
 import { mkdtemp as mkdtemp2 } from "node:fs/promises";
 import { tmpdir as tmpdir2 } from "node:os";
-import { join as join3, relative as relative3 } from "node:path";
+import { join as join4, relative as relative4 } from "node:path";
 
 // src/core/render/write.ts
 import { mkdir as mkdir2, readdir as readdir2, readFile, rm as rm2, writeFile as writeFile2 } from "node:fs/promises";
@@ -27176,9 +27176,9 @@ async function writeOutput(plan) {
 // src/core/render/render.ts
 var import_yaml3 = __toESM(require_dist(), 1);
 import { execFile } from "node:child_process";
-import { mkdtemp, readdir as readdir3, readFile as readFile2, rm as rm3, stat as stat2, writeFile as writeFile3 } from "node:fs/promises";
+import { mkdtemp, readdir as readdir4, readFile as readFile3, rm as rm3, stat as stat3, writeFile as writeFile4 } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join as join2, relative as relative2 } from "node:path";
+import { join as join3, relative as relative3 } from "node:path";
 import { promisify } from "node:util";
 
 // src/core/render/images.ts
@@ -27381,6 +27381,45 @@ function assertNoDuplicates(manifests) {
   if (problems.length > 0) throw new ManifestError(problems);
 }
 
+// src/core/render/cache.ts
+import { createHash } from "node:crypto";
+import { mkdir as mkdir3, readdir as readdir3, readFile as readFile2, realpath as realpath2, rename as rename2, stat as stat2, writeFile as writeFile3 } from "node:fs/promises";
+import { join as join2, relative as relative2 } from "node:path";
+async function whichBinary(binary) {
+  if (binary.includes("/")) return realpath2(binary).catch(() => binary);
+  for (const dir of (process.env.PATH ?? "").split(":")) {
+    if (!dir) continue;
+    const found = await realpath2(join2(dir, binary)).catch(() => void 0);
+    if (found) return found;
+  }
+  return binary;
+}
+async function hashTree(hash, root, dir, skip) {
+  const entries = (await readdir3(dir, { withFileTypes: true })).sort((a, b) => a.name < b.name ? -1 : 1);
+  for (const e of entries) {
+    const path = join2(dir, e.name);
+    if (e.isDirectory()) {
+      if (e.name === ".git") continue;
+      await hashTree(hash, root, path, skip);
+    } else if ((e.isFile() || e.isSymbolicLink()) && !skip(relative2(root, path))) {
+      const content = await readFile2(path).catch(() => Buffer.alloc(0));
+      hash.update(`${relative2(root, path)}\0${content.length}\0`).update(content);
+    }
+  }
+}
+async function inputKey(binary, dirs, options, skip = () => false) {
+  const hash = createHash("sha256");
+  const tool2 = await whichBinary(binary);
+  const toolStat = await stat2(tool2).catch(() => void 0);
+  hash.update(`${tool2}\0${toolStat?.size ?? 0}\0${toolStat?.mtimeMs ?? 0}\0${JSON.stringify(options)}\0`);
+  const unique = [...new Set(await Promise.all(dirs.map((d) => realpath2(d))))].sort();
+  for (const dir of unique) {
+    hash.update(`dir\0${dir}\0`);
+    await hashTree(hash, dir, dir, skip);
+  }
+  return hash.digest("hex");
+}
+
 // src/core/render/render.ts
 var run = promisify(execFile);
 var RenderError = class extends Error {
@@ -27394,14 +27433,14 @@ var NO_NETWORK = {
   GIT_ALLOW_PROTOCOL: "file"
 };
 async function exists2(path) {
-  return stat2(path).then(
+  return stat3(path).then(
     () => true,
     () => false
   );
 }
 async function detectSourceType(dir) {
-  for (const f of KUSTOMIZATION_FILES) if (await exists2(join2(dir, f))) return "kustomize";
-  if (await exists2(join2(dir, "Chart.yaml"))) return "helm";
+  for (const f of KUSTOMIZATION_FILES) if (await exists2(join3(dir, f))) return "kustomize";
+  if (await exists2(join3(dir, "Chart.yaml"))) return "helm";
   return "directory";
 }
 async function tool(binary, args, options) {
@@ -27421,89 +27460,121 @@ async function tool(binary, args, options) {
   }
 }
 var REMOTE = /^(?:[a-z][a-z0-9+.-]*:\/\/|git@|github\.com\/|gitlab\.com\/|bitbucket\.org\/)|\?ref=|\.git(?:\/\/|$)/i;
-async function findRemoteKustomizeBases(workspace, dir, seen = /* @__PURE__ */ new Set()) {
-  if (seen.has(dir)) return [];
-  seen.add(dir);
+async function kustomizeTree(workspace, dir, tree = { dirs: [], remote: [] }) {
+  if (tree.dirs.includes(dir)) return tree;
+  tree.dirs.push(dir);
   let file;
-  for (const f of KUSTOMIZATION_FILES) if (await exists2(join2(dir, f))) file = join2(dir, f);
-  if (!file) return [];
-  const k = (0, import_yaml3.parse)(await readFile2(file, "utf8")) ?? {};
+  for (const f of KUSTOMIZATION_FILES) if (await exists2(join3(dir, f))) file = join3(dir, f);
+  if (!file) return tree;
+  const k = (0, import_yaml3.parse)(await readFile3(file, "utf8")) ?? {};
   const entries = ["resources", "bases", "components"].flatMap(
     (key) => Array.isArray(k[key]) ? k[key].filter((v) => typeof v === "string") : []
   );
-  const remote = [];
   for (const entry of entries) {
     if (REMOTE.test(entry)) {
-      remote.push(`${entry} (in ${relative2(workspace, file)})`);
+      tree.remote.push(`${entry} (in ${relative3(workspace, file)})`);
       continue;
     }
-    const target = join2(dir, entry);
-    if ((await stat2(target).catch(() => void 0))?.isDirectory()) {
-      remote.push(...await findRemoteKustomizeBases(workspace, target, seen));
-    }
+    const target = join3(dir, entry);
+    if ((await stat3(target).catch(() => void 0))?.isDirectory())
+      await kustomizeTree(workspace, target, tree);
   }
-  return remote;
+  return tree;
 }
-async function renderKustomize(dir, options, timeoutMs) {
-  const workspace = options.workspace;
-  if (!options.kustomize?.allowRemoteBases) {
-    const remote = await findRemoteKustomizeBases(workspace, dir);
-    if (remote.length > 0) {
-      throw new RenderError(
-        `remote kustomize bases are disabled (enable allowRemoteBases to use them): ${remote.join(", ")}`
-      );
-    }
-  }
-  return tool(options.kustomizeBinary ?? "kustomize", ["build", dir], {
-    timeoutMs,
-    env: options.kustomize?.allowRemoteBases ? {} : NO_NETWORK
-  });
+async function cachedTool(cache, key, produce, counter) {
+  const k = cache ? await key() : "";
+  const hit = cache ? await cache.get(k) : void 0;
+  if (hit !== void 0) return hit;
+  counter.invocations++;
+  const output = await produce();
+  if (cache) await cache.set(k, output);
+  return output;
 }
-async function renderHelm(dir, options, timeoutMs) {
-  const helm = options.helmBinary ?? "helm";
-  const h = options.helm ?? {};
-  const chart = (0, import_yaml3.parse)(await readFile2(join2(dir, "Chart.yaml"), "utf8")) ?? {};
-  const env = h.allowRepositoryAccess ? {} : NO_NETWORK;
-  const deps = chart.dependencies ?? [];
-  if (deps.length > 0) {
-    const remote = deps.filter((d) => d.repository && !d.repository.startsWith("file://"));
-    if (remote.length > 0 && !h.allowRepositoryAccess) {
-      throw new RenderError(
-        `chart dependencies from repositories are disabled (enable allowRepositoryAccess): ${remote.map((d) => `${d.name} from ${d.repository}`).join(", ")}`
-      );
-    }
-    await tool(helm, ["dependency", "build", dir, "--skip-refresh"], { timeoutMs, env });
-  }
-  const args = ["template", h.releaseName ?? chart.name ?? "release", dir, "--include-crds"];
-  if (h.namespace) args.push("--namespace", h.namespace);
-  for (const f of h.valueFiles ?? []) {
-    args.push(
-      "--values",
-      await resolveInside(options.workspace, relative2(options.workspace, join2(dir, f)), "values file")
+async function renderKustomize(dir, options, timeoutMs, counter) {
+  const tree = await kustomizeTree(options.workspace, dir);
+  const allowRemote = options.kustomize?.allowRemoteBases ?? false;
+  if (!allowRemote && tree.remote.length > 0) {
+    throw new RenderError(
+      `remote kustomize bases are disabled (enable allowRemoteBases to use them): ${tree.remote.join(", ")}`
     );
   }
-  let tmp;
-  try {
-    if (h.values) {
-      tmp = await mkdtemp(join2(tmpdir(), "kube-actions-values-"));
-      await writeFile3(join2(tmp, "values.yaml"), h.values);
-      args.push("--values", join2(tmp, "values.yaml"));
-    }
-    for (const s of h.set ?? []) args.push("--set", s);
-    if (h.kubeVersion) args.push("--kube-version", h.kubeVersion);
-    for (const v of h.apiVersions ?? []) args.push("--api-versions", v);
-    if (!h.includeTests) args.push("--skip-tests");
-    return await tool(helm, args, { timeoutMs, env });
-  } finally {
-    if (tmp) await rm3(tmp, { recursive: true, force: true });
+  const binary = options.kustomizeBinary ?? "kustomize";
+  return cachedTool(
+    // Remote bases can change without any local change: never cache those renders.
+    allowRemote && tree.remote.length > 0 ? void 0 : options.cache,
+    () => inputKey(binary, tree.dirs, { tool: "kustomize", dir }),
+    () => tool(binary, ["build", dir], { timeoutMs, env: allowRemote ? {} : NO_NETWORK }),
+    counter
+  );
+}
+async function renderHelm(dir, options, timeoutMs, counter) {
+  const helm = options.helmBinary ?? "helm";
+  const h = options.helm ?? {};
+  const chart = (0, import_yaml3.parse)(await readFile3(join3(dir, "Chart.yaml"), "utf8")) ?? {};
+  const env = h.allowRepositoryAccess ? {} : NO_NETWORK;
+  const deps = chart.dependencies ?? [];
+  const remote = deps.filter((d) => d.repository && !d.repository.startsWith("file://"));
+  if (remote.length > 0 && !h.allowRepositoryAccess) {
+    throw new RenderError(
+      `chart dependencies from repositories are disabled (enable allowRepositoryAccess): ${remote.map((d) => `${d.name} from ${d.repository}`).join(", ")}`
+    );
   }
+  const localDeps = deps.filter((d) => d.repository?.startsWith("file://")).map((d) => join3(dir, d.repository.slice(7)));
+  const args = ["template", h.releaseName ?? chart.name ?? "release", dir, "--include-crds"];
+  if (h.namespace) args.push("--namespace", h.namespace);
+  const valueFiles = [];
+  for (const f of h.valueFiles ?? []) {
+    valueFiles.push(
+      await resolveInside(options.workspace, relative3(options.workspace, join3(dir, f)), "values file")
+    );
+  }
+  for (const f of valueFiles) args.push("--values", f);
+  for (const s of h.set ?? []) args.push("--set", s);
+  if (h.kubeVersion) args.push("--kube-version", h.kubeVersion);
+  for (const v of h.apiVersions ?? []) args.push("--api-versions", v);
+  if (!h.includeTests) args.push("--skip-tests");
+  const key = async () => inputKey(
+    helm,
+    [dir, ...localDeps],
+    // Values files may live outside the chart: their contents are part of the key.
+    {
+      tool: "helm",
+      args,
+      values: h.values ?? "",
+      valueFiles: await Promise.all(valueFiles.map((f) => readFile3(f, "utf8")))
+    },
+    // Packaged local dependencies and the lock are derived from the dependency dirs, hashed too.
+    (rel) => rel === "Chart.lock" || localDeps.length > 0 && /^charts\/[^/]+\.tgz$/.test(rel)
+  );
+  return cachedTool(
+    remote.length > 0 ? void 0 : options.cache,
+    key,
+    async () => {
+      if (deps.length > 0) {
+        await tool(helm, ["dependency", "build", dir, "--skip-refresh"], { timeoutMs, env });
+      }
+      let tmp;
+      try {
+        const templateArgs = [...args];
+        if (h.values) {
+          tmp = await mkdtemp(join3(tmpdir(), "kube-actions-values-"));
+          await writeFile4(join3(tmp, "values.yaml"), h.values);
+          templateArgs.push("--values", join3(tmp, "values.yaml"));
+        }
+        return await tool(helm, templateArgs, { timeoutMs, env });
+      } finally {
+        if (tmp) await rm3(tmp, { recursive: true, force: true });
+      }
+    },
+    counter
+  );
 }
 async function yamlFiles(dir, recurse) {
-  const entries = await readdir3(dir, { withFileTypes: true });
+  const entries = await readdir4(dir, { withFileTypes: true });
   const files = [];
   for (const e of entries.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) {
     if (e.name.startsWith(".")) continue;
-    const p = join2(dir, e.name);
+    const p = join3(dir, e.name);
     if (e.isDirectory() && recurse) files.push(...await yamlFiles(p, recurse));
     else if (/\.(ya?ml|json)$/i.test(e.name)) files.push(p);
   }
@@ -27513,18 +27584,19 @@ async function render(options) {
   const timeoutMs = options.timeoutMs ?? 12e4;
   const overrides = (options.images ?? []).map(parseImageOverride);
   const dir = await resolveInside(options.workspace, options.path, "source path");
-  if (!(await stat2(dir)).isDirectory())
+  if (!(await stat3(dir)).isDirectory())
     throw new RenderError(`source path "${options.path}" is not a directory`);
   const type = options.type ?? await detectSourceType(dir);
+  const counter = { invocations: 0 };
   let manifests;
   if (type === "directory") {
     manifests = [];
     for (const file of await yamlFiles(dir, options.directory?.recurse ?? false)) {
-      const real = await resolveInside(options.workspace, relative2(options.workspace, file), "manifest");
-      manifests.push(...parseManifests(await readFile2(real, "utf8"), relative2(options.workspace, file)));
+      const real = await resolveInside(options.workspace, relative3(options.workspace, file), "manifest");
+      manifests.push(...parseManifests(await readFile3(real, "utf8"), relative3(options.workspace, file)));
     }
   } else {
-    const output = type === "kustomize" ? await renderKustomize(dir, options, timeoutMs) : await renderHelm(dir, options, timeoutMs);
+    const output = type === "kustomize" ? await renderKustomize(dir, options, timeoutMs, counter) : await renderHelm(dir, options, timeoutMs, counter);
     manifests = parseManifests(
       output,
       `${type === "helm" ? "helm template" : "kustomize build"} ${options.path}`
@@ -27535,7 +27607,7 @@ async function render(options) {
   const present = containerImageNames(objects);
   const imageChanges = applyImageOverrides(objects, overrides);
   const unmatchedImages = overrides.filter((o) => !present.has(o.name)).map((o) => o.name);
-  return { type, objects, imageChanges, unmatchedImages };
+  return { type, objects, imageChanges, unmatchedImages, toolInvocations: counter.invocations };
 }
 
 // src/core/render/index.ts
@@ -27593,7 +27665,7 @@ async function run2() {
   const workspace = process.env.GITHUB_WORKSPACE ?? process.cwd();
   const mode = oneOf("mode", ["files", "stream"]);
   const type = optional("type") ? oneOf("type", ["kustomize", "helm", "directory"]) : void 0;
-  const output = optional("output") ?? relative3(workspace, join3(await mkdtemp2(join3(process.env.RUNNER_TEMP ?? tmpdir2(), "render-")), "out"));
+  const output = optional("output") ?? relative4(workspace, join4(await mkdtemp2(join4(process.env.RUNNER_TEMP ?? tmpdir2(), "render-")), "out"));
   const result = await renderToPath({
     workspace,
     path: getInput("path", { required: true }),

@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { applyImageOverrides, containerImageNames, parseImageOverride, type ImageChange } from './images.ts';
 import { assertNoDuplicates, parseManifests, type KubeObject, type Manifest } from './manifest.ts';
 import { resolveInside } from './paths.ts';
+import { inputKey, type RenderCache } from './cache.ts';
 
 const run = promisify(execFile);
 
@@ -49,6 +50,8 @@ export interface RenderOptions {
   kustomizeBinary?: string;
   /** Limit for each tool invocation. */
   timeoutMs?: number;
+  /** Reuse tool output when nothing the tool reads has changed (see cache.ts). */
+  cache?: RenderCache;
 }
 
 export interface RenderResult {
@@ -57,6 +60,8 @@ export interface RenderResult {
   imageChanges: ImageChange[];
   /** Overrides that matched no container: usually a typo worth a warning. */
   unmatchedImages: string[];
+  /** How many times helm or kustomize ran (0 for a plain directory or a cache hit). */
+  toolInvocations: number;
 }
 
 export class RenderError extends Error {
@@ -110,52 +115,81 @@ async function tool(
 const REMOTE =
   /^(?:[a-z][a-z0-9+.-]*:\/\/|git@|github\.com\/|gitlab\.com\/|bitbucket\.org\/)|\?ref=|\.git(?:\/\/|$)/i;
 
-/** Finds remote bases anywhere in the kustomization tree, to refuse them with a clear message. */
-async function findRemoteKustomizeBases(
+/**
+ * Walks the kustomization tree from `dir`: the local directories kustomize will load (each one a
+ * kustomization root; its files may not leave it) and any remote bases, for a clear refusal.
+ */
+async function kustomizeTree(
   workspace: string,
   dir: string,
-  seen = new Set<string>(),
-): Promise<string[]> {
-  if (seen.has(dir)) return [];
-  seen.add(dir);
+  tree = { dirs: [] as string[], remote: [] as string[] },
+): Promise<{ dirs: string[]; remote: string[] }> {
+  if (tree.dirs.includes(dir)) return tree;
+  tree.dirs.push(dir);
   let file: string | undefined;
   for (const f of KUSTOMIZATION_FILES) if (await exists(join(dir, f))) file = join(dir, f);
-  if (!file) return [];
+  if (!file) return tree;
   const k = (parseYaml(await readFile(file, 'utf8')) ?? {}) as Record<string, unknown>;
   const entries = ['resources', 'bases', 'components'].flatMap((key) =>
     Array.isArray(k[key]) ? (k[key] as unknown[]).filter((v): v is string => typeof v === 'string') : [],
   );
-  const remote: string[] = [];
   for (const entry of entries) {
     if (REMOTE.test(entry)) {
-      remote.push(`${entry} (in ${relative(workspace, file)})`);
+      tree.remote.push(`${entry} (in ${relative(workspace, file)})`);
       continue;
     }
     const target = join(dir, entry);
-    if ((await stat(target).catch(() => undefined))?.isDirectory()) {
-      remote.push(...(await findRemoteKustomizeBases(workspace, target, seen)));
-    }
+    if ((await stat(target).catch(() => undefined))?.isDirectory())
+      await kustomizeTree(workspace, target, tree);
   }
-  return remote;
+  return tree;
 }
 
-async function renderKustomize(dir: string, options: RenderOptions, timeoutMs: number): Promise<string> {
-  const workspace = options.workspace;
-  if (!options.kustomize?.allowRemoteBases) {
-    const remote = await findRemoteKustomizeBases(workspace, dir);
-    if (remote.length > 0) {
-      throw new RenderError(
-        `remote kustomize bases are disabled (enable allowRemoteBases to use them): ${remote.join(', ')}`,
-      );
-    }
-  }
-  return tool(options.kustomizeBinary ?? 'kustomize', ['build', dir], {
-    timeoutMs,
-    env: options.kustomize?.allowRemoteBases ? {} : NO_NETWORK,
-  });
+/** Runs the tool unless the cache already holds its output for exactly these inputs. */
+async function cachedTool(
+  cache: RenderCache | undefined,
+  key: () => Promise<string>,
+  produce: () => Promise<string>,
+  counter: { invocations: number },
+): Promise<string> {
+  const k = cache ? await key() : '';
+  const hit = cache ? await cache.get(k) : undefined;
+  if (hit !== undefined) return hit;
+  counter.invocations++;
+  const output = await produce();
+  if (cache) await cache.set(k, output);
+  return output;
 }
 
-async function renderHelm(dir: string, options: RenderOptions, timeoutMs: number): Promise<string> {
+async function renderKustomize(
+  dir: string,
+  options: RenderOptions,
+  timeoutMs: number,
+  counter: { invocations: number },
+): Promise<string> {
+  const tree = await kustomizeTree(options.workspace, dir);
+  const allowRemote = options.kustomize?.allowRemoteBases ?? false;
+  if (!allowRemote && tree.remote.length > 0) {
+    throw new RenderError(
+      `remote kustomize bases are disabled (enable allowRemoteBases to use them): ${tree.remote.join(', ')}`,
+    );
+  }
+  const binary = options.kustomizeBinary ?? 'kustomize';
+  return cachedTool(
+    // Remote bases can change without any local change: never cache those renders.
+    allowRemote && tree.remote.length > 0 ? undefined : options.cache,
+    () => inputKey(binary, tree.dirs, { tool: 'kustomize', dir }),
+    () => tool(binary, ['build', dir], { timeoutMs, env: allowRemote ? {} : NO_NETWORK }),
+    counter,
+  );
+}
+
+async function renderHelm(
+  dir: string,
+  options: RenderOptions,
+  timeoutMs: number,
+  counter: { invocations: number },
+): Promise<string> {
   const helm = options.helmBinary ?? 'helm';
   const h = options.helm ?? {};
   const chart = (parseYaml(await readFile(join(dir, 'Chart.yaml'), 'utf8')) ?? {}) as {
@@ -164,40 +198,68 @@ async function renderHelm(dir: string, options: RenderOptions, timeoutMs: number
   };
   const env = h.allowRepositoryAccess ? {} : NO_NETWORK;
   const deps = chart.dependencies ?? [];
-  if (deps.length > 0) {
-    const remote = deps.filter((d) => d.repository && !d.repository.startsWith('file://'));
-    if (remote.length > 0 && !h.allowRepositoryAccess) {
-      throw new RenderError(
-        `chart dependencies from repositories are disabled (enable allowRepositoryAccess): ${remote.map((d) => `${d.name} from ${d.repository}`).join(', ')}`,
-      );
-    }
-    // Packages local (file://) dependencies into charts/, as Argo CD does before templating.
-    await tool(helm, ['dependency', 'build', dir, '--skip-refresh'], { timeoutMs, env });
+  const remote = deps.filter((d) => d.repository && !d.repository.startsWith('file://'));
+  if (remote.length > 0 && !h.allowRepositoryAccess) {
+    throw new RenderError(
+      `chart dependencies from repositories are disabled (enable allowRepositoryAccess): ${remote.map((d) => `${d.name} from ${d.repository}`).join(', ')}`,
+    );
   }
+  const localDeps = deps
+    .filter((d) => d.repository?.startsWith('file://'))
+    .map((d) => join(dir, d.repository!.slice(7)));
 
   const args = ['template', h.releaseName ?? chart.name ?? 'release', dir, '--include-crds'];
   if (h.namespace) args.push('--namespace', h.namespace);
+  const valueFiles: string[] = [];
   for (const f of h.valueFiles ?? []) {
-    args.push(
-      '--values',
+    valueFiles.push(
       await resolveInside(options.workspace, relative(options.workspace, join(dir, f)), 'values file'),
     );
   }
-  let tmp: string | undefined;
-  try {
-    if (h.values) {
-      tmp = await mkdtemp(join(tmpdir(), 'kube-actions-values-'));
-      await writeFile(join(tmp, 'values.yaml'), h.values);
-      args.push('--values', join(tmp, 'values.yaml'));
-    }
-    for (const s of h.set ?? []) args.push('--set', s);
-    if (h.kubeVersion) args.push('--kube-version', h.kubeVersion);
-    for (const v of h.apiVersions ?? []) args.push('--api-versions', v);
-    if (!h.includeTests) args.push('--skip-tests');
-    return await tool(helm, args, { timeoutMs, env });
-  } finally {
-    if (tmp) await rm(tmp, { recursive: true, force: true });
-  }
+  for (const f of valueFiles) args.push('--values', f);
+  for (const s of h.set ?? []) args.push('--set', s);
+  if (h.kubeVersion) args.push('--kube-version', h.kubeVersion);
+  for (const v of h.apiVersions ?? []) args.push('--api-versions', v);
+  if (!h.includeTests) args.push('--skip-tests');
+
+  const key = async () =>
+    inputKey(
+      helm,
+      [dir, ...localDeps],
+      // Values files may live outside the chart: their contents are part of the key.
+      {
+        tool: 'helm',
+        args,
+        values: h.values ?? '',
+        valueFiles: await Promise.all(valueFiles.map((f) => readFile(f, 'utf8'))),
+      },
+      // Packaged local dependencies and the lock are derived from the dependency dirs, hashed too.
+      (rel) => rel === 'Chart.lock' || (localDeps.length > 0 && /^charts\/[^/]+\.tgz$/.test(rel)),
+    );
+  return cachedTool(
+    remote.length > 0 ? undefined : options.cache,
+    key,
+    async () => {
+      if (deps.length > 0) {
+        // Packages local (file://) dependencies into charts/, as Argo CD does before templating.
+        await tool(helm, ['dependency', 'build', dir, '--skip-refresh'], { timeoutMs, env });
+      }
+      let tmp: string | undefined;
+      try {
+        const templateArgs = [...args];
+        if (h.values) {
+          tmp = await mkdtemp(join(tmpdir(), 'kube-actions-values-'));
+          await writeFile(join(tmp, 'values.yaml'), h.values);
+          // After the values files: inline values win, as in Argo CD.
+          templateArgs.push('--values', join(tmp, 'values.yaml'));
+        }
+        return await tool(helm, templateArgs, { timeoutMs, env });
+      } finally {
+        if (tmp) await rm(tmp, { recursive: true, force: true });
+      }
+    },
+    counter,
+  );
 }
 
 async function yamlFiles(dir: string, recurse: boolean): Promise<string[]> {
@@ -220,6 +282,7 @@ export async function render(options: RenderOptions): Promise<RenderResult> {
     throw new RenderError(`source path "${options.path}" is not a directory`);
   const type = options.type ?? (await detectSourceType(dir));
 
+  const counter = { invocations: 0 };
   let manifests: Manifest[];
   if (type === 'directory') {
     manifests = [];
@@ -230,8 +293,8 @@ export async function render(options: RenderOptions): Promise<RenderResult> {
   } else {
     const output =
       type === 'kustomize'
-        ? await renderKustomize(dir, options, timeoutMs)
-        : await renderHelm(dir, options, timeoutMs);
+        ? await renderKustomize(dir, options, timeoutMs, counter)
+        : await renderHelm(dir, options, timeoutMs, counter);
     manifests = parseManifests(
       output,
       `${type === 'helm' ? 'helm template' : 'kustomize build'} ${options.path}`,
@@ -243,5 +306,5 @@ export async function render(options: RenderOptions): Promise<RenderResult> {
   const present = containerImageNames(objects);
   const imageChanges = applyImageOverrides(objects, overrides);
   const unmatchedImages = overrides.filter((o) => !present.has(o.name)).map((o) => o.name);
-  return { type, objects, imageChanges, unmatchedImages };
+  return { type, objects, imageChanges, unmatchedImages, toolInvocations: counter.invocations };
 }

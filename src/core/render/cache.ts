@@ -1,0 +1,81 @@
+// A content-addressed cache of tool output (kustomize build / helm template), so re-rendering a
+// monorepo runs the tools only for apps whose inputs changed. The key covers everything the tool
+// can read: every file under the directories it loads from, the options that reach it, and the
+// identity of the tool binary. Image overrides apply after the tool and are not part of the key.
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, realpath, rename, stat, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+
+export interface RenderCache {
+  get(key: string): Promise<string | undefined>;
+  set(key: string, output: string): Promise<void>;
+}
+
+/** A cache in a directory, one file per key; safe for concurrent renders (atomic renames). */
+export function directoryCache(dir: string): RenderCache {
+  return {
+    async get(key) {
+      return readFile(join(dir, `${key}.yaml`), 'utf8').catch(() => undefined);
+    },
+    async set(key, output) {
+      await mkdir(dir, { recursive: true });
+      const tmp = join(dir, `.${key}.${process.pid}.${Math.random().toString(36).slice(2)}`);
+      await writeFile(tmp, output);
+      await rename(tmp, join(dir, `${key}.yaml`));
+    },
+  };
+}
+
+/** Finds a command the way execFile will: an absolute path as is, else the first match on PATH. */
+export async function whichBinary(binary: string): Promise<string> {
+  if (binary.includes('/')) return realpath(binary).catch(() => binary);
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (!dir) continue;
+    const found = await realpath(join(dir, binary)).catch(() => undefined);
+    if (found) return found;
+  }
+  return binary;
+}
+
+type Skip = (relativePath: string) => boolean;
+
+async function hashTree(
+  hash: ReturnType<typeof createHash>,
+  root: string,
+  dir: string,
+  skip: Skip,
+): Promise<void> {
+  const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
+  for (const e of entries) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) {
+      if (e.name === '.git') continue;
+      await hashTree(hash, root, path, skip);
+    } else if ((e.isFile() || e.isSymbolicLink()) && !skip(relative(root, path))) {
+      const content = await readFile(path).catch(() => Buffer.alloc(0));
+      hash.update(`${relative(root, path)}\0${content.length}\0`).update(content);
+    }
+  }
+}
+
+/**
+ * The cache key for running `binary` over `dirs` (each hashed whole) with `options`.
+ * Directories are identified by their real path, so two routes to one base hash the same.
+ */
+export async function inputKey(
+  binary: string,
+  dirs: string[],
+  options: unknown,
+  skip: Skip = () => false,
+): Promise<string> {
+  const hash = createHash('sha256');
+  const tool = await whichBinary(binary);
+  const toolStat = await stat(tool).catch(() => undefined);
+  hash.update(`${tool}\0${toolStat?.size ?? 0}\0${toolStat?.mtimeMs ?? 0}\0${JSON.stringify(options)}\0`);
+  const unique = [...new Set(await Promise.all(dirs.map((d) => realpath(d))))].sort();
+  for (const dir of unique) {
+    hash.update(`dir\0${dir}\0`);
+    await hashTree(hash, dir, dir, skip);
+  }
+  return hash.digest('hex');
+}
