@@ -1,8 +1,5 @@
 // The `render` action: read inputs, render with src/core/render, set outputs and a job summary.
 import * as core from '@actions/core';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
 import { renderToPath, type OutputMode, type SourceType } from '../core/render/index.ts';
 import { describeRender } from '../core/render/report.ts';
 import { oneOf, optional } from './inputs.ts';
@@ -11,15 +8,10 @@ export async function run(): Promise<void> {
   const workspace = process.env.GITHUB_WORKSPACE ?? process.cwd();
   const mode = oneOf<OutputMode>('mode', ['files', 'stream']);
   const type = optional('type') ? oneOf<SourceType>('type', ['kustomize', 'helm', 'directory']) : undefined;
-  // Without an output the render is still validated and diffed, into a scratch path.
-  const output =
-    optional('output') ??
-    relative(workspace, join(await mkdtemp(join(process.env.RUNNER_TEMP ?? tmpdir(), 'render-')), 'out'));
-
   const result = await renderToPath({
     workspace,
     path: core.getInput('path', { required: true }),
-    output,
+    output: core.getInput('output', { required: true }),
     mode,
     ...(type ? { type } : {}),
     images: core.getMultilineInput('images'),
@@ -46,7 +38,7 @@ export async function run(): Promise<void> {
   core.setOutput('files', JSON.stringify([...plan.added, ...plan.changed, ...plan.removed]));
   core.setOutput('objects', String(result.render.objects.length));
   core.setOutput('type', result.render.type);
-  if (optional('output')) core.setOutput('manifests', plan.target);
+  core.setOutput('manifests', plan.target);
 
   const report = describeRender(result);
   core.info(report.text);

@@ -64,6 +64,9 @@ describe('actions/render', () => {
     );
     expect(escape.exitCode).toBe(1);
     expect(escape.stdout).toMatch(/::error::source path "..\/..\/etc" is outside the workspace/);
+    const missing = await runAction('render', { ...inputs, output: '' }, { GITHUB_WORKSPACE: ws });
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stdout).toContain('::error::Input required and not supplied: output');
     const mode = await runAction('render', { ...inputs, mode: 'tree' }, { GITHUB_WORKSPACE: ws });
     expect(mode.exitCode).toBe(1);
     expect(mode.stdout).toContain('::error::input "mode" must be one of "files", "stream", got "tree"');

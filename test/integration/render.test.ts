@@ -3,9 +3,9 @@
 // output diff, and the bad-input corpus, where nothing may be written.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import {
   ManifestError,
@@ -331,5 +331,76 @@ describe('render cache (by input hash)', () => {
     expect((await render({ ...web, helm: { ...web.helm, set: ['replicaCount=8'] } })).toolInvocations).toBe(
       1,
     );
+  });
+});
+
+describe('render: nothing outside the workspace is read or written', () => {
+  let outside: string;
+  beforeAll(async () => {
+    outside = await mkdtemp(join(tmpdir(), 'outside-'));
+    await writeFile(join(outside, 'secret.yaml'), 'apiVersion: v1\nkind: Secret\nmetadata: {name: stolen}\n');
+    await writeFile(join(outside, 'kustomization.yaml'), 'resources: [secret.yaml]\n');
+    await writeFile(join(outside, 'target.yaml'), 'untouched\n');
+  });
+  afterAll(() => rm(outside, { recursive: true, force: true }));
+
+  test('a chart name that looks like a flag is refused before helm runs', async () => {
+    await put({
+      'evil/chart/Chart.yaml': 'apiVersion: v2\nname: --output-dir=..\nversion: 0.1.0\n',
+      'evil/chart/templates/cm.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n',
+    });
+    await expect(render({ workspace: ws, path: 'evil/chart' })).rejects.toThrow(
+      /invalid Helm release name "--output-dir=\.\."/,
+    );
+    await expect(readdir(join(ws, 'evil'))).resolves.toEqual(['chart']);
+  });
+
+  test('a kustomize base outside the workspace, by .. or by symlink, is refused', async () => {
+    const rel = relative(join(ws, 'evil/kbase'), outside);
+    await put({ 'evil/kbase/kustomization.yaml': `resources: [${rel}]\n` });
+    await expect(render({ workspace: ws, path: 'evil/kbase' })).rejects.toThrow(
+      /kustomize base .* outside the workspace/,
+    );
+    await mkdir(join(ws, 'evil/klink'), { recursive: true });
+    await symlink(outside, join(ws, 'evil/klink/base'));
+    await put({ 'evil/klink/kustomization.yaml': 'resources: [base]\n' });
+    await expect(render({ workspace: ws, path: 'evil/klink' })).rejects.toThrow(
+      /symlink .* outside the workspace/,
+    );
+  });
+
+  test('a chart whose templates symlink out of the workspace is refused', async () => {
+    await put({ 'evil/hchart/Chart.yaml': 'apiVersion: v2\nname: h\nversion: 0.1.0\n' });
+    await mkdir(join(ws, 'evil/hchart/templates'), { recursive: true });
+    await symlink(join(outside, 'secret.yaml'), join(ws, 'evil/hchart/templates/secret.yaml'));
+    await expect(render({ workspace: ws, path: 'evil/hchart' })).rejects.toThrow(/outside the workspace/);
+  });
+
+  test('a symlink already in the output directory is replaced, not written through', async () => {
+    await mkdir(join(ws, 'out/linked'), { recursive: true });
+    await symlink(join(outside, 'target.yaml'), join(ws, 'out/linked/configmap-a.yaml'));
+    await renderToPath({ workspace: ws, path: 'plain', output: 'out/linked' });
+    expect(await readFile(join(outside, 'target.yaml'), 'utf8')).toBe('untouched\n');
+    expect((await lstat(join(ws, 'out/linked/configmap-a.yaml'))).isSymbolicLink()).toBe(false);
+  });
+
+  test('a change in a transformers directory invalidates the cache', async () => {
+    await put({
+      'tx/app/kustomization.yaml': 'resources: [cm.yaml]\ntransformers: [../labels]\n',
+      'tx/app/cm.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n',
+      'tx/labels/kustomization.yaml': 'resources: [labels.yaml]\n',
+      'tx/labels/labels.yaml':
+        'apiVersion: builtin\nkind: LabelTransformer\nmetadata: {name: l}\nlabels: {team: a}\nfieldSpecs: [{path: metadata/labels, create: true}]\n',
+    });
+    const cache = directoryCache(join(ws, '.render-cache'));
+    const first = await render({ workspace: ws, path: 'tx/app', cache });
+    expect(first.objects[0]!.metadata.labels).toEqual({ team: 'a' });
+    await put({
+      'tx/labels/labels.yaml':
+        'apiVersion: builtin\nkind: LabelTransformer\nmetadata: {name: l}\nlabels: {team: b}\nfieldSpecs: [{path: metadata/labels, create: true}]\n',
+    });
+    const second = await render({ workspace: ws, path: 'tx/app', cache });
+    expect(second.toolInvocations).toBe(1);
+    expect(second.objects[0]!.metadata.labels).toEqual({ team: 'b' });
   });
 });

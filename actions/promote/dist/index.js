@@ -26977,8 +26977,8 @@ function info(message) {
 
 // src/core/gitops/changes.ts
 var import_yaml = __toESM(require_dist(), 1);
-import { mkdir as mkdir2, readdir as readdir2, readFile, rm as rm2, writeFile as writeFile2 } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir as mkdir2, readdir as readdir3, readFile, rm as rm2 } from "node:fs/promises";
+import { join as join2 } from "node:path";
 
 // src/core/render/images.ts
 var ImageOverrideError = class extends Error {
@@ -27026,8 +27026,8 @@ function parseImageOverride(spec) {
 }
 
 // src/core/render/paths.ts
-import { realpath } from "node:fs/promises";
-import { basename, dirname, isAbsolute, relative, resolve, sep } from "node:path";
+import { readdir as readdir2, realpath, rename as rename2, writeFile as writeFile2 } from "node:fs/promises";
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 var PathEscapeError = class extends Error {
   name = "PathEscapeError";
 };
@@ -27072,6 +27072,14 @@ async function resolveTargetInside(workspace, path, what = "output path") {
     }
   }
 }
+async function replaceFile(path, content) {
+  const tmp = join(
+    dirname(path),
+    `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`
+  );
+  await writeFile2(tmp, content);
+  await rename2(tmp, path);
+}
 
 // src/core/gitops/changes.ts
 var ChangeError = class extends Error {
@@ -27092,12 +27100,12 @@ async function applyChange(worktree, change) {
     case "manifests": {
       const dir = await resolveTargetInside(worktree, change.path, "manifests path");
       await mkdir2(dir, { recursive: true });
-      for (const name of await readdir2(dir)) {
-        if (/\.ya?ml$/.test(name) && !change.files.has(name)) await rm2(join(dir, name));
+      for (const name of await readdir3(dir)) {
+        if (/\.ya?ml$/.test(name) && !change.files.has(name)) await rm2(join2(dir, name));
       }
       for (const [name, content] of change.files) {
         if (name.includes("/") || name.startsWith(".")) throw new ChangeError(`invalid manifest file name "${name}"`);
-        await writeFile2(join(dir, name), content);
+        await replaceFile(join2(dir, name), content);
       }
       return;
     }
@@ -27133,7 +27141,7 @@ async function editYaml(worktree, file, edit) {
   const doc = (0, import_yaml.parseDocument)(await readFile(path, "utf8"));
   if (doc.errors.length > 0) throw new ChangeError(`${file} is not valid YAML: ${doc.errors[0].message}`);
   edit(doc);
-  await writeFile2(path, doc.toString({ lineWidth: 0 }));
+  await replaceFile(path, doc.toString({ lineWidth: 0 }));
 }
 async function changeFromSpec(spec) {
   const forms = [
@@ -27150,7 +27158,7 @@ async function changeFromSpec(spec) {
     if (!spec.manifestsFrom || !spec.path) throw new ChangeError("manifests need both manifests-from and path");
     const dir = await resolveInside(spec.workspace, spec.manifestsFrom, "manifests-from");
     const files = /* @__PURE__ */ new Map();
-    for (const name of (await readdir2(dir)).sort()) {
+    for (const name of (await readdir3(dir)).sort()) {
       if (/\.ya?ml$/.test(name)) files.set(name, await readFile(await resolveInside(dir, name, "manifest"), "utf8"));
     }
     if (files.size === 0) throw new ChangeError(`no manifests (*.yaml) in ${spec.manifestsFrom}: refusing to empty ${spec.path}`);
@@ -27175,7 +27183,7 @@ function runTrailers(env) {
 // src/core/gitops/promote.ts
 import { mkdtemp, rm as rm3 } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join as join2 } from "node:path";
+import { join as join3 } from "node:path";
 
 // src/core/gitops/git.ts
 import { execFile } from "node:child_process";
@@ -27263,7 +27271,7 @@ async function promote(options) {
   const cap = options.backoff?.maxMs ?? 8e3;
   const sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
   const ref = `refs/heads/${options.branch}`;
-  const dir = await mkdtemp(join2(tmpdir(), "kube-actions-promote-"));
+  const dir = await mkdtemp(join3(tmpdir(), "kube-actions-promote-"));
   const git = new Git(dir, {
     ...options.credentials ? { credentials: options.credentials } : {},
     ...options.author ? { author: options.author } : {}

@@ -26993,14 +26993,9 @@ function info(message) {
   process.stdout.write(message + os4.EOL);
 }
 
-// src/actions/render.ts
-import { mkdtemp as mkdtemp2 } from "node:fs/promises";
-import { tmpdir as tmpdir2 } from "node:os";
-import { join as join4, relative as relative4 } from "node:path";
-
 // src/core/render/write.ts
-import { mkdir as mkdir2, readdir as readdir2, readFile, rm as rm2, writeFile as writeFile2 } from "node:fs/promises";
-import { dirname as dirname2, join } from "node:path";
+import { mkdir as mkdir2, readdir as readdir3, readFile, rm as rm2 } from "node:fs/promises";
+import { dirname as dirname2, join as join2 } from "node:path";
 
 // src/core/render/output.ts
 var import_yaml = __toESM(require_dist(), 1);
@@ -27079,8 +27074,8 @@ function toFiles(objects) {
 }
 
 // src/core/render/paths.ts
-import { realpath } from "node:fs/promises";
-import { basename, dirname, isAbsolute, relative, resolve, sep } from "node:path";
+import { readdir as readdir2, realpath, rename as rename2, writeFile as writeFile2 } from "node:fs/promises";
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 var PathEscapeError = class extends Error {
   name = "PathEscapeError";
 };
@@ -27125,6 +27120,22 @@ async function resolveTargetInside(workspace, path, what = "output path") {
     }
   }
 }
+async function assertNoEscapingSymlinks(workspace, dir) {
+  for (const e of await readdir2(dir, { withFileTypes: true })) {
+    const path = join(dir, e.name);
+    if (e.isSymbolicLink())
+      await resolveInside(workspace, relative(await realpath(workspace), path), "symlinked path");
+    else if (e.isDirectory()) await assertNoEscapingSymlinks(workspace, path);
+  }
+}
+async function replaceFile(path, content) {
+  const tmp = join(
+    dirname(path),
+    `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`
+  );
+  await writeFile2(tmp, content);
+  await rename2(tmp, path);
+}
 
 // src/core/render/write.ts
 function planChanged(plan) {
@@ -27152,9 +27163,9 @@ async function planOutput(workspace, output, objects, mode) {
     return plan;
   }
   plan.contents = toFiles(objects);
-  const existing = await readdir2(target).catch(() => []);
+  const existing = await readdir3(target).catch(() => []);
   for (const [name, content] of plan.contents) {
-    const current = existing.includes(name) ? await readOrUndefined(join(target, name)) : void 0;
+    const current = existing.includes(name) ? await readOrUndefined(join2(target, name)) : void 0;
     (current === void 0 ? plan.added : current === content ? plan.unchanged : plan.changed).push(name);
   }
   plan.removed = existing.filter((n) => /\.ya?ml$/.test(n) && !plan.contents.has(n)).sort();
@@ -27164,21 +27175,21 @@ async function writeOutput(plan) {
   if (plan.mode === "stream") {
     if (!planChanged(plan)) return;
     await mkdir2(dirname2(plan.target), { recursive: true });
-    await writeFile2(plan.target, plan.contents.get(plan.target));
+    await replaceFile(plan.target, plan.contents.get(plan.target));
     return;
   }
   await mkdir2(plan.target, { recursive: true });
   for (const name of [...plan.added, ...plan.changed])
-    await writeFile2(join(plan.target, name), plan.contents.get(name));
-  for (const name of plan.removed) await rm2(join(plan.target, name));
+    await replaceFile(join2(plan.target, name), plan.contents.get(name));
+  for (const name of plan.removed) await rm2(join2(plan.target, name));
 }
 
 // src/core/render/render.ts
 var import_yaml3 = __toESM(require_dist(), 1);
 import { execFile } from "node:child_process";
-import { mkdtemp, readdir as readdir4, readFile as readFile3, rm as rm3, stat as stat3, writeFile as writeFile4 } from "node:fs/promises";
+import { mkdtemp, readdir as readdir5, readFile as readFile3, realpath as realpath3, rm as rm3, stat as stat3, writeFile as writeFile4 } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join as join3, relative as relative3 } from "node:path";
+import { join as join4, relative as relative3 } from "node:path";
 import { promisify } from "node:util";
 
 // src/core/render/images.ts
@@ -27383,22 +27394,23 @@ function assertNoDuplicates(manifests) {
 
 // src/core/render/cache.ts
 import { createHash } from "node:crypto";
-import { mkdir as mkdir3, readdir as readdir3, readFile as readFile2, realpath as realpath2, rename as rename2, stat as stat2, writeFile as writeFile3 } from "node:fs/promises";
-import { join as join2, relative as relative2 } from "node:path";
+import { mkdir as mkdir3, readdir as readdir4, readFile as readFile2, realpath as realpath2, rename as rename3, stat as stat2, writeFile as writeFile3 } from "node:fs/promises";
+import { join as join3, relative as relative2 } from "node:path";
 async function whichBinary(binary) {
   if (binary.includes("/")) return realpath2(binary).catch(() => binary);
   for (const dir of (process.env.PATH ?? "").split(":")) {
     if (!dir) continue;
-    const found = await realpath2(join2(dir, binary)).catch(() => void 0);
+    const found = await realpath2(join3(dir, binary)).catch(() => void 0);
     if (found) return found;
   }
   return binary;
 }
 async function hashTree(hash, root, dir, skip) {
-  const entries = (await readdir3(dir, { withFileTypes: true })).sort((a, b) => a.name < b.name ? -1 : 1);
+  const entries = (await readdir4(dir, { withFileTypes: true })).sort((a, b) => a.name < b.name ? -1 : 1);
   for (const e of entries) {
-    const path = join2(dir, e.name);
-    if (e.isDirectory()) {
+    const path = join3(dir, e.name);
+    const isDir = e.isDirectory() || e.isSymbolicLink() && (await stat2(path).catch(() => void 0))?.isDirectory() === true;
+    if (isDir) {
       if (e.name === ".git") continue;
       await hashTree(hash, root, path, skip);
     } else if ((e.isFile() || e.isSymbolicLink()) && !skip(relative2(root, path))) {
@@ -27426,6 +27438,7 @@ var RenderError = class extends Error {
   name = "RenderError";
 };
 var KUSTOMIZATION_FILES = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+var RELEASE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 var NO_NETWORK = {
   HTTP_PROXY: "http://127.0.0.1:9",
   HTTPS_PROXY: "http://127.0.0.1:9",
@@ -27439,8 +27452,8 @@ async function exists2(path) {
   );
 }
 async function detectSourceType(dir) {
-  for (const f of KUSTOMIZATION_FILES) if (await exists2(join3(dir, f))) return "kustomize";
-  if (await exists2(join3(dir, "Chart.yaml"))) return "helm";
+  for (const f of KUSTOMIZATION_FILES) if (await exists2(join4(dir, f))) return "kustomize";
+  if (await exists2(join4(dir, "Chart.yaml"))) return "helm";
   return "directory";
 }
 async function tool(binary, args, options) {
@@ -27464,10 +27477,10 @@ async function kustomizeTree(workspace, dir, tree = { dirs: [], remote: [] }) {
   if (tree.dirs.includes(dir)) return tree;
   tree.dirs.push(dir);
   let file;
-  for (const f of KUSTOMIZATION_FILES) if (await exists2(join3(dir, f))) file = join3(dir, f);
+  for (const f of KUSTOMIZATION_FILES) if (await exists2(join4(dir, f))) file = join4(dir, f);
   if (!file) return tree;
   const k = (0, import_yaml3.parse)(await readFile3(file, "utf8")) ?? {};
-  const entries = ["resources", "bases", "components"].flatMap(
+  const entries = ["resources", "bases", "components", "transformers", "generators", "validators"].flatMap(
     (key) => Array.isArray(k[key]) ? k[key].filter((v) => typeof v === "string") : []
   );
   for (const entry of entries) {
@@ -27475,9 +27488,11 @@ async function kustomizeTree(workspace, dir, tree = { dirs: [], remote: [] }) {
       tree.remote.push(`${entry} (in ${relative3(workspace, file)})`);
       continue;
     }
-    const target = join3(dir, entry);
-    if ((await stat3(target).catch(() => void 0))?.isDirectory())
-      await kustomizeTree(workspace, target, tree);
+    const target = join4(dir, entry);
+    if ((await stat3(target).catch(() => void 0))?.isDirectory()) {
+      const base = await resolveInside(workspace, relative3(workspace, target), "kustomize base");
+      await kustomizeTree(workspace, base, tree);
+    }
   }
   return tree;
 }
@@ -27510,7 +27525,7 @@ async function renderKustomize(dir, options, timeoutMs, counter) {
 async function renderHelm(dir, options, timeoutMs, counter) {
   const helm = options.helmBinary ?? "helm";
   const h = options.helm ?? {};
-  const chart = (0, import_yaml3.parse)(await readFile3(join3(dir, "Chart.yaml"), "utf8")) ?? {};
+  const chart = (0, import_yaml3.parse)(await readFile3(join4(dir, "Chart.yaml"), "utf8")) ?? {};
   const env = h.allowRepositoryAccess ? {} : NO_NETWORK;
   const deps = chart.dependencies ?? [];
   const remote = deps.filter((d) => d.repository && !d.repository.startsWith("file://"));
@@ -27519,13 +27534,24 @@ async function renderHelm(dir, options, timeoutMs, counter) {
       `chart dependencies from repositories are disabled (enable allowRepositoryAccess): ${remote.map((d) => `${d.name} from ${d.repository}`).join(", ")}`
     );
   }
-  const localDeps = deps.filter((d) => d.repository?.startsWith("file://")).map((d) => join3(dir, d.repository.slice(7)));
-  const args = ["template", h.releaseName ?? chart.name ?? "release", dir, "--include-crds"];
+  const localDeps = [];
+  for (const d of deps.filter((d2) => d2.repository?.startsWith("file://"))) {
+    const depPath = relative3(options.workspace, join4(dir, d.repository.slice(7)));
+    localDeps.push(await resolveInside(options.workspace, depPath, "chart dependency"));
+  }
+  for (const chartDir of [dir, ...localDeps]) await assertNoEscapingSymlinks(options.workspace, chartDir);
+  const releaseName = h.releaseName ?? chart.name ?? "release";
+  if (!RELEASE_NAME.test(releaseName) || releaseName.length > 53) {
+    throw new RenderError(
+      `invalid Helm release name "${releaseName}": lower-case letters, digits, - and ., at most 53 characters`
+    );
+  }
+  const args = ["template", "--include-crds"];
   if (h.namespace) args.push("--namespace", h.namespace);
   const valueFiles = [];
   for (const f of h.valueFiles ?? []) {
     valueFiles.push(
-      await resolveInside(options.workspace, relative3(options.workspace, join3(dir, f)), "values file")
+      await resolveInside(options.workspace, relative3(options.workspace, join4(dir, f)), "values file")
     );
   }
   for (const f of valueFiles) args.push("--values", f);
@@ -27533,6 +27559,7 @@ async function renderHelm(dir, options, timeoutMs, counter) {
   if (h.kubeVersion) args.push("--kube-version", h.kubeVersion);
   for (const v of h.apiVersions ?? []) args.push("--api-versions", v);
   if (!h.includeTests) args.push("--skip-tests");
+  const positional = ["--", releaseName, dir];
   const key = async () => inputKey(
     helm,
     [dir, ...localDeps],
@@ -27557,10 +27584,11 @@ async function renderHelm(dir, options, timeoutMs, counter) {
       try {
         const templateArgs = [...args];
         if (h.values) {
-          tmp = await mkdtemp(join3(tmpdir(), "kube-actions-values-"));
-          await writeFile4(join3(tmp, "values.yaml"), h.values);
-          templateArgs.push("--values", join3(tmp, "values.yaml"));
+          tmp = await mkdtemp(join4(tmpdir(), "kube-actions-values-"));
+          await writeFile4(join4(tmp, "values.yaml"), h.values);
+          templateArgs.push("--values", join4(tmp, "values.yaml"));
         }
+        templateArgs.push(...positional);
         return await tool(helm, templateArgs, { timeoutMs, env });
       } finally {
         if (tmp) await rm3(tmp, { recursive: true, force: true });
@@ -27570,17 +27598,18 @@ async function renderHelm(dir, options, timeoutMs, counter) {
   );
 }
 async function yamlFiles(dir, recurse) {
-  const entries = await readdir4(dir, { withFileTypes: true });
+  const entries = await readdir5(dir, { withFileTypes: true });
   const files = [];
   for (const e of entries.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) {
     if (e.name.startsWith(".")) continue;
-    const p = join3(dir, e.name);
+    const p = join4(dir, e.name);
     if (e.isDirectory() && recurse) files.push(...await yamlFiles(p, recurse));
     else if (/\.(ya?ml|json)$/i.test(e.name)) files.push(p);
   }
   return files;
 }
-async function render(options) {
+async function render(given) {
+  const options = { ...given, workspace: await realpath3(given.workspace) };
   const timeoutMs = options.timeoutMs ?? 12e4;
   const overrides = (options.images ?? []).map(parseImageOverride);
   const dir = await resolveInside(options.workspace, options.path, "source path");
@@ -27665,11 +27694,10 @@ async function run2() {
   const workspace = process.env.GITHUB_WORKSPACE ?? process.cwd();
   const mode = oneOf("mode", ["files", "stream"]);
   const type = optional("type") ? oneOf("type", ["kustomize", "helm", "directory"]) : void 0;
-  const output = optional("output") ?? relative4(workspace, join4(await mkdtemp2(join4(process.env.RUNNER_TEMP ?? tmpdir2(), "render-")), "out"));
   const result = await renderToPath({
     workspace,
     path: getInput("path", { required: true }),
-    output,
+    output: getInput("output", { required: true }),
     mode,
     ...type ? { type } : {},
     images: getMultilineInput("images"),
@@ -27695,7 +27723,7 @@ async function run2() {
   setOutput("files", JSON.stringify([...plan.added, ...plan.changed, ...plan.removed]));
   setOutput("objects", String(result.render.objects.length));
   setOutput("type", result.render.type);
-  if (optional("output")) setOutput("manifests", plan.target);
+  setOutput("manifests", plan.target);
   const report = describeRender(result);
   info(report.text);
   await summary.addHeading(report.title, 3).addTable(report.table).write();

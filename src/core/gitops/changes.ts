@@ -1,12 +1,12 @@
 // The changes a promotion makes to a GitOps checkout. Each is a pure function of the checkout and
 // its arguments, touching only its own path, so it can be re-applied on top of whatever another
 // pipeline pushed meanwhile.
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { YAMLMap } from 'yaml';
 import { isMap, isSeq, parseDocument } from 'yaml';
 import { parseImageOverride, type ImageOverride } from '../render/images.ts';
-import { resolveInside, resolveTargetInside } from '../render/paths.ts';
+import { replaceFile, resolveInside, resolveTargetInside } from '../render/paths.ts';
 
 export type PromoteChange =
   /** Make `path` hold exactly these rendered manifest files (the rendered-manifests pattern). */
@@ -41,7 +41,7 @@ export async function applyChange(worktree: string, change: PromoteChange): Prom
       }
       for (const [name, content] of change.files) {
         if (name.includes('/') || name.startsWith('.')) throw new ChangeError(`invalid manifest file name "${name}"`);
-        await writeFile(join(dir, name), content);
+        await replaceFile(join(dir, name), content);
       }
       return;
     }
@@ -80,7 +80,7 @@ async function editYaml(worktree: string, file: string, edit: (doc: ReturnType<t
   if (doc.errors.length > 0) throw new ChangeError(`${file} is not valid YAML: ${doc.errors[0]!.message}`);
   edit(doc);
   // Comments and layout of the rest of the file are kept: only the edited nodes change.
-  await writeFile(path, doc.toString({ lineWidth: 0 }));
+  await replaceFile(path, doc.toString({ lineWidth: 0 }));
 }
 
 /** A change described the way the action inputs and CLI flags describe it. */

@@ -48,7 +48,11 @@ async function hashTree(
   const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
   for (const e of entries) {
     const path = join(dir, e.name);
-    if (e.isDirectory()) {
+    // A symlinked directory is hashed by its contents (callers have checked where links lead).
+    const isDir =
+      e.isDirectory() ||
+      (e.isSymbolicLink() && (await stat(path).catch(() => undefined))?.isDirectory() === true);
+    if (isDir) {
       if (e.name === '.git') continue;
       await hashTree(hash, root, path, skip);
     } else if ((e.isFile() || e.isSymbolicLink()) && !skip(relative(root, path))) {

@@ -1,6 +1,6 @@
 // Keeping every path a render reads inside the workspace: no `..` and no symlink may lead out.
-import { realpath } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { readdir, realpath, rename, writeFile } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 
 export class PathEscapeError extends Error {
   override name = 'PathEscapeError';
@@ -61,4 +61,27 @@ export async function resolveTargetInside(
       existing = dirname(existing);
     }
   }
+}
+
+/** Refuses any symlink under `dir` whose target lies outside the workspace (tools follow them). */
+export async function assertNoEscapingSymlinks(workspace: string, dir: string): Promise<void> {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, e.name);
+    if (e.isSymbolicLink())
+      await resolveInside(workspace, relative(await realpath(workspace), path), 'symlinked path');
+    else if (e.isDirectory()) await assertNoEscapingSymlinks(workspace, path);
+  }
+}
+
+/**
+ * Writes by creating a temporary file next to `path` and renaming it over `path`: a symlink
+ * already at `path` is replaced, never written through, and readers never see a partial file.
+ */
+export async function replaceFile(path: string, content: string): Promise<void> {
+  const tmp = join(
+    dirname(path),
+    `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`,
+  );
+  await writeFile(tmp, content);
+  await rename(tmp, path);
 }

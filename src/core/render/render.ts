@@ -2,14 +2,14 @@
 // build`, `helm template`, or the YAML files of a plain directory; then image overrides and
 // validation. Nothing is written here: callers write only a render that fully succeeded.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { applyImageOverrides, containerImageNames, parseImageOverride, type ImageChange } from './images.ts';
 import { assertNoDuplicates, parseManifests, type KubeObject, type Manifest } from './manifest.ts';
-import { resolveInside } from './paths.ts';
+import { assertNoEscapingSymlinks, resolveInside } from './paths.ts';
 import { inputKey, type RenderCache } from './cache.ts';
 
 const run = promisify(execFile);
@@ -69,6 +69,8 @@ export class RenderError extends Error {
 }
 
 const KUSTOMIZATION_FILES = ['kustomization.yaml', 'kustomization.yml', 'Kustomization'];
+// Helm's own rule for release names (a DNS-1123 subdomain, at most 53 characters).
+const RELEASE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 // With repository access off, any network attempt by a tool dials this closed port and fails fast.
 const NO_NETWORK = {
   HTTP_PROXY: 'http://127.0.0.1:9',
@@ -130,8 +132,10 @@ async function kustomizeTree(
   for (const f of KUSTOMIZATION_FILES) if (await exists(join(dir, f))) file = join(dir, f);
   if (!file) return tree;
   const k = (parseYaml(await readFile(file, 'utf8')) ?? {}) as Record<string, unknown>;
-  const entries = ['resources', 'bases', 'components'].flatMap((key) =>
-    Array.isArray(k[key]) ? (k[key] as unknown[]).filter((v): v is string => typeof v === 'string') : [],
+  // Every field whose entries kustomize loads as paths or URLs.
+  const entries = ['resources', 'bases', 'components', 'transformers', 'generators', 'validators'].flatMap(
+    (key) =>
+      Array.isArray(k[key]) ? (k[key] as unknown[]).filter((v): v is string => typeof v === 'string') : [],
   );
   for (const entry of entries) {
     if (REMOTE.test(entry)) {
@@ -139,8 +143,11 @@ async function kustomizeTree(
       continue;
     }
     const target = join(dir, entry);
-    if ((await stat(target).catch(() => undefined))?.isDirectory())
-      await kustomizeTree(workspace, target, tree);
+    if ((await stat(target).catch(() => undefined))?.isDirectory()) {
+      // A base outside the workspace (by `..` or a symlink) is refused like any other path.
+      const base = await resolveInside(workspace, relative(workspace, target), 'kustomize base');
+      await kustomizeTree(workspace, base, tree);
+    }
   }
   return tree;
 }
@@ -204,11 +211,23 @@ async function renderHelm(
       `chart dependencies from repositories are disabled (enable allowRepositoryAccess): ${remote.map((d) => `${d.name} from ${d.repository}`).join(', ')}`,
     );
   }
-  const localDeps = deps
-    .filter((d) => d.repository?.startsWith('file://'))
-    .map((d) => join(dir, d.repository!.slice(7)));
+  const localDeps: string[] = [];
+  for (const d of deps.filter((d) => d.repository?.startsWith('file://'))) {
+    const depPath = relative(options.workspace, join(dir, d.repository!.slice(7)));
+    localDeps.push(await resolveInside(options.workspace, depPath, 'chart dependency'));
+  }
+  // helm follows symlinks inside the chart: none may lead out of the workspace.
+  for (const chartDir of [dir, ...localDeps]) await assertNoEscapingSymlinks(options.workspace, chartDir);
 
-  const args = ['template', h.releaseName ?? chart.name ?? 'release', dir, '--include-crds'];
+  // The release name comes from Chart.yaml or the caller: both are untrusted input, and as a
+  // positional argument a name like `--output-dir=..` would be read as a flag.
+  const releaseName = h.releaseName ?? chart.name ?? 'release';
+  if (!RELEASE_NAME.test(releaseName) || releaseName.length > 53) {
+    throw new RenderError(
+      `invalid Helm release name "${releaseName}": lower-case letters, digits, - and ., at most 53 characters`,
+    );
+  }
+  const args = ['template', '--include-crds'];
   if (h.namespace) args.push('--namespace', h.namespace);
   const valueFiles: string[] = [];
   for (const f of h.valueFiles ?? []) {
@@ -221,6 +240,7 @@ async function renderHelm(
   if (h.kubeVersion) args.push('--kube-version', h.kubeVersion);
   for (const v of h.apiVersions ?? []) args.push('--api-versions', v);
   if (!h.includeTests) args.push('--skip-tests');
+  const positional = ['--', releaseName, dir];
 
   const key = async () =>
     inputKey(
@@ -253,6 +273,7 @@ async function renderHelm(
           // After the values files: inline values win, as in Argo CD.
           templateArgs.push('--values', join(tmp, 'values.yaml'));
         }
+        templateArgs.push(...positional);
         return await tool(helm, templateArgs, { timeoutMs, env });
       } finally {
         if (tmp) await rm(tmp, { recursive: true, force: true });
@@ -274,7 +295,9 @@ async function yamlFiles(dir: string, recurse: boolean): Promise<string[]> {
   return files;
 }
 
-export async function render(options: RenderOptions): Promise<RenderResult> {
+export async function render(given: RenderOptions): Promise<RenderResult> {
+  // Canonical from here on: containment checks compare real paths with paths relative to it.
+  const options = { ...given, workspace: await realpath(given.workspace) };
   const timeoutMs = options.timeoutMs ?? 120_000;
   const overrides = (options.images ?? []).map(parseImageOverride);
   const dir = await resolveInside(options.workspace, options.path, 'source path');

@@ -1,10 +1,10 @@
 // Writing a render: compare with what the target already holds, then write only what changed and
 // remove what is gone. Planning reads only, so a caller can report the diff without writing.
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { KubeObject } from './manifest.ts';
 import { toFiles, toStream } from './output.ts';
-import { resolveTargetInside } from './paths.ts';
+import { replaceFile, resolveTargetInside } from './paths.ts';
 
 export type OutputMode = 'files' | 'stream';
 
@@ -66,11 +66,11 @@ export async function writeOutput(plan: OutputPlan): Promise<void> {
   if (plan.mode === 'stream') {
     if (!planChanged(plan)) return;
     await mkdir(dirname(plan.target), { recursive: true });
-    await writeFile(plan.target, plan.contents.get(plan.target)!);
+    await replaceFile(plan.target, plan.contents.get(plan.target)!);
     return;
   }
   await mkdir(plan.target, { recursive: true });
   for (const name of [...plan.added, ...plan.changed])
-    await writeFile(join(plan.target, name), plan.contents.get(name)!);
+    await replaceFile(join(plan.target, name), plan.contents.get(name)!);
   for (const name of plan.removed) await rm(join(plan.target, name));
 }
