@@ -6,11 +6,8 @@ import { optional } from './inputs.ts';
 
 export function repositoryURL(repository: string, serverURL = 'https://github.com'): string {
   if (/^[\w.-]+\/[\w.-]+$/.test(repository)) return `${serverURL}/${repository.replace(/\.git$/, '')}.git`;
-  if (/^https?:\/\//.test(repository)) {
-    if (new URL(repository).username)
-      throw new Error('repository URL must not contain credentials: use the token input');
-    return repository;
-  }
+  // promote() itself refuses URLs with credentials in them.
+  if (/^https?:\/\//.test(repository)) return repository;
   throw new Error(`repository must be owner/name or an https URL, got "${repository}"`);
 }
 

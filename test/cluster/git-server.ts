@@ -144,7 +144,13 @@ export class GitServer {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', this.baseUrl);
-    const path = decodeURIComponent(url.pathname);
+    let path: string;
+    try {
+      path = decodeURIComponent(url.pathname);
+    } catch {
+      res.writeHead(400, { 'Content-Type': 'text/plain' }).end('bad path encoding\n');
+      return;
+    }
     const repo = path.replace(/^\//, '').replace(/\.git(\/.*)?$/, '');
     const record: GitRequest = {
       method: req.method ?? 'GET',
@@ -181,6 +187,12 @@ export class GitServer {
         REMOTE_ADDR: req.socket.remoteAddress ?? '127.0.0.1',
       },
       stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    // A client that hangs up mid-request, or a backend that exits early, must not crash the server.
+    backend.stdin.on('error', () => undefined);
+    backend.on('error', (err) => {
+      if (!res.headersSent) fail(500, `cannot run git http-backend: ${err.message}`);
+      else res.destroy();
     });
     req.pipe(backend.stdin);
     let stderr = '';

@@ -23,11 +23,12 @@ export interface StartOptions {
 }
 
 // A non-interactive shell gives background jobs /dev/null as stdin, so the parent's pipe is kept
-// on fd 3: when the parent dies the pipe closes, `cat` returns, and the component is terminated
-// (killed after 10 s: an apiserver whose etcd went first can take longer to drain).
+// on fd 3: when the parent dies the pipe closes, `cat` returns, and the component is terminated,
+// then its whole process group killed after 10 s (an apiserver whose etcd went first can take
+// longer to drain). The group id cannot have been reused: this subshell is still a member.
 const WATCHDOG =
   'exec 3<&0; "$0" "$@" </dev/null & c=$!; ' +
-  '(cat <&3 >/dev/null; kill -TERM $c 2>/dev/null; sleep 10; kill -KILL $c 2>/dev/null) & wait $c';
+  '(cat <&3 >/dev/null; kill -TERM $c 2>/dev/null; sleep 10; kill -KILL -- -$$ 2>/dev/null) & wait $c';
 
 export function startComponent(
   name: string,
@@ -56,9 +57,10 @@ export function startComponent(
   return { name, pid: child.pid, logFile, exited };
 }
 
-function alive(pid: number): boolean {
+/** Whether any process of the group led by `pgid` is still alive. */
+function groupAlive(pgid: number): boolean {
   try {
-    process.kill(pid, 0);
+    process.kill(-pgid, 0);
     return true;
   } catch {
     return false;
@@ -76,8 +78,13 @@ export async function stopProcessGroup(pid: number, graceMs = 5000): Promise<voi
   };
   signalGroup('SIGTERM');
   const deadline = Date.now() + graceMs;
-  while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  if (alive(pid)) signalGroup('SIGKILL');
+  // The group, not the leader: in attached mode the leader is the watchdog shell, which exits at
+  // once while the component it started may still be shutting down.
+  while (groupAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (groupAlive(pid)) {
+    signalGroup('SIGKILL');
+    while (groupAlive(pid)) await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** The last lines of a component's log, for error messages. */

@@ -59,6 +59,14 @@ describe('git server (git http-backend over smart HTTP)', () => {
     expect(await server.revParse('locked')).toBe(before);
   });
 
+  test('a malformed request path gets a 400 and the server keeps serving', async () => {
+    const res = await fetch(`${server.baseUrl}/%E0%A4%A.git/info/refs?service=git-upload-pack`);
+    expect(res.status).toBe(400);
+    await server.createRepo('still-up', { 'a.txt': 'a\n' });
+    const authed = server.url('still-up').replace('http://', `http://${auth.username}:${auth.password}@`);
+    expect(await git(['ls-remote', authed, 'main'])).toContain('refs/heads/main');
+  });
+
   test('a non-fast-forward push is rejected by the server', async () => {
     await server.createRepo('race', { 'a.txt': '1\n' });
     const authed = server.url('race').replace('http://', `http://${auth.username}:${auth.password}@`);

@@ -27265,7 +27265,19 @@ ${lines.join("\n")}
 ` : `${message.trimEnd()}
 `;
 }
+function assertNoCredentialsInURL(url) {
+  let parsed;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return;
+  }
+  if (parsed.username || parsed.password) {
+    throw new PromoteError("the repository URL must not contain credentials: pass the token separately");
+  }
+}
 async function promote(options) {
+  assertNoCredentialsInURL(options.repoURL);
   const maxAttempts = options.maxAttempts ?? 10;
   const initial = options.backoff?.initialMs ?? 250;
   const cap = options.backoff?.maxMs ?? 8e3;
@@ -27327,11 +27339,7 @@ function optional(name) {
 // src/actions/promote.ts
 function repositoryURL(repository, serverURL = "https://github.com") {
   if (/^[\w.-]+\/[\w.-]+$/.test(repository)) return `${serverURL}/${repository.replace(/\.git$/, "")}.git`;
-  if (/^https?:\/\//.test(repository)) {
-    if (new URL(repository).username)
-      throw new Error("repository URL must not contain credentials: use the token input");
-    return repository;
-  }
+  if (/^https?:\/\//.test(repository)) return repository;
   throw new Error(`repository must be owner/name or an https URL, got "${repository}"`);
 }
 async function run2() {

@@ -47,7 +47,21 @@ export function commitMessage(message: string, trailers: Record<string, string> 
   return lines.length ? `${message.trimEnd()}\n\n${lines.join('\n')}\n` : `${message.trimEnd()}\n`;
 }
 
+/** Refuses URLs that carry credentials: git would store them in .git/config and echo them. */
+export function assertNoCredentialsInURL(url: string): void {
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return; // scp-like or local paths carry no HTTP credentials
+  }
+  if (parsed.username || parsed.password) {
+    throw new PromoteError('the repository URL must not contain credentials: pass the token separately');
+  }
+}
+
 export async function promote(options: PromoteOptions): Promise<PromoteResult> {
+  assertNoCredentialsInURL(options.repoURL);
   const maxAttempts = options.maxAttempts ?? 10;
   const initial = options.backoff?.initialMs ?? 250;
   const cap = options.backoff?.maxMs ?? 8000;
