@@ -38,9 +38,10 @@ typecheck: deps
 	tsc --noEmit
 
 .PHONY: lint
-lint: deps typecheck ## typecheck, eslint and prettier
+lint: deps typecheck binaries ## typecheck, eslint, prettier, and actionlint over the workflows
 	eslint .
 	prettier --check .
+	"$$(test/cluster/build-binaries.sh actionlint)/actionlint" -shellcheck= .github/workflows/*.yml workflows/*.yml
 
 .PHONY: test
 test: deps binaries build ## run every test (unit and against the real control plane)

@@ -6,6 +6,7 @@
 #   kwok        kwok (+ kwok-stages.yaml, its stock "fast" node and pod stages)
 #   helm        helm
 #   kustomize   kustomize
+#   actionlint  actionlint (make lint checks the workflows with it)
 #
 #   test/cluster/build-binaries.sh [name...]   build what is missing; print one directory holding
 #                                              (symlinks to) all the binaries
@@ -84,7 +85,13 @@ build_kustomize() {
     "$1/kustomize" sigs.k8s.io/kustomize/kustomize/v5
 }
 
-all=(kubernetes etcd kwok helm kustomize)
+build_actionlint() {
+  local version
+  version=$(module_version actionlint github.com/rhysd/actionlint)
+  gobuild actionlint "-X github.com/rhysd/actionlint.version=$version" "$1/actionlint" github.com/rhysd/actionlint/cmd/actionlint
+}
+
+all=(kubernetes etcd kwok helm kustomize actionlint)
 wanted=("${@:-${all[@]}}")
 go_version=$(go version)
 links=()
