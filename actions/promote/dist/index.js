@@ -27025,7 +27025,7 @@ function parseImageOverride(spec) {
   };
 }
 
-// src/core/render/paths.ts
+// src/core/fs/paths.ts
 import { readdir as readdir2, realpath, rename as rename2, writeFile as writeFile2 } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 var PathEscapeError = class extends Error {

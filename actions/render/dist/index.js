@@ -27073,7 +27073,7 @@ function toFiles(objects) {
   return files;
 }
 
-// src/core/render/paths.ts
+// src/core/fs/paths.ts
 import { readdir as readdir2, realpath, rename as rename2, writeFile as writeFile2 } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 var PathEscapeError = class extends Error {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { YAMLMap } from 'yaml';
 import { isMap, isSeq, parseDocument } from 'yaml';
 import { parseImageOverride, type ImageOverride } from '../render/images.ts';
-import { replaceFile, resolveInside, resolveTargetInside } from '../render/paths.ts';
+import { replaceFile, resolveInside, resolveTargetInside } from '../fs/paths.ts';
 
 export type PromoteChange =
   /** Make `path` hold exactly these rendered manifest files (the rendered-manifests pattern). */

@@ -6,7 +6,7 @@ import { render, type RenderOptions, type RenderResult } from './render.ts';
 export * from './images.ts';
 export * from './manifest.ts';
 export * from './output.ts';
-export * from './paths.ts';
+export * from '../fs/paths.ts';
 export * from './render.ts';
 export * from './write.ts';
 

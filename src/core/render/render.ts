@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { applyImageOverrides, containerImageNames, parseImageOverride, type ImageChange } from './images.ts';
 import { assertNoDuplicates, parseManifests, type KubeObject, type Manifest } from './manifest.ts';
-import { assertNoEscapingSymlinks, resolveInside } from './paths.ts';
+import { assertNoEscapingSymlinks, resolveInside } from '../fs/paths.ts';
 import { inputKey, type RenderCache } from './cache.ts';
 
 const run = promisify(execFile);

@@ -4,7 +4,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { KubeObject } from './manifest.ts';
 import { toFiles, toStream } from './output.ts';
-import { replaceFile, resolveTargetInside } from './paths.ts';
+import { replaceFile, resolveTargetInside } from '../fs/paths.ts';
 
 export type OutputMode = 'files' | 'stream';
 
