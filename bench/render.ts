@@ -9,6 +9,8 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { directoryCache, type RenderCache } from '../src/core/render/cache.ts';
+import { createHash } from 'node:crypto';
+import { toStream } from '../src/core/render/output.ts';
 import { render } from '../src/core/render/render.ts';
 import { ensureBinaries } from '../test/cluster/controlplane.ts';
 
@@ -49,6 +51,8 @@ async function renderAll(ws: string, cache: RenderCache | undefined) {
   const apps = Array.from({ length: appCount }, (_, i) => `apps/app-${String(i).padStart(3, '0')}`);
   let invocations = 0;
   let objects = 0;
+  // Per-app digests of the rendered output: the cached run must match the uncached one exactly.
+  const digests = new Map<string, string>();
   const started = performance.now();
   let next = 0;
   await Promise.all(
@@ -58,10 +62,11 @@ async function renderAll(ws: string, cache: RenderCache | undefined) {
         const result = await render({ workspace: ws, path, ...(cache ? { cache } : {}) });
         invocations += result.toolInvocations;
         objects += result.objects.length;
+        digests.set(path, createHash('sha256').update(toStream(result.objects)).digest('hex'));
       }
     }),
   );
-  return { seconds: (performance.now() - started) / 1000, invocations, objects };
+  return { seconds: (performance.now() - started) / 1000, invocations, objects, digests };
 }
 
 async function main(): Promise<void> {
@@ -118,8 +123,12 @@ async function main(): Promise<void> {
     console.log(
       `warm run speed-up over the uncached baseline: ${(baseline.seconds / warm.seconds).toFixed(1)}x`,
     );
-    if (warm.objects !== baseline.objects)
-      throw new Error('cached and uncached renders disagree on the object count');
+    const differing = [...baseline.digests]
+      .filter(([app, digest]) => warm.digests.get(app) !== digest)
+      .map(([app]) => app);
+    if (differing.length > 0)
+      throw new Error(`cached renders differ from uncached ones for: ${differing.join(', ')}`);
+    console.log(`cached output identical to uncached for all ${baseline.digests.size} apps`);
   } finally {
     await rm(ws, { recursive: true, force: true });
   }

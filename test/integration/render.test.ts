@@ -260,9 +260,12 @@ describe('render: bad input gets a clear error and writes nothing', () => {
     ],
   ])('%s', async (_name, files, path, type, message) => {
     await put(files);
-    const attempt = renderToPath({ workspace: ws, path, output });
-    await expect(attempt).rejects.toThrow(type);
-    await expect(renderToPath({ workspace: ws, path, output })).rejects.toThrow(message);
+    const err: unknown = await renderToPath({ workspace: ws, path, output }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(type);
+    expect((err as Error).message).toMatch(message);
     await expectNothingWritten();
   });
 
