@@ -223,7 +223,12 @@ describe('actions/promote (as the runner runs it)', () => {
     );
 
     const again = await runAction('promote', inputs, runEnv(ws));
-    expect(again.outputs).toEqual({ changed: 'false', commit: first.outputs.commit });
+    expect(again.outputs).toEqual({
+      changed: 'false',
+      commit: first.outputs.commit,
+      'pull-request-url': '',
+      'pull-request-number': '',
+    });
   });
 
   test('a refused token fails the step with a clear message; the token is only ever printed to be masked', async () => {

@@ -60,13 +60,22 @@ export class Git {
   }
 
   async run(args: string[], options: { input?: string } = {}): Promise<string> {
+    return (await this.exec(args, options)).toString('utf8');
+  }
+
+  /** Like run, for binary output (e.g. `cat-file blob`). */
+  async runBuffer(args: string[]): Promise<Buffer> {
+    return this.exec(args, {});
+  }
+
+  private async exec(args: string[], options: { input?: string }): Promise<Buffer> {
     try {
-      const child = run('git', args, { cwd: this.cwd, env: this.env, maxBuffer: 64 * 1024 * 1024 });
+      const child = run('git', args, { cwd: this.cwd, env: this.env, maxBuffer: 64 * 1024 * 1024, encoding: 'buffer' });
       if (options.input !== undefined) child.child.stdin?.end(options.input);
       return (await child).stdout;
     } catch (err) {
-      const e = err as Error & { stderr?: string };
-      const stderr = this.redact((e.stderr ?? '').trim());
+      const e = err as Error & { stderr?: Buffer | string };
+      const stderr = this.redact((e.stderr ?? '').toString().trim());
       throw new GitError(`git ${args[0]} failed: ${stderr || this.redact(e.message)}`, stderr);
     }
   }

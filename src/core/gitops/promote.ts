@@ -1,16 +1,34 @@
-// Landing a change in a GitOps repository over plain git, safely when many pipelines push to the
-// same branch: never force-push; when the push is refused because the branch moved, fetch the
-// new head, re-apply this change (it is path-scoped) on top of it and push again, with jittered
-// exponential backoff. Nothing to change means no commit.
+// Landing a change in a GitOps repository, safely when many pipelines write to the same branch:
+// never force; when the write is refused because the branch moved, fetch the new head, re-apply
+// this change (it is path-scoped) on top of it and try again, with jittered exponential backoff.
+// Nothing to change means no commit. Three ways to write: `git push` (any git host), GitHub's Git
+// Data API (verified commits), or a pull request on GitHub (gated environments).
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyChange, describeChange, type PromoteChange } from './changes.ts';
-import type { GitError} from './git.ts';
+import type { GitError } from './git.ts';
 import { Git, isAuthFailure, isPushRace, type GitCredentials } from './git.ts';
+import { createBranch, createCommitViaAPI, fastForwardBranch, GitHubCommitError, resetBranch } from './github-commit.ts';
+import { apiMessage, describeRequestError, httpStatus, type GitHubClient, type GitHubRepo } from '../github/client.ts';
+
+export type PromoteMode = 'push' | 'api' | 'pull-request';
 
 export interface PromoteOptions {
+  /** Clone URL, used to read the branch (all modes) and to push (mode push). */
   repoURL: string;
+  /** Default push. */
+  mode?: PromoteMode;
+  /** The same repository on GitHub, for modes api and pull-request. */
+  github?: GitHubRepo & { octokit: GitHubClient };
+  pullRequest?: {
+    /** The pull request's head branch; by default one per target branch and changed path. */
+    branch?: string;
+    title?: string;
+    body?: string;
+    labels?: string[];
+    draft?: boolean;
+  };
   branch: string;
   change: PromoteChange;
   /** First line (and body) of the commit message. */
@@ -31,6 +49,8 @@ export interface PromoteResult {
   /** The commit that landed (or the branch head when nothing changed). */
   commit: string;
   attempts: number;
+  /** Mode pull-request: the pull request holding the change (absent when the base already had it). */
+  pullRequest?: { number: number; url: string; created: boolean };
 }
 
 export class PromoteError extends Error {
@@ -62,11 +82,10 @@ export function assertNoCredentialsInURL(url: string): void {
 
 export async function promote(options: PromoteOptions): Promise<PromoteResult> {
   assertNoCredentialsInURL(options.repoURL);
-  const maxAttempts = options.maxAttempts ?? 10;
-  const initial = options.backoff?.initialMs ?? 250;
-  const cap = options.backoff?.maxMs ?? 8000;
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const ref = `refs/heads/${options.branch}`;
+  const mode = options.mode ?? 'push';
+  if (mode !== 'push' && !options.github) {
+    throw new PromoteError(`mode "${mode}" needs a GitHub repository and API client`);
+  }
   const dir = await mkdtemp(join(tmpdir(), 'kube-actions-promote-'));
   const git = new Git(dir, {
     ...(options.credentials ? { credentials: options.credentials } : {}),
@@ -76,46 +95,225 @@ export async function promote(options: PromoteOptions): Promise<PromoteResult> {
     await git.run(['init', '--quiet']);
     // The URL is stored without credentials; they travel in the environment only.
     await git.run(['remote', 'add', 'origin', options.repoURL]);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        // `+`: a shallow fetch cannot prove the tracking ref moved forward, so the local
-        // tracking ref is replaced outright. (Only this local ref: pushes are never forced.)
-        await git.run(['fetch', '--quiet', '--depth=1', 'origin', `+${ref}:refs/remotes/origin/${options.branch}`]);
-      } catch (err) {
-        if (isAuthFailure(err)) {
-          throw new PromoteError(
-            `authentication to ${options.repoURL} failed: check that the token is valid and may read and push to the repository`,
-          );
-        }
-        throw new PromoteError(`cannot fetch ${options.branch} from ${options.repoURL}: ${(err as Error).message}`);
+    const checkout = new Checkout(git, options);
+    if (mode === 'pull-request') return await promoteByPullRequest(checkout, options);
+    return await retryOnRace(options, async (attempt) => {
+      const head = await checkout.fetch(options.branch);
+      if (head === undefined) throw new PromoteError(`branch ${options.branch} does not exist in ${options.repoURL}`);
+      if (!(await checkout.stage(head))) return { changed: false, commit: head, attempts: attempt };
+      const message = commitMessage(options.message, options.trailers);
+      if (mode === 'api') {
+        const { octokit, owner, repo } = options.github!;
+        const sha = await createCommitViaAPI(octokit, { owner, repo }, git, head, message);
+        if ((await fastForwardBranch(octokit, { owner, repo }, options.branch, sha)) === 'moved-meanwhile') return RACE;
+        return { changed: true, commit: sha, attempts: attempt };
       }
-      await git.run(['checkout', '--quiet', '--force', '-B', options.branch, `refs/remotes/origin/${options.branch}`]);
-      await applyChange(dir, options.change);
-      await git.run(['add', '--all']);
-      const staged = await git.run(['diff', '--cached', '--name-only']);
-      if (staged.trim() === '') {
-        return { changed: false, commit: (await git.run(['rev-parse', 'HEAD'])).trim(), attempts: attempt };
-      }
-      await git.run(['commit', '--quiet', '--file=-'], { input: commitMessage(options.message, options.trailers) });
+      await git.run(['commit', '--quiet', '--file=-'], { input: message });
       try {
         // No --force, ever: a refused push means someone else landed first.
-        await git.run(['push', '--quiet', 'origin', `HEAD:${ref}`]);
-        return { changed: true, commit: (await git.run(['rev-parse', 'HEAD'])).trim(), attempts: attempt };
+        await git.run(['push', '--quiet', 'origin', `HEAD:refs/heads/${options.branch}`]);
       } catch (err) {
         if (isAuthFailure(err)) {
           throw new PromoteError(`authentication to ${options.repoURL} failed on push: check that the token may push to ${options.branch}`);
         }
-        if (!isPushRace(err)) throw new PromoteError(`push to ${options.branch} failed: ${(err as GitError).message}`);
-        if (attempt >= maxAttempts) {
-          throw new PromoteError(
-            `${options.branch} kept moving: gave up after ${attempt} attempts to land ${describeChange(options.change)}`,
-          );
-        }
-        // Full jitter: concurrent pipelines that collided spread out instead of colliding again.
-        await sleep(Math.random() * Math.min(cap, initial * 2 ** (attempt - 1)));
+        if (isPushRace(err)) return RACE;
+        throw new PromoteError(`push to ${options.branch} failed: ${(err as GitError).message}`);
       }
-    }
+      return { changed: true, commit: (await git.run(['rev-parse', 'HEAD'])).trim(), attempts: attempt };
+    });
+  } catch (err) {
+    if (err instanceof GitHubCommitError) throw new PromoteError(err.message);
+    throw err;
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Returned by an attempt whose write was refused because the branch moved: try again. */
+const RACE = Symbol('race');
+
+async function retryOnRace(
+  options: PromoteOptions,
+  attempt: (n: number) => Promise<PromoteResult | typeof RACE>,
+): Promise<PromoteResult> {
+  const maxAttempts = options.maxAttempts ?? 10;
+  const initial = options.backoff?.initialMs ?? 250;
+  const cap = options.backoff?.maxMs ?? 8000;
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  for (let n = 1; ; n++) {
+    const result = await attempt(n);
+    if (result !== RACE) return result;
+    if (n >= maxAttempts) {
+      throw new PromoteError(
+        `${options.branch} kept moving: gave up after ${n} attempts to land ${describeChange(options.change)}`,
+      );
+    }
+    // Full jitter: concurrent pipelines that collided spread out instead of colliding again.
+    await sleep(Math.random() * Math.min(cap, initial * 2 ** (n - 1)));
+  }
+}
+
+/** The local scratch checkout: fetches a branch's head and stages the change on top of it. */
+class Checkout {
+  readonly git: Git;
+  private readonly options: PromoteOptions;
+
+  constructor(git: Git, options: PromoteOptions) {
+    this.git = git;
+    this.options = options;
+  }
+
+  /** The head of `branch` on the remote, fetched shallowly; undefined when there is no such branch. */
+  async fetch(branch: string): Promise<string | undefined> {
+    const tracking = `refs/remotes/origin/${branch}`;
+    try {
+      const listed = await this.git.run(['ls-remote', '--heads', 'origin', `refs/heads/${branch}`]);
+      if (listed.trim() === '') return undefined;
+      // `+`: a shallow fetch cannot prove the tracking ref moved forward, so the local tracking
+      // ref is replaced outright. (Only this local ref: pushes are never forced.)
+      await this.git.run(['fetch', '--quiet', '--depth=1', 'origin', `+refs/heads/${branch}:${tracking}`]);
+    } catch (err) {
+      if (isAuthFailure(err)) {
+        throw new PromoteError(
+          `authentication to ${this.options.repoURL} failed: check that the token is valid and may read and push to the repository`,
+        );
+      }
+      throw new PromoteError(`cannot fetch ${branch} from ${this.options.repoURL}: ${(err as Error).message}`);
+    }
+    return (await this.git.run(['rev-parse', tracking])).trim();
+  }
+
+  /** Checks out `commit`, applies the change and stages it; false when it changes nothing. */
+  async stage(commit: string): Promise<boolean> {
+    await this.git.run(['checkout', '--quiet', '--force', '--detach', commit]);
+    await this.git.run(['clean', '--quiet', '-ffdx']);
+    await applyChange(this.git.cwd, this.options.change);
+    await this.git.run(['add', '--all']);
+    return (await this.git.run(['diff', '--cached', '--name-only'])).trim() !== '';
+  }
+}
+
+/** The branch a promotion's pull request comes from: one per target branch and changed path. */
+export function pullRequestBranch(branch: string, change: PromoteChange): string {
+  const path = change.type === 'manifests' ? change.path : change.file;
+  const slug = `${branch}/${path}`
+    .toLowerCase()
+    .replace(/[^a-z0-9/._-]+/g, '-')
+    .replace(/\.+/g, '.')
+    .replace(/\/+/g, '/')
+    .replace(/(^|\/)[.-]+|[.-]+($|\/)/g, '$1$2')
+    .replace(/\.lock($|\/)/g, '-lock$1');
+  return `kube-actions/promote/${slug}`;
+}
+
+/**
+ * Gated environments: land the change on the promotion's own branch and open (or update) a pull
+ * request into `branch`. While a pull request is open its branch only moves forward, so concurrent
+ * promotions to it stack up; a branch with no open pull request is stale and is reset to the base.
+ */
+async function promoteByPullRequest(checkout: Checkout, options: PromoteOptions): Promise<PromoteResult> {
+  const { octokit, owner, repo } = options.github!;
+  const target = { owner, repo };
+  const pr = options.pullRequest ?? {};
+  const head = pr.branch ?? pullRequestBranch(options.branch, options.change);
+  if (head === options.branch) throw new PromoteError('the pull request branch must differ from the target branch');
+  const title = pr.title ?? options.message.split('\n')[0]!;
+
+  return retryOnRace(options, async (attempt) => {
+    const base = await checkout.fetch(options.branch);
+    if (base === undefined) throw new PromoteError(`branch ${options.branch} does not exist in ${options.repoURL}`);
+    const open = await findOpenPullRequest(octokit, target, head, options.branch);
+    const headSha = await checkout.fetch(head);
+    // Build on the open pull request's branch; otherwise start again from the base.
+    const start = open && headSha !== undefined ? headSha : base;
+    let commit = start;
+    let changed = false;
+    if (await checkout.stage(start)) {
+      commit = await createCommitViaAPI(octokit, target, checkout.git, start, commitMessage(options.message, options.trailers));
+      changed = true;
+    } else if (!open) {
+      // The base already holds the change: nothing to propose.
+      return { changed: false, commit: base, attempts: attempt };
+    }
+    if (changed) {
+      const moved =
+        headSha === undefined
+          ? await createBranch(octokit, target, head, commit)
+          : open
+            ? await fastForwardBranch(octokit, target, head, commit)
+            : (await resetBranch(octokit, target, head, commit), 'updated' as const);
+      if (moved === 'moved-meanwhile') return RACE;
+    }
+    const pull = await ensurePullRequest(octokit, target, { head, base: options.branch, title, body: pr.body, draft: pr.draft, labels: pr.labels, existing: open });
+    return { changed, commit, attempts: attempt, pullRequest: pull };
+  });
+}
+
+interface PullRequestRef {
+  number: number;
+  url: string;
+  created: boolean;
+}
+
+async function findOpenPullRequest(
+  octokit: GitHubClient,
+  target: GitHubRepo,
+  head: string,
+  base: string,
+): Promise<{ number: number; url: string } | undefined> {
+  const { data } = await octokit.rest.pulls
+    .list({ ...target, head: `${target.owner}:${head}`, base, state: 'open', per_page: 10 })
+    .catch((err: unknown) => {
+      throw new PromoteError(describeRequestError('listing pull requests', err));
+    });
+  const found = data[0];
+  return found ? { number: found.number, url: found.html_url } : undefined;
+}
+
+async function ensurePullRequest(
+  octokit: GitHubClient,
+  target: GitHubRepo,
+  want: {
+    head: string;
+    base: string;
+    title: string;
+    body: string | undefined;
+    draft: boolean | undefined;
+    labels: string[] | undefined;
+    existing: { number: number; url: string } | undefined;
+  },
+): Promise<PullRequestRef> {
+  let pull: PullRequestRef;
+  if (want.existing) {
+    await octokit.rest.pulls
+      .update({ ...target, pull_number: want.existing.number, title: want.title, ...(want.body !== undefined ? { body: want.body } : {}) })
+      .catch((err: unknown) => {
+        throw new PromoteError(describeRequestError(`updating pull request #${want.existing!.number}`, err));
+      });
+    pull = { ...want.existing, created: false };
+  } else {
+    try {
+      const { data } = await octokit.rest.pulls.create({
+        ...target,
+        head: want.head,
+        base: want.base,
+        title: want.title,
+        ...(want.body !== undefined ? { body: want.body } : {}),
+        ...(want.draft ? { draft: true } : {}),
+      });
+      pull = { number: data.number, url: data.html_url, created: true };
+    } catch (err) {
+      // Another run opened it between our lookup and now: use theirs.
+      const raced = httpStatus(err) === 422 && /already exists/i.test(apiMessage(err));
+      const existing = raced ? await findOpenPullRequest(octokit, target, want.head, want.base) : undefined;
+      if (!existing) throw new PromoteError(describeRequestError('opening the pull request', err));
+      pull = { ...existing, created: false };
+    }
+  }
+  if (want.labels?.length) {
+    await octokit.rest.issues.addLabels({ ...target, issue_number: pull.number, labels: want.labels }).catch((err: unknown) => {
+      throw new PromoteError(describeRequestError(`labelling pull request #${pull.number}`, err));
+    });
+  }
+  return pull;
 }

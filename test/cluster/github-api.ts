@@ -1,0 +1,866 @@
+// A local stand-in for the parts of GitHub's REST API that kube-actions uses, since GitHub cannot
+// be reached from here. It is backed by the real bare repositories of a GitServer (git plumbing
+// does the object work: hash-object, a scratch index for trees, commit-tree, update-ref with the
+// old value as compare-and-swap), signs commits made without an author with a real SSH key as
+// GitHub signs web-flow commits, and checks every request and response body against GitHub's
+// published OpenAPI description: a request our client should not send gets GitHub's 422, a
+// response the real API would not give is a 500 and is recorded in `violations`.
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { GIT_ENV, type GitServer } from './git-server.ts';
+import { matchOperation, requestBodyErrors, responseErrors, type MatchedOperation } from './openapi.ts';
+
+const run = promisify(execFile);
+
+export interface StandInUser {
+  login: string;
+  id: number;
+  type: 'User' | 'Bot';
+}
+
+interface PullRequest {
+  number: number;
+  owner: string;
+  repo: string;
+  head: string;
+  base: string;
+  title: string;
+  body: string | null;
+  draft: boolean;
+  state: 'open' | 'closed';
+  user: StandInUser;
+  labels: string[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** A recorded API call, for tests that count or inspect requests. */
+export interface StandInRequest {
+  method: string;
+  operationId: string;
+  params: Record<string, string>;
+  body: unknown;
+  status: number;
+}
+
+class HttpError extends Error {
+  readonly status: number;
+  readonly errors: unknown[] | undefined;
+  constructor(status: number, message: string, errors?: unknown[]) {
+    super(message);
+    this.status = status;
+    this.errors = errors;
+  }
+}
+
+type Handler = (ctx: {
+  user: StandInUser;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  body: Record<string, unknown>;
+}) => Promise<{ status: number; body?: unknown }>;
+
+const SIGNER_EMAIL = 'noreply@github.com';
+
+export class GitHubStandIn {
+  readonly requests: StandInRequest[] = [];
+  /** Responses that did not match GitHub's OpenAPI description (each also answered with a 500). */
+  readonly violations: string[] = [];
+  private readonly git: GitServer;
+  private readonly tokens: Map<string, StandInUser>;
+  private server!: Server;
+  private port = 0;
+  private keyDir = '';
+  private readonly pulls: PullRequest[] = [];
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly handlers: Record<string, Handler>;
+  private readonly interceptors = new Map<string, () => Promise<void>>();
+
+  private constructor(git: GitServer, tokens: Record<string, StandInUser>) {
+    this.git = git;
+    this.tokens = new Map(Object.entries(tokens));
+    this.handlers = {
+      'git/get-ref': (c) => this.getRef(c.params),
+      'git/create-ref': (c) => this.createRef(c.params, c.body),
+      'git/update-ref': (c) => this.updateRef(c.params, c.body),
+      'git/create-blob': (c) => this.createBlob(c.params, c.body),
+      'git/create-tree': (c) => this.createTree(c.params, c.body),
+      'git/create-commit': (c) => this.createCommit(c.params, c.body, c.user),
+      'git/get-commit': (c) => this.getCommit(c.params),
+      'pulls/list': (c) => this.listPulls(c.params, c.query),
+      'pulls/create': (c) => this.createPull(c.params, c.body, c.user),
+      'pulls/get': (c) => this.getPull(c.params),
+      'pulls/update': (c) => this.updatePull(c.params, c.body),
+      'issues/add-labels': (c) => this.addLabels(c.params, c.body),
+    };
+  }
+
+  /** Serves the repositories of `git` ("owner/name" repos) to callers holding one of `tokens`. */
+  static async start(git: GitServer, tokens: Record<string, StandInUser>): Promise<GitHubStandIn> {
+    const s = new GitHubStandIn(git, tokens);
+    s.keyDir = await mkdtemp(join(tmpdir(), 'kube-actions-gh-signing-'));
+    await run('ssh-keygen', [
+      '-q',
+      '-t',
+      'ed25519',
+      '-N',
+      '',
+      '-C',
+      SIGNER_EMAIL,
+      '-f',
+      join(s.keyDir, 'key'),
+    ]);
+    const pub = (await run('cat', [join(s.keyDir, 'key.pub')])).stdout.trim();
+    await writeFile(join(s.keyDir, 'allowed_signers'), `${SIGNER_EMAIL} namespaces="git" ${pub}\n`);
+    s.server = createServer((req, res) => void s.handle(req, res));
+    await new Promise<void>((resolve) => s.server.listen(0, '127.0.0.1', resolve));
+    s.port = (s.server.address() as { port: number }).port;
+    return s;
+  }
+
+  /** GITHUB_API_URL for clients. */
+  get apiURL(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** The file `git verify-commit` needs (gpg.ssh.allowedSignersFile) to check the stand-in's signatures. */
+  get allowedSignersFile(): string {
+    return join(this.keyDir, 'allowed_signers');
+  }
+
+  /**
+   * Runs `action` once, just before the next `operationId` call is handled: lets a test move a
+   * branch between a client's read and its write, deterministically.
+   */
+  beforeNext(operationId: string, action: () => Promise<void>): void {
+    this.interceptors.set(operationId, action);
+  }
+
+  pullRequests(): readonly PullRequest[] {
+    return this.pulls;
+  }
+
+  async stop(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await rm(this.keyDir, { recursive: true, force: true });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', this.apiURL);
+    const method = req.method ?? 'GET';
+    const match = matchOperation(method, url.pathname);
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const raw = Buffer.concat(chunks).toString('utf8');
+    const send = (status: number, body?: unknown) => {
+      res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8' });
+      res.end(body === undefined ? '' : JSON.stringify(body));
+    };
+    const record: StandInRequest = {
+      method,
+      operationId: match?.operationId ?? '(undocumented)',
+      params: match?.params ?? {},
+      body: undefined,
+      status: 0,
+    };
+    this.requests.push(record);
+    if (!match) {
+      this.violations.push(`${method} ${url.pathname} is not an operation of GitHub's REST API`);
+      record.status = 404;
+      return send(404, { message: 'Not Found', documentation_url: 'https://docs.github.com/rest' });
+    }
+    const reply = (status: number, body?: unknown) => {
+      record.status = status;
+      const problems = responseErrors(match, method, status, body);
+      if (problems) {
+        const violation = `${match.operationId} ${status}: ${problems}`;
+        this.violations.push(violation);
+        return send(500, {
+          message: `stand-in response does not match GitHub's OpenAPI description: ${violation}`,
+        });
+      }
+      send(status, body);
+    };
+    const user = this.authenticate(req);
+    if (!user)
+      return reply(401, {
+        message: 'Bad credentials',
+        documentation_url: 'https://docs.github.com/rest',
+        status: '401',
+      });
+    let body: Record<string, unknown> = {};
+    if (raw !== '') {
+      try {
+        body = JSON.parse(raw) as Record<string, unknown>;
+      } catch {
+        return reply(400, {
+          message: 'Problems parsing JSON',
+          documentation_url: 'https://docs.github.com/rest',
+        });
+      }
+    }
+    record.body = body;
+    const invalid = method === 'GET' ? '' : requestBodyErrors(match, method, body);
+    if (invalid) return reply(422, this.errorBody(`Invalid request.\n\n${invalid}`));
+    const handler = this.handlers[match.operationId];
+    if (!handler) {
+      this.violations.push(`${match.operationId} is documented but the stand-in does not implement it`);
+      record.status = 501;
+      return send(501, { message: `the GitHub stand-in does not implement ${match.operationId}` });
+    }
+    try {
+      const intercept = this.interceptors.get(match.operationId);
+      this.interceptors.delete(match.operationId);
+      await intercept?.();
+      const repoPath = this.repoPath(match);
+      if (repoPath === undefined) throw new HttpError(404, 'Not Found');
+      // One writer per repository at a time, as GitHub serializes ref updates.
+      const result = await this.serialized(repoPath, () =>
+        handler({ user, params: match.params, query: url.searchParams, body }),
+      );
+      reply(result.status, result.body);
+    } catch (err) {
+      if (err instanceof HttpError) return reply(err.status, this.errorBody(err.message, err.errors));
+      // A bug of the stand-in, not an answer GitHub would give.
+      this.violations.push(`${match.operationId} failed in the stand-in: ${String(err)}`);
+      record.status = 500;
+      send(500, { message: `the GitHub stand-in failed: ${String(err)}` });
+    }
+  }
+
+  private errorBody(message: string, errors?: unknown[]) {
+    return {
+      message,
+      ...(errors ? { errors } : {}),
+      documentation_url: 'https://docs.github.com/rest',
+      status: '',
+    };
+  }
+
+  private authenticate(req: IncomingMessage): StandInUser | undefined {
+    const [scheme, token] = (req.headers.authorization ?? '').split(' ');
+    if (!token || !/^(token|bearer)$/i.test(scheme ?? '')) return undefined;
+    return this.tokens.get(token);
+  }
+
+  private repoPath(match: MatchedOperation): string | undefined {
+    const { owner, repo } = match.params;
+    if (!owner || !repo || !/^[\w.-]+$/.test(owner) || !/^[\w.-]+$/.test(repo)) return undefined;
+    return join(this.git.root, owner, `${repo}.git`);
+  }
+
+  private async serialized<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(key) ?? Promise.resolve();
+    const next = previous.then(task, task);
+    this.locks.set(
+      key,
+      next.catch(() => undefined),
+    );
+    return next;
+  }
+
+  private async gitIn(
+    params: Record<string, string>,
+    args: string[],
+    options: { input?: Buffer | string; env?: NodeJS.ProcessEnv } = {},
+  ): Promise<string> {
+    const cwd = join(this.git.root, params.owner!, `${params.repo}.git`);
+    return new Promise((resolve, reject) => {
+      const child = spawn('git', args, { cwd, env: { ...GIT_ENV, ...options.env } });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => {
+        if (code === 0) resolve(stdout);
+        else if (/not a git repository|No such file/i.test(stderr)) reject(new HttpError(404, 'Not Found'));
+        else reject(new GitFailure(`git ${args[0]}: ${stderr.trim()}`));
+      });
+      // git may exit without reading its input (e.g. rev-parse): not an error of ours.
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(options.input ?? '');
+    });
+  }
+
+  private async resolve(
+    params: Record<string, string>,
+    rev: string,
+    type: string,
+  ): Promise<string | undefined> {
+    try {
+      return (await this.gitIn(params, ['rev-parse', '--verify', '--quiet', `${rev}^{${type}}`])).trim();
+    } catch (err) {
+      if (err instanceof GitFailure) return undefined;
+      throw err;
+    }
+  }
+
+  // ---- URLs and objects shaped like GitHub's ------------------------------------------------
+
+  private api(params: Record<string, string>, rest = ''): string {
+    return `${this.apiURL}/repos/${params.owner}/${params.repo}${rest}`;
+  }
+
+  private html(params: Record<string, string>, rest = ''): string {
+    return `${this.git.baseUrl}/${params.owner}/${params.repo}${rest}`;
+  }
+
+  private userObject(user: StandInUser) {
+    // Bot logins hold brackets ("app[bot]"), which GitHub percent-encodes in URLs.
+    const login = encodeURIComponent(user.login);
+    const u = `${this.apiURL}/users/${login}`;
+    return {
+      login: user.login,
+      id: user.id,
+      node_id: nodeId('U', user.id),
+      avatar_url: `${this.git.baseUrl}/avatars/${login}`,
+      gravatar_id: '',
+      url: u,
+      html_url: `${this.git.baseUrl}/${login}`,
+      followers_url: `${u}/followers`,
+      following_url: `${u}/following{/other_user}`,
+      gists_url: `${u}/gists{/gist_id}`,
+      starred_url: `${u}/starred{/owner}{/repo}`,
+      subscriptions_url: `${u}/subscriptions`,
+      organizations_url: `${u}/orgs`,
+      repos_url: `${u}/repos`,
+      events_url: `${u}/events{/privacy}`,
+      received_events_url: `${u}/received_events`,
+      type: user.type,
+      site_admin: false,
+    };
+  }
+
+  private repositoryObject(params: Record<string, string>) {
+    const a = this.api(params);
+    const id = idOf(`${params.owner}/${params.repo}`);
+    const owner = this.userObject({ login: params.owner!, id: idOf(params.owner!), type: 'User' });
+    const now = new Date(0).toISOString();
+    return {
+      id,
+      node_id: nodeId('R', id),
+      name: params.repo!,
+      full_name: `${params.owner}/${params.repo}`,
+      owner,
+      private: true,
+      html_url: this.html(params),
+      description: null,
+      fork: false,
+      url: a,
+      archive_url: `${a}/{archive_format}{/ref}`,
+      assignees_url: `${a}/assignees{/user}`,
+      blobs_url: `${a}/git/blobs{/sha}`,
+      branches_url: `${a}/branches{/branch}`,
+      collaborators_url: `${a}/collaborators{/collaborator}`,
+      comments_url: `${a}/comments{/number}`,
+      commits_url: `${a}/commits{/sha}`,
+      compare_url: `${a}/compare/{base}...{head}`,
+      contents_url: `${a}/contents/{+path}`,
+      contributors_url: `${a}/contributors`,
+      deployments_url: `${a}/deployments`,
+      downloads_url: `${a}/downloads`,
+      events_url: `${a}/events`,
+      forks_url: `${a}/forks`,
+      git_commits_url: `${a}/git/commits{/sha}`,
+      git_refs_url: `${a}/git/refs{/sha}`,
+      git_tags_url: `${a}/git/tags{/sha}`,
+      git_url: `git://127.0.0.1/${params.owner}/${params.repo}.git`,
+      issue_comment_url: `${a}/issues/comments{/number}`,
+      issue_events_url: `${a}/issues/events{/number}`,
+      issues_url: `${a}/issues{/number}`,
+      keys_url: `${a}/keys{/key_id}`,
+      labels_url: `${a}/labels{/name}`,
+      languages_url: `${a}/languages`,
+      merges_url: `${a}/merges`,
+      milestones_url: `${a}/milestones{/number}`,
+      notifications_url: `${a}/notifications{?since,all,participating}`,
+      pulls_url: `${a}/pulls{/number}`,
+      releases_url: `${a}/releases{/id}`,
+      ssh_url: `git@127.0.0.1:${params.owner}/${params.repo}.git`,
+      stargazers_url: `${a}/stargazers`,
+      statuses_url: `${a}/statuses/{sha}`,
+      subscribers_url: `${a}/subscribers`,
+      subscription_url: `${a}/subscription`,
+      tags_url: `${a}/tags`,
+      teams_url: `${a}/teams`,
+      trees_url: `${a}/git/trees{/sha}`,
+      clone_url: this.git.url(`${params.owner}/${params.repo}`),
+      mirror_url: null,
+      hooks_url: `${a}/hooks`,
+      svn_url: this.html(params),
+      homepage: null,
+      language: null,
+      forks: 0,
+      forks_count: 0,
+      stargazers_count: 0,
+      watchers_count: 0,
+      watchers: 0,
+      size: 0,
+      default_branch: 'main',
+      open_issues: 0,
+      open_issues_count: 0,
+      has_issues: true,
+      has_projects: false,
+      has_wiki: false,
+      has_pages: false,
+      has_downloads: false,
+      archived: false,
+      disabled: false,
+      license: null,
+      pushed_at: now,
+      created_at: now,
+      updated_at: now,
+    };
+  }
+
+  private refObject(params: Record<string, string>, ref: string, sha: string) {
+    return {
+      ref,
+      node_id: nodeId('REF', idOf(ref)),
+      url: this.api(params, `/git/${ref}`),
+      object: { type: 'commit', sha, url: this.api(params, `/git/commits/${sha}`) },
+    };
+  }
+
+  // ---- refs ------------------------------------------------------------------------------------
+
+  private async getRef(params: Record<string, string>) {
+    const ref = `refs/${params.ref}`;
+    const sha = await this.resolve(params, ref, 'commit');
+    if (!sha || !params.ref!.startsWith('heads/')) throw new HttpError(404, 'Not Found');
+    return { status: 200, body: this.refObject(params, ref, sha) };
+  }
+
+  private async createRef(params: Record<string, string>, body: Record<string, unknown>) {
+    const ref = String(body.ref);
+    const sha = String(body.sha);
+    if (!/^refs\/[^/]+\/.+/.test(ref))
+      throw new HttpError(422, 'Reference name must start with refs/ and have at least two slashes.');
+    if (!(await this.resolve(params, sha, 'commit'))) throw new HttpError(422, 'Object does not exist');
+    if (await this.resolve(params, ref, 'commit')) throw new HttpError(422, 'Reference already exists');
+    // An empty old value: create only if it does not exist.
+    await this.gitIn(params, ['update-ref', ref, sha, '']);
+    return { status: 201, body: this.refObject(params, ref, sha) };
+  }
+
+  private async updateRef(params: Record<string, string>, body: Record<string, unknown>) {
+    const ref = `refs/${params.ref}`;
+    const sha = String(body.sha);
+    const current = await this.resolve(params, ref, 'commit');
+    if (!current) throw new HttpError(422, 'Reference does not exist');
+    if (!(await this.resolve(params, sha, 'commit'))) throw new HttpError(422, 'Object does not exist');
+    if (body.force !== true && !(await this.isAncestor(params, current, sha))) {
+      throw new HttpError(422, 'Update is not a fast forward');
+    }
+    await this.gitIn(params, ['update-ref', ref, sha, current]);
+    return { status: 200, body: this.refObject(params, ref, sha) };
+  }
+
+  private async isAncestor(params: Record<string, string>, ancestor: string, of: string): Promise<boolean> {
+    try {
+      await this.gitIn(params, ['merge-base', '--is-ancestor', ancestor, of]);
+      return true;
+    } catch (err) {
+      if (err instanceof GitFailure) return false;
+      throw err;
+    }
+  }
+
+  // ---- blobs, trees, commits -------------------------------------------------------------
+
+  private async createBlob(params: Record<string, string>, body: Record<string, unknown>) {
+    const encoding = (body.encoding as string | undefined) ?? 'utf-8';
+    if (encoding !== 'utf-8' && encoding !== 'base64')
+      throw new HttpError(422, `encoding must be utf-8 or base64`);
+    const content = Buffer.from(String(body.content), encoding === 'base64' ? 'base64' : 'utf8');
+    const sha = (await this.gitIn(params, ['hash-object', '-w', '--stdin'], { input: content })).trim();
+    return { status: 201, body: { url: this.api(params, `/git/blobs/${sha}`), sha } };
+  }
+
+  private async createTree(params: Record<string, string>, body: Record<string, unknown>) {
+    const scratch = await mkdtemp(join(tmpdir(), 'kube-actions-gh-index-'));
+    const env = { GIT_INDEX_FILE: join(scratch, 'index') };
+    try {
+      if (body.base_tree) {
+        const base = await this.resolve(params, body.base_tree as string, 'tree');
+        if (!base) throw new HttpError(422, `base_tree ${body.base_tree as string} is not a valid tree`);
+        await this.gitIn(params, ['read-tree', base], { env });
+      } else {
+        await this.gitIn(params, ['read-tree', '--empty'], { env });
+      }
+      for (const entry of body.tree as {
+        path: string;
+        mode: string;
+        type: string;
+        sha?: string | null;
+        content?: string;
+      }[]) {
+        if (entry.type !== 'blob')
+          throw new HttpError(
+            422,
+            `the stand-in only builds trees of blobs (got ${entry.type} at ${entry.path})`,
+          );
+        if (
+          entry.path.startsWith('/') ||
+          entry.path.split('/').some((p) => p === '' || p === '.' || p === '..')
+        ) {
+          throw new HttpError(422, `tree.path ${entry.path} is invalid`);
+        }
+        if (entry.sha === null) {
+          // Mode 0 removes the entry; --index-info works without a work tree (bare repository).
+          await this.gitIn(params, ['update-index', '--index-info'], {
+            env,
+            input: `0 ${'0'.repeat(40)}\t${entry.path}\n`,
+          });
+          continue;
+        }
+        let sha = entry.sha;
+        if (entry.content !== undefined) {
+          sha = (await this.gitIn(params, ['hash-object', '-w', '--stdin'], { input: entry.content })).trim();
+        } else if (!sha || !(await this.resolve(params, sha, 'blob'))) {
+          throw new HttpError(422, `tree.sha ${sha} is not a valid blob`);
+        }
+        await this.gitIn(
+          params,
+          ['update-index', '--add', '--cacheinfo', `${entry.mode},${sha},${entry.path}`],
+          { env },
+        );
+      }
+      const sha = (await this.gitIn(params, ['write-tree'], { env })).trim();
+      return { status: 201, body: await this.treeObject(params, sha) };
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
+  private async treeObject(params: Record<string, string>, sha: string) {
+    const entries = (await this.gitIn(params, ['ls-tree', '-l', sha])).split('\n').filter(Boolean);
+    return {
+      sha,
+      url: this.api(params, `/git/trees/${sha}`),
+      truncated: false,
+      tree: entries.map((line) => {
+        const [meta, path] = line.split('\t') as [string, string];
+        const [mode, type, objectSha, size] = meta.split(/\s+/) as [string, string, string, string];
+        return {
+          path,
+          mode,
+          type,
+          sha: objectSha,
+          ...(type === 'blob' ? { size: Number(size) } : {}),
+          url: this.api(params, `/git/${type === 'blob' ? 'blobs' : 'trees'}/${objectSha}`),
+        };
+      }),
+    };
+  }
+
+  private async createCommit(
+    params: Record<string, string>,
+    body: Record<string, unknown>,
+    user: StandInUser,
+  ) {
+    const tree = await this.resolve(params, String(body.tree), 'tree');
+    if (!tree) throw new HttpError(422, 'Tree SHA does not exist');
+    const parents = (body.parents as string[] | undefined) ?? [];
+    for (const p of parents) {
+      if (!(await this.resolve(params, p, 'commit')))
+        throw new HttpError(422, 'Parent SHA does not exist or is not a commit object');
+    }
+    type Person = { name: string; email: string; date?: string };
+    const author = body.author as Person | undefined;
+    const committer = (body.committer as Person | undefined) ?? author;
+    const self = { name: user.login, email: `${user.id}+${user.login}@users.noreply.github.com` };
+    const env: NodeJS.ProcessEnv = {
+      GIT_AUTHOR_NAME: (author ?? self).name,
+      GIT_AUTHOR_EMAIL: (author ?? self).email,
+      ...(author?.date ? { GIT_AUTHOR_DATE: author.date } : {}),
+      // GitHub commits as itself ("web-flow") when it signs, as the given committer otherwise.
+      GIT_COMMITTER_NAME: committer ? committer.name : 'GitHub',
+      GIT_COMMITTER_EMAIL: committer ? committer.email : SIGNER_EMAIL,
+      ...(committer?.date ? { GIT_COMMITTER_DATE: committer.date } : {}),
+    };
+    // GitHub signs only commits it authors itself: no author, committer or signature given.
+    const sign = !body.author && !body.committer && !body.signature;
+    const signing = sign ? ['-c', 'gpg.format=ssh', '-c', `user.signingKey=${join(this.keyDir, 'key')}`] : [];
+    const args = [
+      ...signing,
+      'commit-tree',
+      tree,
+      ...parents.flatMap((p) => ['-p', p]),
+      ...(sign ? ['-S'] : []),
+      '-F',
+      '-',
+    ];
+    const sha = (await this.gitIn(params, args, { input: String(body.message), env })).trim();
+    return { status: 201, body: await this.commitObject(params, sha) };
+  }
+
+  private async getCommit(params: Record<string, string>) {
+    const sha = await this.resolve(params, params.commit_sha!, 'commit');
+    if (!sha) throw new HttpError(404, 'Not Found');
+    return { status: 200, body: await this.commitObject(params, sha) };
+  }
+
+  private async commitObject(params: Record<string, string>, sha: string) {
+    const raw = await this.gitIn(params, ['cat-file', 'commit', sha]);
+    const headerEnd = raw.indexOf('\n\n');
+    const headers = raw.slice(0, headerEnd);
+    const message = raw.slice(headerEnd + 2);
+    const field = (name: string) =>
+      headers
+        .split('\n')
+        .filter((l) => l.startsWith(`${name} `))
+        .map((l) => l.slice(name.length + 1));
+    const person = (line: string) => {
+      const m = /^(.*) <(.*)> (\d+) ([+-]\d{4})$/.exec(line)!;
+      return {
+        name: m[1]!,
+        email: m[2]!,
+        date: new Date(Number(m[3]) * 1000).toISOString().replace('.000Z', 'Z'),
+      };
+    };
+    // gpgsig is a multi-line header: continuation lines start with a space.
+    const gpgsig = /^gpgsig .*\n(?: .*\n)*/m;
+    const signature =
+      gpgsig.exec(`${headers}\n`)?.[0].slice('gpgsig '.length).replace(/\n /g, '\n').trimEnd() ?? null;
+    const verified = signature !== null && (await this.verifies(params, sha));
+    const tree = field('tree')[0]!;
+    return {
+      sha,
+      node_id: nodeId('C', idOf(sha)),
+      url: this.api(params, `/git/commits/${sha}`),
+      html_url: this.html(params, `/commit/${sha}`),
+      author: person(field('author')[0]!),
+      committer: person(field('committer')[0]!),
+      tree: { sha: tree, url: this.api(params, `/git/trees/${tree}`) },
+      message,
+      parents: field('parent').map((p) => ({
+        sha: p,
+        url: this.api(params, `/git/commits/${p}`),
+        html_url: this.html(params, `/commit/${p}`),
+      })),
+      verification: {
+        verified,
+        reason: signature === null ? 'unsigned' : verified ? 'valid' : 'invalid',
+        signature,
+        payload: signature === null ? null : raw.replace(gpgsig, ''),
+        verified_at: verified ? new Date().toISOString() : null,
+      },
+    };
+  }
+
+  private async verifies(params: Record<string, string>, sha: string): Promise<boolean> {
+    try {
+      await this.gitIn(params, [
+        '-c',
+        `gpg.ssh.allowedSignersFile=${this.allowedSignersFile}`,
+        'verify-commit',
+        sha,
+      ]);
+      return true;
+    } catch (err) {
+      if (err instanceof GitFailure) return false;
+      throw err;
+    }
+  }
+
+  // ---- pull requests ----------------------------------------------------------------------
+
+  private pullsOf(params: Record<string, string>): PullRequest[] {
+    return this.pulls.filter((p) => p.owner === params.owner && p.repo === params.repo);
+  }
+
+  private async listPulls(params: Record<string, string>, query: URLSearchParams) {
+    const state = query.get('state') ?? 'open';
+    const head = query.get('head');
+    const base = query.get('base');
+    const found = this.pullsOf(params).filter(
+      (p) =>
+        (state === 'all' || p.state === state) &&
+        (!head || head === `${p.owner}:${p.head}`) &&
+        (!base || base === p.base),
+    );
+    const perPage = Number(query.get('per_page') ?? 30);
+    const bodies = await Promise.all(found.slice(0, perPage).map((p) => this.pullObject(p, false)));
+    return { status: 200, body: bodies };
+  }
+
+  private async createPull(params: Record<string, string>, body: Record<string, unknown>, user: StandInUser) {
+    const head = String(body.head).replace(new RegExp(`^${params.owner}:`), '');
+    const base = String(body.base);
+    const headSha = await this.resolve(params, `refs/heads/${head}`, 'commit');
+    const baseSha = await this.resolve(params, `refs/heads/${base}`, 'commit');
+    const invalid = (field: string) =>
+      new HttpError(422, 'Validation Failed', [{ resource: 'PullRequest', field, code: 'invalid' }]);
+    if (!headSha) throw invalid('head');
+    if (!baseSha) throw invalid('base');
+    if (this.pullsOf(params).some((p) => p.state === 'open' && p.head === head && p.base === base)) {
+      throw new HttpError(422, 'Validation Failed', [
+        {
+          resource: 'PullRequest',
+          code: 'custom',
+          message: `A pull request already exists for ${params.owner}:${head}.`,
+        },
+      ]);
+    }
+    if (await this.isAncestor(params, headSha, baseSha)) {
+      throw new HttpError(422, 'Validation Failed', [
+        { resource: 'PullRequest', code: 'custom', message: `No commits between ${base} and ${head}` },
+      ]);
+    }
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const pull: PullRequest = {
+      number: this.pulls.length + 1,
+      owner: params.owner!,
+      repo: params.repo!,
+      head,
+      base,
+      title: typeof body.title === 'string' ? body.title : head,
+      body: typeof body.body === 'string' ? body.body : null,
+      draft: body.draft === true,
+      state: 'open',
+      user,
+      labels: [],
+      createdAt: now,
+      updatedAt: now,
+    };
+    this.pulls.push(pull);
+    return { status: 201, body: await this.pullObject(pull, true) };
+  }
+
+  private findPull(params: Record<string, string>): PullRequest {
+    const pull = this.pullsOf(params).find(
+      (p) => p.number === Number(params.pull_number ?? params.issue_number),
+    );
+    if (!pull) throw new HttpError(404, 'Not Found');
+    return pull;
+  }
+
+  private async getPull(params: Record<string, string>) {
+    return { status: 200, body: await this.pullObject(this.findPull(params), true) };
+  }
+
+  private async updatePull(params: Record<string, string>, body: Record<string, unknown>) {
+    const pull = this.findPull(params);
+    if (typeof body.title === 'string') pull.title = body.title;
+    if (typeof body.body === 'string') pull.body = body.body;
+    if (body.state === 'open' || body.state === 'closed') pull.state = body.state;
+    pull.updatedAt = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    return { status: 200, body: await this.pullObject(pull, true) };
+  }
+
+  private addLabels(params: Record<string, string>, body: Record<string, unknown>) {
+    const pull = this.findPull(params);
+    const labels = (body.labels as (string | { name: string })[]).map((l) =>
+      typeof l === 'string' ? l : l.name,
+    );
+    for (const l of labels) if (!pull.labels.includes(l)) pull.labels.push(l);
+    return Promise.resolve({ status: 200, body: pull.labels.map((l) => this.labelObject(params, l)) });
+  }
+
+  private labelObject(params: Record<string, string>, name: string) {
+    return {
+      id: idOf(name),
+      node_id: nodeId('L', idOf(name)),
+      url: this.api(params, `/labels/${encodeURIComponent(name)}`),
+      name,
+      description: '',
+      color: 'ededed',
+      default: false,
+    };
+  }
+
+  private async pullObject(pull: PullRequest, full: boolean) {
+    const params = { owner: pull.owner, repo: pull.repo };
+    const n = pull.number;
+    const a = this.api(params);
+    const headSha = (await this.resolve(params, `refs/heads/${pull.head}`, 'commit')) ?? '0'.repeat(40);
+    const baseSha = (await this.resolve(params, `refs/heads/${pull.base}`, 'commit')) ?? '0'.repeat(40);
+    const repository = this.repositoryObject(params);
+    const side = (ref: string, sha: string) => ({
+      label: `${pull.owner}:${ref}`,
+      ref,
+      sha,
+      user: repository.owner,
+      repo: repository,
+    });
+    const link = (href: string) => ({ href });
+    const id = idOf(`${pull.owner}/${pull.repo}#${n}`);
+    const simple = {
+      url: `${a}/pulls/${n}`,
+      id,
+      node_id: nodeId('PR', id),
+      html_url: this.html(params, `/pull/${n}`),
+      diff_url: this.html(params, `/pull/${n}.diff`),
+      patch_url: this.html(params, `/pull/${n}.patch`),
+      issue_url: `${a}/issues/${n}`,
+      commits_url: `${a}/pulls/${n}/commits`,
+      review_comments_url: `${a}/pulls/${n}/comments`,
+      review_comment_url: `${a}/pulls/comments{/number}`,
+      comments_url: `${a}/issues/${n}/comments`,
+      statuses_url: `${a}/statuses/${headSha}`,
+      number: n,
+      state: pull.state,
+      locked: false,
+      title: pull.title,
+      user: this.userObject(pull.user),
+      body: pull.body,
+      labels: pull.labels.map((l) => this.labelObject(params, l)),
+      milestone: null,
+      created_at: pull.createdAt,
+      updated_at: pull.updatedAt,
+      closed_at: null,
+      merged_at: null,
+      merge_commit_sha: null,
+      assignee: null,
+      draft: pull.draft,
+      head: side(pull.head, headSha),
+      base: side(pull.base, baseSha),
+      _links: {
+        self: link(`${a}/pulls/${n}`),
+        html: link(this.html(params, `/pull/${n}`)),
+        issue: link(`${a}/issues/${n}`),
+        comments: link(`${a}/issues/${n}/comments`),
+        review_comments: link(`${a}/pulls/${n}/comments`),
+        review_comment: link(`${a}/pulls/comments{/number}`),
+        commits: link(`${a}/pulls/${n}/commits`),
+        statuses: link(`${a}/statuses/${headSha}`),
+      },
+      author_association: 'CONTRIBUTOR',
+      auto_merge: null,
+    };
+    if (!full) return simple;
+    return {
+      ...simple,
+      merged: false,
+      mergeable: null,
+      mergeable_state: 'unknown',
+      merged_by: null,
+      comments: 0,
+      review_comments: 0,
+      maintainer_can_modify: false,
+      commits: 1,
+      additions: 0,
+      deletions: 0,
+      changed_files: 0,
+    };
+  }
+}
+
+class GitFailure extends Error {}
+
+/** A stable positive id for a name (GitHub ids are integers). */
+function idOf(name: string): number {
+  let h = 0;
+  for (const c of name) h = (Math.imul(h, 31) + c.charCodeAt(0)) | 0;
+  return (h >>> 0) % 1_000_000_000;
+}
+
+function nodeId(prefix: string, id: number): string {
+  return `${prefix}_${Buffer.from(String(id)).toString('base64url')}`;
+}
