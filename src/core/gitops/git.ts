@@ -59,7 +59,7 @@ export class Git {
     return this.secrets.reduce((t, s) => (s ? t.split(s).join('***') : t), text);
   }
 
-  async run(args: string[], options: { input?: string } = {}): Promise<string> {
+  async run(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
     return (await this.exec(args, options)).toString('utf8');
   }
 
@@ -68,9 +68,10 @@ export class Git {
     return this.exec(args, {});
   }
 
-  private async exec(args: string[], options: { input?: string }): Promise<Buffer> {
+  private async exec(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv }): Promise<Buffer> {
     try {
-      const child = run('git', args, { cwd: this.cwd, env: this.env, maxBuffer: 64 * 1024 * 1024, encoding: 'buffer' });
+      const env = options.env ? { ...this.env, ...options.env } : this.env;
+      const child = run('git', args, { cwd: this.cwd, env, maxBuffer: 64 * 1024 * 1024, encoding: 'buffer' });
       if (options.input !== undefined) child.child.stdin?.end(options.input);
       return (await child).stdout;
     } catch (err) {

@@ -1,0 +1,106 @@
+// Comparing an application's desired objects with the cluster (gitops-engine's diff step): every
+// desired object is dry-run server-side and the result compared with the live object, so only
+// real differences count (defaults the apiserver fills in never do). A dry-run result is reused
+// while neither the desired object nor the live object's resourceVersion changed, so an idle
+// resync sends no requests at all.
+import {
+  differs,
+  digest,
+  type DryRunOutcome,
+  type ResolvedObject,
+  type ResourceManager,
+} from '../../core/kube/apply.ts';
+import type { KubeResource } from '../../core/kube/resource.ts';
+
+export interface ObjectComparison {
+  resolved: ResolvedObject;
+  live: KubeResource | undefined;
+  /** What applying would store; absent when the dry-run could not tell (namespace/CRD not there yet). */
+  merged?: KubeResource;
+  inSync: boolean;
+  /** The apiserver's reason for refusing the object in a dry-run. */
+  error?: string;
+}
+
+interface CachedComparison {
+  desired: string;
+  liveVersion: string;
+  inSync: boolean;
+  merged: KubeResource | undefined;
+}
+
+export class Comparer {
+  private readonly resources: ResourceManager;
+  private readonly cache = new Map<string, CachedComparison>();
+  /** Dry-runs sent (cache misses), for tests and benchmarks. */
+  dryRuns = 0;
+
+  constructor(resources: ResourceManager) {
+    this.resources = resources;
+  }
+
+  /**
+   * Compares each desired object with its live counterpart. `creatable` tells which objects may be
+   * missing a namespace or CRD that this same sync will create.
+   */
+  async compare(
+    objects: readonly { resolved: ResolvedObject; live: KubeResource | undefined }[],
+    creatable: (r: ResolvedObject) => boolean,
+  ): Promise<ObjectComparison[]> {
+    const results: (ObjectComparison | undefined)[] = [];
+    const misses: number[] = [];
+    for (const [i, { resolved, live }] of objects.entries()) {
+      const cached = this.cache.get(resolved.key);
+      if (
+        live &&
+        cached &&
+        cached.liveVersion === live.metadata.resourceVersion &&
+        cached.desired === digest(resolved.object)
+      ) {
+        results[i] = {
+          resolved,
+          live,
+          inSync: cached.inSync,
+          ...(cached.merged ? { merged: cached.merged } : {}),
+        };
+      } else {
+        misses.push(i);
+      }
+    }
+    if (misses.length) {
+      this.dryRuns += misses.length;
+      const outcomes = await this.resources.dryRun(
+        misses.map((i) => objects[i]!.resolved),
+        creatable,
+      );
+      outcomes.forEach((outcome: DryRunOutcome, j) => {
+        const i = misses[j]!;
+        const { resolved, live } = objects[i]!;
+        if (outcome.error !== undefined) {
+          results[i] = { resolved, live, inSync: false, error: outcome.error };
+          this.cache.delete(resolved.key);
+          return;
+        }
+        const inSync = outcome.merged !== undefined && !differs(outcome.merged, live);
+        results[i] = { resolved, live, inSync, ...(outcome.merged ? { merged: outcome.merged } : {}) };
+        if (live?.metadata.resourceVersion && outcome.merged) {
+          this.cache.set(resolved.key, {
+            desired: digest(resolved.object),
+            liveVersion: live.metadata.resourceVersion,
+            inSync,
+            merged: outcome.merged,
+          });
+        } else {
+          this.cache.delete(resolved.key);
+        }
+      });
+    }
+    return results as ObjectComparison[];
+  }
+
+  /** Forgets cached results for keys no longer desired (keeps the cache bounded by the fleet). */
+  retain(keys: Iterable<string>): void {
+    const keep = new Set(keys);
+    for (const key of this.cache.keys()) if (!keep.has(key)) this.cache.delete(key);
+  }
+}

@@ -1,0 +1,166 @@
+// An application's desired state: its source at a commit, rendered with the real helm/kustomize
+// through src/core/render, and remembered per (commit, source settings) so an idle resync renders
+// nothing. Tracking metadata is added here, so everything applied carries the application's identity.
+import { parse, stringify } from 'yaml';
+import type { RepoCache } from '../../core/gitops/repo-cache.ts';
+import type { RenderCache } from '../../core/render/cache.ts';
+import { render, type RenderOptions } from '../../core/render/render.ts';
+import type { KubeResource } from '../../core/kube/resource.ts';
+import { apiGroup } from '../../core/kube/resource.ts';
+import type { Application } from './types.ts';
+
+export const INSTANCE_LABEL = 'kube-actions.dev/instance';
+export const TRACKING_ANNOTATION = 'kube-actions.dev/tracking-id';
+
+export interface DesiredState {
+  revision: string;
+  sourceType: string;
+  objects: KubeResource[];
+  /** Source settings this controller does not act on, reported as a condition. */
+  unsupported: string[];
+}
+
+/** The value of the instance label: the name when it is a valid label value, else a digest. */
+export function instanceLabel(app: Application): string {
+  const name = app.metadata.name;
+  return name.length <= 63 ? name : `${name.slice(0, 50)}-${fnv(name)}`;
+}
+
+/** Argo CD's tracking id format, `<app>:<group>/<kind>:<namespace>/<name>`, with the app's namespace. */
+export function trackingId(
+  app: Application,
+  obj: { apiVersion: string; kind: string },
+  namespace: string,
+  name: string,
+): string {
+  return `${app.metadata.namespace}_${app.metadata.name}:${apiGroup(obj.apiVersion)}/${obj.kind}:${namespace}/${name}`;
+}
+
+/** Whether a live object carries this application's tracking id (and is therefore ours to prune). */
+export function isTrackedBy(app: Application, live: KubeResource, namespace: string): boolean {
+  const id = live.metadata.annotations?.[TRACKING_ANNOTATION];
+  return id === trackingId(app, live, namespace, live.metadata.name ?? '');
+}
+
+export class ManifestSource {
+  private readonly repos: RepoCache;
+  private readonly renderCache: RenderCache | undefined;
+  private readonly rendered = new Map<string, Promise<Omit<DesiredState, 'revision'>>>();
+  private readonly maxEntries: number;
+  /** Renders run (cache misses), for tests and benchmarks. */
+  renders = 0;
+
+  constructor(repos: RepoCache, options: { renderCache?: RenderCache; maxEntries?: number } = {}) {
+    this.repos = repos;
+    this.renderCache = options.renderCache;
+    this.maxEntries = options.maxEntries ?? 2000;
+  }
+
+  async desired(app: Application, revision: string): Promise<DesiredState> {
+    const source = app.spec.source!;
+    const key = JSON.stringify([
+      source,
+      revision,
+      app.metadata.namespace,
+      app.metadata.name,
+      app.spec.destination.namespace,
+    ]);
+    let pending = this.rendered.get(key);
+    if (!pending) {
+      pending = this.render(app, revision);
+      this.rendered.set(key, pending);
+      // A failure is not remembered: the next reconcile tries again (the error may be transient).
+      pending.catch(() => this.rendered.delete(key));
+      while (this.rendered.size > this.maxEntries) this.rendered.delete(this.rendered.keys().next().value!);
+    }
+    const state = await pending;
+    // Each caller gets its own copies: the sync adds metadata to them.
+    return { ...state, revision, objects: structuredClone(state.objects) };
+  }
+
+  private async render(app: Application, revision: string): Promise<Omit<DesiredState, 'revision'>> {
+    this.renders++;
+    const source = app.spec.source!;
+    const unsupported: string[] = [];
+    if (source.chart)
+      unsupported.push('source.chart (Helm repository charts): point source.path at a chart in Git');
+    if (source.plugin) unsupported.push('source.plugin (config management plugins)');
+    if (source.kustomize?.namePrefix || source.kustomize?.nameSuffix || source.kustomize?.namespace) {
+      unsupported.push('source.kustomize.namePrefix/nameSuffix/namespace: set them in the kustomization');
+    }
+    if (source.directory?.include || source.directory?.exclude) {
+      unsupported.push('source.directory.include/exclude');
+    }
+    const workspace = await this.repos.checkout(source.repoURL, revision);
+    const helm = source.helm;
+    const values = helmValues(helm?.values, helm?.valuesObject);
+    const options: RenderOptions = {
+      workspace,
+      path: source.path || '.',
+      ...(this.renderCache ? { cache: this.renderCache } : {}),
+      helm: {
+        // Argo CD's defaults: the release is named after the application, in its destination namespace.
+        releaseName: helm?.releaseName || app.metadata.name,
+        ...(app.spec.destination.namespace
+          ? { namespace: helm?.namespace || app.spec.destination.namespace }
+          : {}),
+        ...(helm?.valueFiles ? { valueFiles: helm.valueFiles } : {}),
+        ...(values ? { values } : {}),
+        ...(helm?.parameters?.length
+          ? { set: helm.parameters.filter((p) => p.name).map((p) => `${p.name}=${p.value ?? ''}`) }
+          : {}),
+        ...(helm?.kubeVersion ? { kubeVersion: helm.kubeVersion } : {}),
+        ...(helm?.apiVersions ? { apiVersions: helm.apiVersions } : {}),
+      },
+      directory: { recurse: source.directory?.recurse ?? false },
+      ...(source.kustomize?.images?.length ? { images: source.kustomize.images } : {}),
+    };
+    const result = await render(options);
+    return { sourceType: result.type, objects: result.objects, unsupported };
+  }
+}
+
+/** Adds the label and annotation that mark an object as this application's. */
+export function track(app: Application, obj: KubeResource, namespace: string): KubeResource {
+  const name = obj.metadata.name ?? '';
+  return {
+    ...obj,
+    metadata: {
+      ...obj.metadata,
+      labels: { ...obj.metadata.labels, [INSTANCE_LABEL]: instanceLabel(app) },
+      annotations: {
+        ...obj.metadata.annotations,
+        [TRACKING_ANNOTATION]: trackingId(app, obj, namespace, name),
+      },
+    },
+  };
+}
+
+/** Inline values: `values` (YAML text) with `valuesObject` merged over it, as Argo CD gives it precedence. */
+export function helmValues(
+  values: string | undefined,
+  valuesObject: Record<string, unknown> | undefined,
+): string | undefined {
+  if (!valuesObject) return values || undefined;
+  const base: unknown = values ? parse(values) : {};
+  return stringify(deepMerge(isPlain(base) ? base : {}, valuesObject));
+}
+
+function isPlain(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    out[k] = isPlain(prev) && isPlain(v) ? deepMerge(prev, v) : v;
+  }
+  return out;
+}
+
+function fnv(s: string): string {
+  let h = 0x811c9dc5;
+  for (const c of s) h = Math.imul(h ^ c.charCodeAt(0), 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, '0');
+}

@@ -1,0 +1,157 @@
+// The Application resource (kube-actions.dev/v1alpha1), with Argo CD's field names: an Argo CD
+// Application converts by changing its apiVersion. deploy/crds/application.yaml is its schema.
+import type { HealthStatusCode } from '../../core/kube/health.ts';
+import type { ResourceRef } from '../runtime/objects.ts';
+
+export const GROUP = 'kube-actions.dev';
+export const APPLICATION: ResourceRef = {
+  apiVersion: `${GROUP}/v1alpha1`,
+  resource: 'applications',
+  namespaced: true,
+};
+
+/** Argo CD's cascade-delete finalizer, honoured as is, and ours. */
+export const RESOURCES_FINALIZERS = [
+  'resources-finalizer.argocd.argoproj.io',
+  `${GROUP}/resources-finalizer`,
+];
+/** Argo CD's refresh request annotation (`normal` or `hard`). */
+export const REFRESH_ANNOTATION = 'argocd.argoproj.io/refresh';
+
+export interface ApplicationSource {
+  repoURL: string;
+  targetRevision?: string;
+  path?: string;
+  chart?: string;
+  helm?: {
+    releaseName?: string;
+    valueFiles?: string[];
+    values?: string;
+    valuesObject?: Record<string, unknown>;
+    parameters?: { name?: string; value?: string; forceString?: boolean }[];
+    namespace?: string;
+    kubeVersion?: string;
+    apiVersions?: string[];
+  };
+  kustomize?: { images?: string[]; namePrefix?: string; nameSuffix?: string; namespace?: string };
+  directory?: { recurse?: boolean; include?: string; exclude?: string };
+  plugin?: unknown;
+}
+
+export interface SyncPolicy {
+  automated?: { prune?: boolean; selfHeal?: boolean; allowEmpty?: boolean; enabled?: boolean };
+  syncOptions?: string[];
+  retry?: { limit?: number; backoff?: { duration?: string; factor?: number; maxDuration?: string } };
+}
+
+export interface SyncOperation {
+  sync?: {
+    revision?: string;
+    prune?: boolean;
+    dryRun?: boolean;
+    syncOptions?: string[];
+    resources?: { group?: string; kind: string; name: string; namespace?: string }[];
+  };
+  initiatedBy?: { username?: string; automated?: boolean };
+  retry?: SyncPolicy['retry'];
+}
+
+/** One object the application manages (Argo CD's ResourceStatus). */
+export interface ResourceStatus {
+  group: string;
+  version: string;
+  kind: string;
+  namespace: string;
+  name: string;
+  status?: 'Synced' | 'OutOfSync' | 'Unknown';
+  health?: { status: HealthStatusCode; message?: string };
+  hook?: boolean;
+  requiresPruning?: boolean;
+}
+
+/** One object's outcome in a sync (Argo CD's ResourceResult). */
+export interface ResourceResult {
+  group: string;
+  version: string;
+  kind: string;
+  namespace: string;
+  name: string;
+  status: 'Synced' | 'SyncFailed' | 'Pruned' | 'PruneSkipped';
+  message: string;
+  hookType?: string;
+  hookPhase?: 'Running' | 'Succeeded' | 'Failed' | 'Error' | 'Terminating';
+  syncPhase: string;
+}
+
+export interface OperationState {
+  operation: SyncOperation;
+  phase: 'Running' | 'Succeeded' | 'Failed' | 'Error' | 'Terminating';
+  message: string;
+  syncResult?: { revision: string; resources: ResourceResult[]; source: ApplicationSource };
+  startedAt: string;
+  finishedAt?: string;
+  retryCount?: number;
+}
+
+export interface HistoryEntry {
+  id: number;
+  revision: string;
+  source: ApplicationSource;
+  deployedAt: string;
+  deployStartedAt: string;
+  initiatedBy?: SyncOperation['initiatedBy'];
+}
+
+export interface AppCondition {
+  type: string;
+  message: string;
+  lastTransitionTime: string;
+}
+
+export interface ApplicationStatus {
+  sync?: {
+    status: 'Synced' | 'OutOfSync' | 'Unknown';
+    revision?: string;
+    comparedTo?: { source: ApplicationSource; destination: Destination };
+  };
+  health?: { status: HealthStatusCode; message?: string };
+  resources?: ResourceStatus[];
+  operationState?: OperationState;
+  history?: HistoryEntry[];
+  conditions?: AppCondition[];
+  reconciledAt?: string;
+  observedGeneration?: number;
+  sourceType?: string;
+  summary?: { images?: string[] };
+}
+
+export interface Destination {
+  server?: string;
+  name?: string;
+  namespace?: string;
+}
+
+export interface Application {
+  apiVersion: string;
+  kind: 'Application';
+  metadata: {
+    name: string;
+    namespace: string;
+    uid?: string;
+    generation?: number;
+    resourceVersion?: string;
+    annotations?: Record<string, string>;
+    finalizers?: string[];
+    deletionTimestamp?: string;
+  };
+  spec: {
+    project?: string;
+    source?: ApplicationSource;
+    sources?: unknown[];
+    destination: Destination;
+    syncPolicy?: SyncPolicy;
+    revisionHistoryLimit?: number;
+  };
+  operation?: SyncOperation;
+  status?: ApplicationStatus;
+}
