@@ -114,15 +114,21 @@ async function reconcileUntil(
   until: (app: Application) => boolean,
   what: string,
 ): Promise<Application> {
-  return eventually(
-    what,
-    async () => {
-      await reconciler.reconcile({ namespace: ns.name, name });
-      const app = await getApp(name);
-      return app && until(app) ? app : undefined;
-    },
-    60_000,
-  );
+  try {
+    return await eventually(
+      what,
+      async () => {
+        await reconciler.reconcile({ namespace: ns.name, name });
+        const app = await getApp(name);
+        return app && until(app) ? app : undefined;
+      },
+      60_000,
+    );
+  } catch (err) {
+    // Say where it stood: the status is the whole story of a reconcile.
+    const status = JSON.stringify((await getApp(name))?.status ?? null, null, 1);
+    throw new Error(`${(err as Error).message}\nlast status: ${status.slice(0, 4000)}`, { cause: err });
+  }
 }
 
 const synced = (revision: string) => (app: Application) =>
@@ -295,5 +301,77 @@ describe('Application sync', () => {
     const helm = await reconcileUntil('helm', synced(rev), 'helm app synced');
     expect(helm.status?.sourceType).toBe('helm');
     expect((await configMap('helm-greeting'))?.data).toEqual({ greeting: 'hi' });
+  });
+
+  test('sync waves and hooks run in order: PreSync, waves -1 then 1, PostSync; hook delete policies apply', async () => {
+    const job = (name: string, annotations: Record<string, string>, generate = false) => `apiVersion: batch/v1
+kind: Job
+metadata:
+  ${generate ? 'generateName' : 'name'}: ${name}
+  annotations:
+${Object.entries(annotations)
+  .map(([k, v]) => `    ${k}: ${v}`)
+  .join('\n')}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: registry.example/tool:1
+`;
+    const waved = (name: string, wave: string) =>
+      CONFIGMAP(name, { w: wave }).replace(
+        `name: ${name}\n`,
+        `name: ${name}\n  annotations:\n    argocd.argoproj.io/sync-wave: "${wave}"\n`,
+      );
+    await server.createRepo('waves', {
+      'second.yaml': waved('second', '1'),
+      'first.yaml': waved('first', '-1'),
+      'migrate.yaml': job('migrate', {
+        'argocd.argoproj.io/hook': 'PreSync',
+        'argocd.argoproj.io/hook-delete-policy': 'HookSucceeded',
+      }),
+      'notify.yaml': job('notify-', { 'argocd.argoproj.io/hook': 'PostSync' }, true),
+    });
+    const rev = await server.revParse('waves');
+    await createApp('waves', 'waves');
+    const app = await reconcileUntil(
+      'waves',
+      (a) => a.status?.operationState?.phase === 'Succeeded' && synced(rev)(a),
+      'waves synced',
+    );
+    const order = app.status!.operationState!.syncResult!.resources.map(
+      (r) => `${r.syncPhase}:${r.kind}/${r.name.replace(/-[0-9a-f]{7}-postsync-\d+$/, '-*')}`,
+    );
+    expect(order).toEqual([
+      'PreSync:Job/migrate',
+      'Sync:ConfigMap/first',
+      'Sync:ConfigMap/second',
+      'PostSync:Job/notify-*',
+    ]);
+    expect(
+      app
+        .status!.operationState!.syncResult!.resources.filter((r) => r.kind === 'Job')
+        .map((r) => r.hookPhase),
+    ).toEqual(['Succeeded', 'Succeeded']);
+    // HookSucceeded: the migrate Job is gone; the PostSync Job (default BeforeHookCreation) stays.
+    const jobs = { apiVersion: 'batch/v1', resource: 'jobs' };
+    await eventually('migrate to be deleted', async () =>
+      (await client.get(jobs, ns.name, 'migrate').then(
+        () => false,
+        (e: unknown) => isNotFound(e),
+      ))
+        ? true
+        : undefined,
+    );
+    const list = await client.request<{ items: { metadata: { name: string } }[] }>(
+      'GET',
+      `/apis/batch/v1/namespaces/${ns.name}/jobs`,
+    );
+    expect(list.items.map((j) => j.metadata.name)).toEqual([
+      expect.stringMatching(/^notify-[0-9a-f]{7}-postsync-\d+$/),
+    ]);
   });
 });

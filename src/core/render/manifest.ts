@@ -6,9 +6,17 @@ import { LineCounter, parseAllDocuments } from 'yaml';
 export interface KubeObject {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; namespace?: string; [key: string]: unknown };
+  /** `name` is absent only for a hook that sets `generateName` (see validateObject). */
+  metadata: { name?: string; generateName?: string; namespace?: string; [key: string]: unknown };
   [key: string]: unknown;
 }
+
+/** The name, or `generateName` for hooks named at creation. */
+export function objectName(o: KubeObject): string {
+  return o.metadata.name ?? o.metadata.generateName ?? '';
+}
+
+const HOOK_ANNOTATIONS = ['argocd.argoproj.io/hook', 'helm.sh/hook'];
 
 export interface Manifest {
   object: KubeObject;
@@ -36,7 +44,7 @@ export class ManifestError extends Error {
 /** group/kind/namespace/name: the identity of an object in a cluster. */
 export function objectKey(o: KubeObject): string {
   const group = o.apiVersion.includes('/') ? o.apiVersion.split('/')[0] : '';
-  return `${group}/${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+  return `${group}/${o.kind}/${o.metadata.namespace ?? ''}/${objectName(o)}`;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -85,7 +93,12 @@ function validateObject(value: unknown): string | undefined {
   const metadata = value.metadata;
   if (!isRecord(metadata) || typeof metadata.name !== 'string' || metadata.name === '') {
     // generateName is a create-time feature: a declarative, pruned object needs a stable name.
-    missing.push('metadata.name');
+    // Hooks are the exception (Argo CD allows it): they are created, not tracked.
+    const annotations = isRecord(metadata) && isRecord(metadata.annotations) ? metadata.annotations : {};
+    const hook = HOOK_ANNOTATIONS.some((a) => typeof annotations[a] === 'string');
+    const generated =
+      isRecord(metadata) && typeof metadata.generateName === 'string' && metadata.generateName !== '';
+    if (!(hook && generated)) missing.push('metadata.name');
   }
   if (missing.length > 0) {
     const what = typeof value.kind === 'string' ? `${value.kind} ` : '';
@@ -106,7 +119,7 @@ export function assertNoDuplicates(manifests: Manifest[]): void {
       problems.push({
         source: m.source,
         line: m.line,
-        message: `duplicate ${m.object.kind} "${m.object.metadata.name}"${ns} (first defined at ${first.source}:${first.line})`,
+        message: `duplicate ${m.object.kind} "${objectName(m.object)}"${ns} (first defined at ${first.source}:${first.line})`,
       });
     } else {
       seen.set(key, m);

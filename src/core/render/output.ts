@@ -2,7 +2,7 @@
 // applied top to bottom (CRDs and Namespaces before what lives in them), so diffs of rendered
 // manifests stay small and reviewable.
 import { stringify } from 'yaml';
-import type { KubeObject } from './manifest.ts';
+import { objectName, type KubeObject } from './manifest.ts';
 
 // Dependencies first, in the spirit of Helm's install order (a Secret before the Deployment that
 // mounts it, a Service before the Ingress that routes to it).
@@ -55,7 +55,7 @@ export function sortObjects(objects: KubeObject[]): KubeObject[] {
       compareStrings(a.kind, b.kind) ||
       compareStrings(a.apiVersion, b.apiVersion) ||
       compareStrings(a.metadata.namespace ?? '', b.metadata.namespace ?? '') ||
-      compareStrings(a.metadata.name, b.metadata.name),
+      compareStrings(objectName(a), objectName(b)),
   );
 }
 
@@ -90,9 +90,9 @@ export function toFiles(objects: KubeObject[]): Map<string, string> {
     for (const o of sorted) m.set(f(o), (m.get(f(o)) ?? 0) + 1);
     return m;
   };
-  const short = (o: KubeObject) => fileStem(o.kind, o.metadata.name);
+  const short = (o: KubeObject) => fileStem(o.kind, objectName(o));
   const withNs = (o: KubeObject) =>
-    o.metadata.namespace ? fileStem(o.kind, o.metadata.namespace, o.metadata.name) : short(o);
+    o.metadata.namespace ? fileStem(o.kind, o.metadata.namespace, objectName(o)) : short(o);
   const withGroup = (o: KubeObject) => fileStem(o.apiVersion.split('/')[0]!, withNs(o));
   const shortCount = count(short);
   const nsCount = count(withNs);

@@ -50,6 +50,21 @@ describe('parseManifests', () => {
     ]);
   });
 
+  test('only hooks may go without a name, and then only with generateName', () => {
+    const hook = (annotation: string) =>
+      `apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: notify-\n  annotations:\n    ${annotation}: PostSync\n`;
+    for (const a of ['argocd.argoproj.io/hook', 'helm.sh/hook']) {
+      expect(parseManifests(hook(a), 'h.yaml').map((m) => m.object.metadata.generateName)).toEqual([
+        'notify-',
+      ]);
+    }
+    const nameless =
+      'apiVersion: batch/v1\nkind: Job\nmetadata:\n  annotations:\n    helm.sh/hook: post-install\n';
+    expect(problemsOf(() => parseManifests(nameless, 'h.yaml'))[0]!.message).toBe(
+      'Job object is missing metadata.name',
+    );
+  });
+
   test('a scalar document is not a manifest', () => {
     expect(problemsOf(() => parseManifests('just a string\n', 's.yaml'))[0]!.message).toMatch(
       /must be a mapping/,
