@@ -1,6 +1,7 @@
 // The kube-actions command line. Each command is a thin layer over src/core.
 import { parseArgs } from 'node:util';
 import { VERSION } from '../version.ts';
+import { controllerCommand } from './controller.ts';
 import { promoteCommand } from './promote.ts';
 import { renderCommand } from './render.ts';
 
@@ -9,6 +10,7 @@ const USAGE = `usage: kube-actions <command> [options]
 commands:
   render     render kustomize / Helm / plain YAML into final manifests
   promote    commit rendered manifests or an image bump to a GitOps repository
+  controller run the GitOps controller (Application sync) against a cluster
   version    print the kube-actions version
 
 Run 'kube-actions <command> --help' for a command's options.
@@ -25,6 +27,7 @@ export async function main(argv: string[]): Promise<number> {
   const rest = argv.slice(argv.indexOf(command ?? '') + 1);
   if (command === 'render') return await renderCommand(rest);
   if (command === 'promote') return await promoteCommand(rest);
+  if (command === 'controller') return await controllerCommand(rest);
   if (values.help || command === undefined || command === 'help') {
     process.stdout.write(USAGE);
     return command === undefined && !values.help ? 2 : 0;

@@ -9,7 +9,7 @@ import { RESTMapper } from '../../src/core/kube/discovery.ts';
 import { RepoCache } from '../../src/core/gitops/repo-cache.ts';
 import { KubeClient, isNotFound } from '../../src/controller/runtime/client.ts';
 import { silentLogger } from '../../src/controller/runtime/log.ts';
-import { LiveObjects } from '../../src/controller/sync/live.ts';
+import { LiveObjects, managedInformers } from '../../src/controller/sync/live.ts';
 import { ApplicationReconciler } from '../../src/controller/sync/reconciler.ts';
 import { ManifestSource } from '../../src/controller/sync/source.ts';
 import { APPLICATION, type Application } from '../../src/controller/sync/types.ts';
@@ -20,7 +20,7 @@ import { eventually, useTestNamespace } from '../cluster/testing.ts';
 const ns = useTestNamespace('appsync');
 let server: GitServer;
 let client: KubeClient;
-let live: LiveObjects;
+let informers: ReturnType<typeof managedInformers>;
 let reconciler: ApplicationReconciler;
 let source: ManifestSource;
 let repos: RepoCache;
@@ -57,7 +57,8 @@ beforeAll(async () => {
   const resources = new ResourceManager(client, mapper);
   repos = new RepoCache({ dir: cacheDir, refreshIntervalMs: 0 });
   source = new ManifestSource(repos);
-  live = new LiveObjects(client);
+  informers = managedInformers(client);
+  const live = new LiveObjects({ informer: informers.informer });
   reconciler = new ApplicationReconciler({
     client,
     resources,
@@ -73,7 +74,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await live?.stop();
+  await informers?.stop();
   await client?.close();
   await server?.stop();
   await rm(cacheDir, { recursive: true, force: true });

@@ -4,8 +4,6 @@
 // application to look at when someone edits a managed object (self-heal).
 import type { KubeClient } from '../runtime/client.ts';
 import { Informer } from '../runtime/informer.ts';
-import type { Logger } from '../runtime/log.ts';
-import type { Registry } from '../runtime/metrics.ts';
 import type { ResourceMapping } from '../../core/kube/discovery.ts';
 import type { KubeResource } from '../../core/kube/resource.ts';
 import { INSTANCE_LABEL, TRACKING_ANNOTATION } from './source.ts';
@@ -18,20 +16,20 @@ export function owningApplication(obj: KubeResource): { namespace: string; name:
 }
 
 export interface LiveObjectsOptions {
-  logger?: Logger;
-  metrics?: Registry;
-  /** Called for every add/update/delete of a managed object (after the initial list). */
+  /**
+   * The (shared, started) informer for a resource type, selecting managed objects by the
+   * instance label; the Manager's informer() in the controller.
+   */
+  informer: (mapping: ResourceMapping) => Informer<KubeResource>;
+  /** Called for every add/update/delete of a managed object after the initial list. */
   onChange?: (obj: KubeResource) => void;
 }
 
 export class LiveObjects {
-  private readonly client: KubeClient;
   private readonly options: LiveObjectsOptions;
-  private readonly informers = new Map<string, Informer<KubeResource>>();
-  private stopped = false;
+  private readonly subscribed = new Set<Informer<KubeResource>>();
 
-  constructor(client: KubeClient, options: LiveObjectsOptions = {}) {
-    this.client = client;
+  constructor(options: LiveObjectsOptions) {
     this.options = options;
   }
 
@@ -42,43 +40,44 @@ export class LiveObjects {
     return informer.get(mapping.namespaced ? namespace : '', name);
   }
 
-  /** Resource types watched so far. */
-  watched(): string[] {
-    return [...this.informers.keys()];
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await Promise.all([...this.informers.values()].map((i) => i.stop()));
-  }
-
   private informerFor(mapping: ResourceMapping): Informer<KubeResource> {
-    const key = `${mapping.apiVersion}/${mapping.resource}`;
-    let informer = this.informers.get(key);
-    if (!informer) {
-      if (this.stopped) throw new Error('live object cache is stopped');
-      informer = new Informer<KubeResource>(this.client, {
-        resource: mapping,
-        labelSelector: INSTANCE_LABEL,
-        name: `managed ${key}`,
-        ...(this.options.logger ? { logger: this.options.logger } : {}),
-        ...(this.options.metrics ? { metrics: this.options.metrics } : {}),
+    const informer = this.options.informer(mapping);
+    const onChange = this.options.onChange;
+    if (onChange && !this.subscribed.has(informer)) {
+      this.subscribed.add(informer);
+      informer.addHandlers({
+        onAdd: (obj, info) => {
+          if (!info.initialList) onChange(obj);
+        },
+        onUpdate: (_old, obj, info) => {
+          if (!info.resync) onChange(obj);
+        },
+        onDelete: (obj) => onChange(obj),
       });
-      const onChange = this.options.onChange;
-      if (onChange) {
-        informer.addHandlers({
-          onAdd: (obj, info) => {
-            if (!info.initialList) onChange(obj);
-          },
-          onUpdate: (_old, obj, info) => {
-            if (!info.resync) onChange(obj);
-          },
-          onDelete: (obj) => onChange(obj),
-        });
-      }
-      informer.start();
-      this.informers.set(key, informer);
     }
     return informer;
   }
+}
+
+/** For tests and tools without a Manager: label-selected informers started on first use. */
+export function managedInformers(client: KubeClient): {
+  informer: (mapping: ResourceMapping) => Informer<KubeResource>;
+  stop: () => Promise<void>;
+} {
+  const informers = new Map<string, Informer<KubeResource>>();
+  return {
+    informer: (mapping) => {
+      const key = `${mapping.apiVersion}/${mapping.resource}`;
+      let informer = informers.get(key);
+      if (!informer) {
+        informer = new Informer<KubeResource>(client, { resource: mapping, labelSelector: INSTANCE_LABEL });
+        informer.start();
+        informers.set(key, informer);
+      }
+      return informer;
+    },
+    stop: async () => {
+      await Promise.all([...informers.values()].map((i) => i.stop()));
+    },
+  };
 }

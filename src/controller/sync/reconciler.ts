@@ -5,6 +5,7 @@
 // Safety rules, each enforced here: a failed render or comparison never applies or prunes
 // anything; an empty render never prunes unless allowEmpty; only objects carrying this
 // application's tracking id are pruned; a sync that fails part-way reports what it applied.
+import { parseDurationMs } from '../../core/duration.ts';
 import { ApplyError, type ResolvedObject, type ResourceManager } from '../../core/kube/apply.ts';
 import type { RESTMapper } from '../../core/kube/discovery.ts';
 import { assessHealth, worstHealth, type HealthStatus } from '../../core/kube/health.ts';
@@ -15,7 +16,7 @@ import { SourceError, type RepoCache } from '../../core/gitops/repo-cache.ts';
 import type { KubeClient } from '../runtime/client.ts';
 import { isNotFound, PatchType } from '../runtime/client.ts';
 import type { Logger } from '../runtime/log.ts';
-import type { Request } from '../runtime/objects.ts';
+import type { KubeObject, Request } from '../runtime/objects.ts';
 import { resourcePath } from '../runtime/objects.ts';
 import { Comparer, type ObjectComparison } from './compare.ts';
 import type { LiveObjects } from './live.ts';
@@ -44,6 +45,8 @@ export interface ApplicationReconcilerOptions {
   logger: Logger;
   /** Reads an Application (from the informer cache in the controller). */
   getApplication: (req: Request) => Promise<Application | undefined>;
+  /** Told of every Application this reconciler wrote, with its new resourceVersion. */
+  onWrite?: (app: Application) => void;
   /** How often to look at Git when nothing else happens (Argo CD: 3 minutes). */
   pollIntervalMs?: number;
   /** How soon to look again while something is progressing. */
@@ -632,13 +635,14 @@ export class ApplicationReconciler {
   }
 
   private async clearRefresh(app: Application): Promise<void> {
-    await this.o.client.patch(
+    const written = await this.o.client.patch<Application & KubeObject>(
       APPLICATION,
       app.metadata.namespace,
       app.metadata.name,
       { metadata: { annotations: { [REFRESH_ANNOTATION]: null } } },
       PatchType.merge,
     );
+    this.o.onWrite?.(written);
   }
 
   /** Deleting an Application with the resources finalizer deletes what it manages first (Argo CD's cascade). */
@@ -698,25 +702,13 @@ function key(app: Application): string {
   return `${app.metadata.namespace}/${app.metadata.name}`;
 }
 
-function parseDuration(text: string | undefined, fallbackMs: number): number {
-  if (!text) return fallbackMs;
-  let total = 0;
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
-  let matched = '';
-  for (let m = re.exec(text); m; m = re.exec(text)) {
-    total += Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-    matched += m[0];
-  }
-  return matched === text ? total : fallbackMs;
-}
-
 /** Argo CD's retry backoff: duration × factor^attempt, capped at maxDuration (defaults 5s, 2, 3m). */
 export function backoffMs(
   backoff: { duration?: string; factor?: number; maxDuration?: string } | undefined,
   attempt: number,
 ): number {
-  const base = parseDuration(backoff?.duration, 5000);
-  const cap = parseDuration(backoff?.maxDuration, 180_000);
+  const base = parseDurationMs(backoff?.duration) ?? 5000;
+  const cap = parseDurationMs(backoff?.maxDuration) ?? 180_000;
   return Math.min(cap, base * (backoff?.factor ?? 2) ** attempt);
 }
 

@@ -1,0 +1,201 @@
+// Wires the Application reconciler into a Manager: the Application informer (spec changes, refresh
+// requests, deletions), the managed objects' watches (drift wakes the owning application), the
+// Git webhook (a push wakes the applications following that branch) and repository credentials
+// from Secrets labelled as Argo CD labels them.
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { ResourceManager } from '../../core/kube/apply.ts';
+import { RESTMapper } from '../../core/kube/discovery.ts';
+import type { KubeResource } from '../../core/kube/resource.ts';
+import type { GitCredentials } from '../../core/gitops/git.ts';
+import { RepoCache } from '../../core/gitops/repo-cache.ts';
+import { directoryCache } from '../../core/render/cache.ts';
+import type { Controller, Predicate } from '../runtime/controller.ts';
+import type { EventSource, InformerHandlers } from '../runtime/informer.ts';
+import type { Manager } from '../runtime/manager.ts';
+import { PatchType } from '../runtime/client.ts';
+import type { KubeObject, Request } from '../runtime/objects.ts';
+import { LiveObjects, owningApplication } from './live.ts';
+import { ApplicationReconciler } from './reconciler.ts';
+import { INSTANCE_LABEL, ManifestSource } from './source.ts';
+import { APPLICATION, REFRESH_ANNOTATION, type Application } from './types.ts';
+import { normalizeRepoURL, pushMatches, webhookHandler, type PushEvent } from './webhook.ts';
+
+export interface ApplicationControllerOptions {
+  /** Watch Applications in this namespace only; empty: all namespaces. */
+  namespace?: string;
+  /** Where repository credentials (Secrets) are read from: the controller's own namespace. */
+  credentialsNamespace?: string;
+  /** Mirrors, checked-out commits and the render cache. */
+  cacheDir?: string;
+  pollIntervalMs?: number;
+  maxConcurrentReconciles?: number;
+  /** The webhook's shared secret; empty disables the webhook. */
+  webhookSecret?: string;
+}
+
+/** An event source the controller itself feeds: webhook refreshes and managed-object drift. */
+export class Trigger implements EventSource<KubeObject> {
+  readonly name = 'triggers';
+  private readonly handlers = new Set<InformerHandlers<KubeObject>>();
+
+  addHandlers(handlers: InformerHandlers<KubeObject>): () => void {
+    this.handlers.add(handlers);
+    return () => this.handlers.delete(handlers);
+  }
+  hasSynced(): boolean {
+    return true;
+  }
+  waitForSync(): Promise<void> {
+    return Promise.resolve();
+  }
+  fire(request: Request): void {
+    const obj: KubeObject = { metadata: { namespace: request.namespace, name: request.name } };
+    for (const h of this.handlers) h.onUpdate?.(obj, obj, { resync: false });
+  }
+}
+
+/** Reconcile on spec changes (generation), refresh requests, and deletion; not on our own status writes. */
+function applicationChanged(): Predicate<Application> {
+  return {
+    update: (oldApp, newApp, info) =>
+      info.resync ||
+      oldApp.metadata.generation !== newApp.metadata.generation ||
+      newApp.metadata.annotations?.[REFRESH_ANNOTATION] !== undefined ||
+      (newApp.metadata.deletionTimestamp !== undefined && oldApp.metadata.deletionTimestamp === undefined),
+  };
+}
+
+export interface ApplicationController {
+  controller: Controller;
+  reconciler: ApplicationReconciler;
+  repos: RepoCache;
+  source: ManifestSource;
+  /** Handles POSTs of Git push webhooks. */
+  webhook: ReturnType<typeof webhookHandler>;
+  /** Refreshes the applications a push concerns; returns how many. */
+  refresh: (event: PushEvent) => Promise<number>;
+}
+
+export function setupApplicationController(
+  manager: Manager,
+  options: ApplicationControllerOptions = {},
+): ApplicationController {
+  const client = manager.client;
+  const cacheDir = options.cacheDir ?? join(tmpdir(), 'kube-actions-controller');
+  const pollIntervalMs = options.pollIntervalMs ?? 180_000;
+  const apps = manager.informer<Application & KubeObject>(APPLICATION, {
+    namespace: options.namespace ?? '',
+  });
+  const trigger = new Trigger();
+
+  const secrets = options.credentialsNamespace
+    ? manager.informer<KubeObject & { data?: Record<string, string> }>(
+        { apiVersion: 'v1', resource: 'secrets' },
+        {
+          namespace: options.credentialsNamespace,
+          labelSelector: 'argocd.argoproj.io/secret-type in (repository,repo-creds)',
+        },
+      )
+    : undefined;
+  const credentials = async (repoURL: string): Promise<GitCredentials | undefined> => {
+    if (!secrets) return undefined;
+    await secrets.waitForSync();
+    const want = normalizeRepoURL(repoURL);
+    const decode = (v: string | undefined) => (v ? Buffer.from(v, 'base64').toString('utf8') : '');
+    // An exact `repository` secret wins over the longest matching `repo-creds` URL prefix (Argo CD).
+    const candidates = secrets
+      .list()
+      .map((s) => ({
+        type: s.metadata?.labels?.['argocd.argoproj.io/secret-type'],
+        url: normalizeRepoURL(decode(s.data?.url)),
+        username: decode(s.data?.username),
+        password: decode(s.data?.password),
+      }))
+      .filter((c) => c.password && (c.type === 'repository' ? c.url === want : want.startsWith(c.url)))
+      .sort((a, b) =>
+        a.type === 'repository' ? -1 : b.type === 'repository' ? 1 : b.url.length - a.url.length,
+      );
+    const best = candidates[0];
+    return best ? { ...(best.username ? { username: best.username } : {}), token: best.password } : undefined;
+  };
+
+  const repos = new RepoCache({ dir: join(cacheDir, 'git'), refreshIntervalMs: pollIntervalMs, credentials });
+  const source = new ManifestSource(repos, { renderCache: directoryCache(join(cacheDir, 'render')) });
+  const mapper = new RESTMapper(client);
+  const resources = new ResourceManager(client, mapper);
+  const live = new LiveObjects({
+    informer: (mapping) => manager.informer<KubeResource>(mapping, { labelSelector: INSTANCE_LABEL }),
+    onChange: (obj) => {
+      const owner = owningApplication(obj);
+      if (owner) trigger.fire(owner);
+    },
+  });
+
+  // The cache may not have caught up with our own last write yet; then the API is asked instead.
+  const written = new Map<string, string>();
+  const reconciler = new ApplicationReconciler({
+    client,
+    resources,
+    mapper,
+    repos,
+    source,
+    live,
+    logger: manager.logger.child({ controller: 'application' }),
+    pollIntervalMs,
+    getApplication: async (req) => {
+      const cached = apps.get(req.namespace, req.name);
+      const key = `${req.namespace}/${req.name}`;
+      const last = written.get(key);
+      if (cached && (!last || cached.metadata.resourceVersion === last)) return cached;
+      const fresh = await client
+        .get<Application & KubeObject>(APPLICATION, req.namespace, req.name)
+        .catch((err: unknown) => {
+          if ((err as { code?: number }).code === 404) return undefined;
+          throw err;
+        });
+      if (fresh?.metadata.resourceVersion) written.set(key, fresh.metadata.resourceVersion);
+      else written.delete(key);
+      return fresh;
+    },
+    onWrite: (app) => {
+      if (app.metadata.resourceVersion)
+        written.set(`${app.metadata.namespace}/${app.metadata.name}`, app.metadata.resourceVersion);
+    },
+  });
+
+  const controller = manager.controller({
+    name: 'application',
+    reconciler: { reconcile: (req) => reconciler.reconcile(req) },
+    maxConcurrentReconciles: options.maxConcurrentReconciles ?? 10,
+  });
+  controller.watch(apps, undefined, applicationChanged());
+  controller.watch(trigger);
+
+  // On the leader a push wakes the applications directly. Any other replica (a Service spreads
+  // webhooks over all of them) asks for a refresh the way Argo CD's webhook does: with the refresh
+  // annotation, which the leader's watch sees.
+  const refresh = async (event: PushEvent): Promise<number> => {
+    const matching = apps.list().filter((app) => {
+      const src = app.spec.source;
+      return src !== undefined && pushMatches(event, src.repoURL, src.targetRevision);
+    });
+    for (const app of matching) {
+      if (manager.isLeader()) {
+        repos.invalidate(app.spec.source!.repoURL);
+        trigger.fire({ namespace: app.metadata.namespace, name: app.metadata.name });
+      } else {
+        await client.patch(
+          APPLICATION,
+          app.metadata.namespace,
+          app.metadata.name,
+          { metadata: { annotations: { [REFRESH_ANNOTATION]: 'normal' } } },
+          PatchType.merge,
+        );
+      }
+    }
+    return matching.length;
+  };
+  const webhook = webhookHandler({ secret: options.webhookSecret ?? '', onPush: refresh });
+  return { controller, reconciler, repos, source, webhook, refresh };
+}

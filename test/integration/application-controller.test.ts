@@ -1,0 +1,230 @@
+// The controller as it ships: `kube-actions controller` processes (the bundled CLI) against the
+// real control plane, two replicas electing a leader over a Lease, a Git push webhook driving syncs.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { KubeClient, isNotFound } from '../../src/controller/runtime/client.ts';
+import { APPLICATION, type Application } from '../../src/controller/sync/types.ts';
+import { signature } from '../../src/controller/sync/webhook.ts';
+import { installCRDs } from '../cluster/crds.ts';
+import { GitServer } from '../cluster/git-server.ts';
+import { freePort } from '../cluster/ports.ts';
+import { NODE24 } from '../cluster/run-action.ts';
+import { eventually, useTestNamespace } from '../cluster/testing.ts';
+
+const ns = useTestNamespace('appctl');
+const SECRET = 'webhook-secret-for-tests';
+const CLI = resolve(import.meta.dirname, '../../dist/cli/index.js');
+const CM = { apiVersion: 'v1', resource: 'configmaps' };
+
+interface Replica {
+  name: string;
+  process: ChildProcess;
+  webhookPort: number;
+  metricsPort: number;
+  logs: string[];
+  exited: Promise<number | null>;
+}
+
+let server: GitServer;
+let client: KubeClient;
+let cacheRoot: string;
+const replicas: Replica[] = [];
+
+async function startReplica(name: string): Promise<Replica> {
+  const webhookPort = await freePort();
+  const metricsPort = await freePort();
+  const child = spawn(
+    NODE24,
+    [
+      CLI,
+      'controller',
+      '--namespace',
+      ns.name,
+      '--controller-namespace',
+      ns.name,
+      '--identity',
+      name,
+      '--lease-duration',
+      '4s',
+      '--renew-deadline',
+      '3s',
+      '--retry-period',
+      '1s',
+      '--metrics-port',
+      String(metricsPort),
+      '--webhook-port',
+      String(webhookPort),
+      '--poll-interval',
+      '1h',
+      '--cache-dir',
+      join(cacheRoot, name),
+    ],
+    { env: { ...process.env, KUBE_ACTIONS_WEBHOOK_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const logs: string[] = [];
+  child.stderr!.on('data', (d: Buffer) => logs.push(...d.toString().split('\n').filter(Boolean)));
+  child.stdout!.on('data', (d: Buffer) => logs.push(...d.toString().split('\n').filter(Boolean)));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const replica = { name, process: child, webhookPort, metricsPort, logs, exited };
+  replicas.push(replica);
+  const healthy = async () => {
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
+    const ok = await fetch(`http://127.0.0.1:${metricsPort}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    return ok ? true : undefined;
+  };
+  await eventually(`${name} to serve /healthz`, healthy).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}\n${name} logs:\n${logs.join('\n')}`, { cause: err });
+  });
+  return replica;
+}
+
+async function metric(replica: Replica, pattern: RegExp): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${replica.metricsPort}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((l) => pattern.test(l))
+    .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
+}
+
+async function push(replica: Replica, repo: string, branch = 'main'): Promise<Response> {
+  const body = JSON.stringify({
+    ref: `refs/heads/${branch}`,
+    repository: { clone_url: server.url(repo), default_branch: 'main' },
+  });
+  return fetch(`http://127.0.0.1:${replica.webhookPort}/api/webhook`, {
+    method: 'POST',
+    body,
+    headers: {
+      'X-GitHub-Event': 'push',
+      'X-Hub-Signature-256': signature(SECRET, Buffer.from(body)),
+      'Content-Type': 'application/json',
+    },
+  });
+}
+
+async function configMap(name: string): Promise<{ data?: Record<string, string> } | undefined> {
+  return client
+    .get<{ metadata?: object; data?: Record<string, string> }>(CM, ns.name, name)
+    .catch((err: unknown) => {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    });
+}
+
+async function leaseHolder(): Promise<string | undefined> {
+  const lease = await client
+    .get<{ metadata?: object; spec?: { holderIdentity?: string } }>(
+      { apiVersion: 'coordination.k8s.io/v1', resource: 'leases' },
+      ns.name,
+      'kube-actions-controller',
+    )
+    .catch(() => undefined);
+  return lease?.spec?.holderIdentity || undefined;
+}
+
+beforeAll(async () => {
+  await installCRDs(ns.kc);
+  server = await GitServer.start();
+  client = new KubeClient(ns.kc);
+  cacheRoot = await mkdtemp(join(tmpdir(), 'appctl-'));
+});
+
+afterAll(async () => {
+  for (const r of replicas) r.process.kill('SIGTERM');
+  await Promise.all(
+    replicas.map((r) => Promise.race([r.exited, new Promise((res) => setTimeout(res, 10_000))])),
+  );
+  for (const r of replicas) r.process.kill('SIGKILL');
+  await client?.close();
+  await server?.stop();
+  await rm(cacheRoot, { recursive: true, force: true });
+});
+
+describe('kube-actions controller (two replicas)', () => {
+  test('one leader syncs; a webhook push is applied at once; the other replica takes over when the leader dies', async () => {
+    await server.createRepo('fleet', {
+      'apps/web/cm.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  v: "1"\n',
+    });
+    const [a, b] = [await startReplica('replica-a'), await startReplica('replica-b')];
+    const leaderName = await eventually('a leader', leaseHolder);
+    const leader = leaderName === 'replica-a' ? a : b;
+    const follower = leader === a ? b : a;
+
+    await client.create(APPLICATION, {
+      apiVersion: 'kube-actions.dev/v1alpha1',
+      kind: 'Application',
+      metadata: { name: 'web', namespace: ns.name },
+      spec: {
+        source: { repoURL: server.url('fleet'), targetRevision: 'main', path: 'apps/web' },
+        destination: { namespace: ns.name },
+        syncPolicy: { automated: { prune: true, selfHeal: true } },
+      },
+    } as Application);
+    await eventually('the first sync', async () =>
+      (await configMap('web'))?.data?.v === '1' ? true : undefined,
+    );
+    const app = await eventually('status Synced', async () => {
+      const got = await client.get<Application & { metadata: object }>(APPLICATION, ns.name, 'web');
+      return got.status?.sync?.status === 'Synced' ? got : undefined;
+    });
+    expect(app.status?.sync?.revision).toBe(await server.revParse('fleet'));
+
+    // Only the leader writes: the follower has sent no write request at all.
+    expect(await metric(leader, /^rest_client_requests_total\{.*verb="patch"/)).toBeGreaterThan(0);
+    expect(
+      await metric(follower, /^rest_client_requests_total\{.*verb="(patch|create|update|delete)".*code="2/),
+    ).toBe(0);
+
+    // The poll interval is an hour: only the webhook can make this sync happen now. Sent to the
+    // follower, it becomes a refresh annotation that the leader's watch picks up.
+    await server.commitFiles(
+      'fleet',
+      { 'apps/web/cm.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  v: "2"\n' },
+      'v2',
+    );
+    const sent = Date.now();
+    const res = await push(follower, 'fleet');
+    expect(res.status).toBe(200);
+    await eventually(
+      'v2 applied after the webhook',
+      async () => ((await configMap('web'))?.data?.v === '2' ? true : undefined),
+      10_000,
+    );
+    const latency = Date.now() - sent;
+    expect(latency).toBeLessThan(5000);
+
+    // A forged webhook changes nothing.
+    const forged = await fetch(`http://127.0.0.1:${leader.webhookPort}/api/webhook`, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'X-GitHub-Event': 'push', 'X-Hub-Signature-256': 'sha256=' + '0'.repeat(64) },
+    });
+    expect(forged.status).toBe(401);
+
+    // The leader dies without releasing the lease; the follower takes over and keeps syncing.
+    leader.process.kill('SIGKILL');
+    await leader.exited;
+    await eventually(
+      'the follower to hold the lease',
+      async () => ((await leaseHolder()) === follower.name ? true : undefined),
+      20_000,
+    );
+    await server.commitFiles(
+      'fleet',
+      { 'apps/web/cm.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  v: "3"\n' },
+      'v3',
+    );
+    expect((await push(follower, 'fleet')).status).toBe(200);
+    await eventually(
+      'v3 applied by the new leader',
+      async () => ((await configMap('web'))?.data?.v === '3' ? true : undefined),
+      20_000,
+    );
+  });
+});
