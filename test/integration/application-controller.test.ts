@@ -65,8 +65,8 @@ async function startReplica(name: string): Promise<Replica> {
     { env: { ...process.env, KUBE_ACTIONS_WEBHOOK_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const logs: string[] = [];
-  child.stderr!.on('data', (d: Buffer) => logs.push(...d.toString().split('\n').filter(Boolean)));
-  child.stdout!.on('data', (d: Buffer) => logs.push(...d.toString().split('\n').filter(Boolean)));
+  child.stderr.on('data', (d: Buffer) => logs.push(...d.toString().split('\n').filter(Boolean)));
+  child.stdout.on('data', (d: Buffer) => logs.push(...d.toString().split('\n').filter(Boolean)));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   const replica = { name, process: child, webhookPort, metricsPort, logs, exited };
   replicas.push(replica);
@@ -165,7 +165,7 @@ describe('kube-actions controller (two replicas)', () => {
         destination: { namespace: ns.name },
         syncPolicy: { automated: { prune: true, selfHeal: true } },
       },
-    } as Application);
+    });
     await eventually('the first sync', async () =>
       (await configMap('web'))?.data?.v === '1' ? true : undefined,
     );
