@@ -1,6 +1,7 @@
 // The kube-actions command line. Each command is a thin layer over src/core.
 import { parseArgs } from 'node:util';
 import { VERSION } from '../version.ts';
+import { appCommand } from './app.ts';
 import { controllerCommand } from './controller.ts';
 import { promoteCommand } from './promote.ts';
 import { renderCommand } from './render.ts';
@@ -11,6 +12,7 @@ commands:
   render     render kustomize / Helm / plain YAML into final manifests
   promote    commit rendered manifests or an image bump to a GitOps repository
   controller run the GitOps controller (Application sync) against a cluster
+  app        list, get, diff, sync and roll back Applications
   version    print the kube-actions version
 
 Run 'kube-actions <command> --help' for a command's options.
@@ -28,6 +30,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command === 'render') return await renderCommand(rest);
   if (command === 'promote') return await promoteCommand(rest);
   if (command === 'controller') return await controllerCommand(rest);
+  if (command === 'app') return await appCommand(rest);
   if (values.help || command === undefined || command === 'help') {
     process.stdout.write(USAGE);
     return command === undefined && !values.help ? 2 : 0;

@@ -227,4 +227,75 @@ describe('kube-actions controller (two replicas)', () => {
       20_000,
     );
   });
+
+  test('kube-actions app: list, get, diff, manual sync and rollback (refused while automated)', async () => {
+    const run = (...args: string[]) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolvePromise) => {
+        const child = spawn(NODE24, [CLI, 'app', ...args, '-n', ns.name], { env: process.env });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('exit', (code) => resolvePromise({ code, stdout, stderr }));
+      });
+    const cm = (v: string) =>
+      `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: manual\ndata:\n  v: "${v}"\n`;
+    await server.createRepo('manual', { 'cm.yaml': cm('1') });
+    await client.create(APPLICATION, {
+      apiVersion: 'kube-actions.dev/v1alpha1',
+      kind: 'Application',
+      metadata: { name: 'manual', namespace: ns.name },
+      spec: {
+        source: { repoURL: server.url('manual'), targetRevision: 'main' },
+        destination: { namespace: ns.name },
+      },
+    } as Application);
+    // Manual: nothing is applied until asked.
+    await eventually('manual to be compared', async () => {
+      const app = await client.get<Application & { metadata: object }>(APPLICATION, ns.name, 'manual');
+      return app.status?.sync?.status === 'OutOfSync' ? true : undefined;
+    });
+    expect(await configMap('manual')).toBeUndefined();
+
+    const diff1 = await run('diff', 'manual');
+    expect(diff1.code).toBe(1);
+    expect(diff1.stdout).toContain(`===== /ConfigMap/${ns.name}/manual =====`);
+    expect(diff1.stdout).toContain('+  v: "1"');
+
+    const sync1 = await run('sync', 'manual', '--timeout', '60s');
+    expect([sync1.code, sync1.stderr]).toEqual([0, '']);
+    expect(sync1.stdout).toMatch(/Synced\s+ConfigMap\/manual/);
+    expect(sync1.stdout).toContain('Succeeded: successfully synced');
+    expect((await configMap('manual'))?.data?.v).toBe('1');
+
+    await server.commitFiles('manual', { 'cm.yaml': cm('2') }, 'v2');
+    const diff2 = await run('diff', 'manual');
+    expect(diff2.code).toBe(1);
+    expect(diff2.stdout).toContain('-  v: "1"');
+    expect(diff2.stdout).toContain('+  v: "2"');
+    expect((await run('sync', 'manual')).code).toBe(0);
+    expect((await configMap('manual'))?.data?.v).toBe('2');
+    expect((await run('diff', 'manual')).code).toBe(0);
+
+    const got = await run('get', 'manual');
+    expect(got.stdout).toMatch(/Sync Status:\s+Synced/);
+    expect(got.stdout).toMatch(/^0\s+\S+\s+[0-9a-f]{12}$/m);
+    expect(got.stdout).toMatch(/^1\s+\S+\s+[0-9a-f]{12}$/m);
+
+    const rollback = await run('rollback', 'manual', '0');
+    expect(rollback.code).toBe(0);
+    expect((await configMap('manual'))?.data?.v).toBe('1');
+
+    const refused = await run('rollback', 'web', '0');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('automated sync is enabled');
+
+    const list = await run('list', '-o', 'json');
+    expect(
+      (JSON.parse(list.stdout) as { items: Application[] }).items.map((a) => a.metadata.name).sort(),
+    ).toEqual(['manual', 'web']);
+    expect((await run('list')).stdout).toMatch(
+      /^NAME\s+SYNC\s+HEALTH\s+REVISION\s+AGE\nmanual\s+OutOfSync\s+Healthy/m,
+    );
+  });
 });

@@ -65,7 +65,7 @@ const HISTORY_LIMIT = 10;
 /** Thrown (and so retried with backoff) when the cluster or the network failed, not the app. */
 class TransientError extends Error {}
 
-interface Comparison {
+export interface Comparison {
   revision: string;
   sourceType: string;
   desired: ResolvedObject[];
@@ -109,8 +109,10 @@ export class ApplicationReconciler {
       });
       return {};
     }
-    const refresh = app.metadata.annotations?.[REFRESH_ANNOTATION] !== undefined;
-    if (refresh) await this.clearRefresh(app);
+    const refreshRequested = app.metadata.annotations?.[REFRESH_ANNOTATION] !== undefined;
+    if (refreshRequested) await this.clearRefresh(app);
+    // A requested sync means "now": ask git for the branch's head rather than the cached answer.
+    const refresh = refreshRequested || app.operation !== undefined;
 
     let comparison: Comparison;
     try {
@@ -212,6 +214,13 @@ export class ApplicationReconciler {
   }
 
   // ---- comparison ---------------------------------------------------------------------------
+
+  /** What a sync would change, without changing anything (for `kube-actions app diff`). */
+  async diff(app: Application): Promise<Comparison> {
+    const invalid = this.validate(app);
+    if (invalid) throw new ComparisonFailure(invalid, true);
+    return this.compare(app, true);
+  }
 
   private async compare(app: Application, refresh: boolean): Promise<Comparison> {
     const source = app.spec.source!;

@@ -1,0 +1,332 @@
+// kube-actions app: look at and operate Applications, like `argocd app` but straight against the
+// cluster (no API server in between): list, get, diff, sync, rollback.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createTwoFilesPatch } from 'diff';
+import { stringify } from 'yaml';
+import { comparable } from '../core/kube/apply.ts';
+import { ResourceManager } from '../core/kube/apply.ts';
+import { loadKubeConfig } from '../core/kube/config.ts';
+import { RESTMapper } from '../core/kube/discovery.ts';
+import { RepoCache } from '../core/gitops/repo-cache.ts';
+import { KubeClient, isNotFound, PatchType } from '../controller/runtime/client.ts';
+import { Logger } from '../controller/runtime/log.ts';
+import { resourcePath } from '../controller/runtime/objects.ts';
+import { LiveObjects, managedInformers } from '../controller/sync/live.ts';
+import { ApplicationReconciler, ComparisonFailure } from '../controller/sync/reconciler.ts';
+import { ManifestSource } from '../controller/sync/source.ts';
+import { APPLICATION, type Application, type SyncOperation } from '../controller/sync/types.ts';
+import { parseDurationMs } from '../core/duration.ts';
+
+export const APP_USAGE = `usage: kube-actions app <list|get|diff|sync|rollback> [options]
+
+  list                       Applications with sync and health status
+  get NAME                   one Application: source, status, resources, last operation
+  diff NAME                  what a sync would change (exit 1 when there are differences)
+  sync NAME [--revision R] [--prune] [--no-wait]
+                             request a sync (as Argo CD's operation field) and wait for it
+  rollback NAME ID [--no-wait]
+                             sync the revision of history entry ID (refused while automated)
+
+options:
+  -n, --namespace NS         the Applications' namespace (default: the kubeconfig's, else default)
+  -A, --all-namespaces       list: every namespace
+  -o, --output FORMAT        json or yaml instead of the human format
+  --timeout DURATION         sync/rollback: how long to wait (default 5m)
+  --kubeconfig PATH, --context NAME
+`;
+
+type Out = (text: string) => void;
+
+export async function appCommand(argv: string[], out: Out = (t) => process.stdout.write(t)): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      namespace: { type: 'string', short: 'n' },
+      'all-namespaces': { type: 'boolean', short: 'A', default: false },
+      output: { type: 'string', short: 'o' },
+      revision: { type: 'string' },
+      prune: { type: 'boolean', default: false },
+      'no-wait': { type: 'boolean', default: false },
+      timeout: { type: 'string', default: '5m' },
+      kubeconfig: { type: 'string' },
+      context: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const [verb, name, id] = positionals;
+  if (values.help || !verb) {
+    out(APP_USAGE);
+    return values.help ? 0 : 2;
+  }
+  const usage = (why: string) => {
+    process.stderr.write(`kube-actions app: ${why}\n\n${APP_USAGE}`);
+    return 2;
+  };
+  if (values.output && !['json', 'yaml'].includes(values.output))
+    return usage('--output must be json or yaml');
+  const timeoutMs = parseDurationMs(values.timeout);
+  if (timeoutMs === undefined) return usage('--timeout must be a duration such as 90s or 5m');
+  const kc = loadKubeConfig({
+    ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
+    ...(values.context ? { context: values.context } : {}),
+  });
+  const namespace = values.namespace ?? (kc.getContextObject(kc.getCurrentContext())?.namespace || 'default');
+  const client = new KubeClient(kc, { userAgent: 'kube-actions-cli' });
+  const format = values.output as 'json' | 'yaml' | undefined;
+  const print = (v: unknown) => out(format === 'json' ? `${JSON.stringify(v, null, 2)}\n` : stringify(v));
+  try {
+    switch (verb) {
+      case 'list': {
+        const path = resourcePath(APPLICATION, values['all-namespaces'] ? '' : namespace);
+        const list = await client.request<{ items: Application[] }>('GET', path);
+        if (format) print(list);
+        else out(table(list.items, values['all-namespaces']));
+        return 0;
+      }
+      case 'get': {
+        if (!name) return usage('get needs an application name');
+        const app = await getApp(client, namespace, name);
+        if (!app) return notFound(namespace, name);
+        if (format) print(app);
+        else out(describe(app));
+        return 0;
+      }
+      case 'diff': {
+        if (!name) return usage('diff needs an application name');
+        const app = await getApp(client, namespace, name);
+        if (!app) return notFound(namespace, name);
+        return await diff(client, app, out);
+      }
+      case 'sync':
+      case 'rollback': {
+        if (!name) return usage(`${verb} needs an application name`);
+        const app = await getApp(client, namespace, name);
+        if (!app) return notFound(namespace, name);
+        let operation: SyncOperation;
+        if (verb === 'rollback') {
+          if (id === undefined || !/^\d+$/.test(id))
+            return usage('rollback needs a history ID (see `kube-actions app get`)');
+          if (app.spec.syncPolicy?.automated && app.spec.syncPolicy.automated.enabled !== false) {
+            process.stderr.write(
+              `kube-actions app: rollback of ${name} refused: automated sync is enabled and would undo it; disable syncPolicy.automated first\n`,
+            );
+            return 1;
+          }
+          const entry = app.status?.history?.find((h) => h.id === Number(id));
+          if (!entry)
+            return usage(
+              `no history entry ${id} (have: ${(app.status?.history ?? []).map((h) => h.id).join(', ') || 'none'})`,
+            );
+          operation = {
+            sync: { revision: entry.revision, prune: values.prune },
+            initiatedBy: { username: 'kube-actions-cli' },
+          };
+        } else {
+          operation = {
+            sync: { ...(values.revision ? { revision: values.revision } : {}), prune: values.prune },
+            initiatedBy: { username: 'kube-actions-cli' },
+          };
+        }
+        if (app.operation) {
+          process.stderr.write(`kube-actions app: ${name} already has an operation in progress\n`);
+          return 1;
+        }
+        const requested = new Date();
+        await client.patch(APPLICATION, namespace, name, { operation }, PatchType.merge);
+        if (values['no-wait']) {
+          out(`${verb} of ${name} requested\n`);
+          return 0;
+        }
+        return await waitForOperation(client, namespace, name, requested, timeoutMs, out);
+      }
+      default:
+        return usage(`unknown subcommand "${verb}"`);
+    }
+  } finally {
+    await client.close();
+  }
+}
+
+async function getApp(client: KubeClient, namespace: string, name: string): Promise<Application | undefined> {
+  try {
+    return await client.request<Application>('GET', resourcePath(APPLICATION, namespace, name));
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+function notFound(namespace: string, name: string): number {
+  process.stderr.write(`kube-actions app: application "${name}" not found in namespace "${namespace}"\n`);
+  return 1;
+}
+
+function age(since: string | undefined): string {
+  if (!since) return '';
+  const s = Math.max(0, Math.floor((Date.now() - Date.parse(since)) / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.floor(s / 60)}m`;
+  if (s < 172800) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
+}
+
+function columns(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3)))
+          .join('')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
+}
+
+function table(apps: Application[], withNamespace: boolean): string {
+  if (apps.length === 0) return 'No applications found.\n';
+  const rows = [[...(withNamespace ? ['NAMESPACE'] : []), 'NAME', 'SYNC', 'HEALTH', 'REVISION', 'AGE']];
+  for (const a of apps) {
+    rows.push([
+      ...(withNamespace ? [a.metadata.namespace] : []),
+      a.metadata.name,
+      a.status?.sync?.status ?? 'Unknown',
+      a.status?.health?.status ?? 'Unknown',
+      (a.status?.sync?.revision ?? '').slice(0, 12),
+      age((a.metadata as { creationTimestamp?: string }).creationTimestamp),
+    ]);
+  }
+  return columns(rows);
+}
+
+function describe(app: Application): string {
+  const s = app.status ?? {};
+  const src = app.spec.source;
+  const lines = [
+    `Name:           ${app.metadata.namespace}/${app.metadata.name}`,
+    `Source:         ${src?.repoURL ?? ''} ${src?.path ?? '.'} @ ${src?.targetRevision || 'HEAD'}${s.sourceType ? ` (${s.sourceType})` : ''}`,
+    `Destination:    ${app.spec.destination.namespace ?? ''}`,
+    `Sync Policy:    ${app.spec.syncPolicy?.automated ? `automated (prune=${app.spec.syncPolicy.automated.prune ?? false}, selfHeal=${app.spec.syncPolicy.automated.selfHeal ?? false})` : 'manual'}`,
+    `Sync Status:    ${s.sync?.status ?? 'Unknown'}${s.sync?.revision ? ` to ${s.sync.revision.slice(0, 12)}` : ''}`,
+    `Health Status:  ${s.health?.status ?? 'Unknown'}${s.health?.message ? ` (${s.health.message})` : ''}`,
+  ];
+  for (const c of s.conditions ?? []) lines.push(`Condition:      ${c.type}: ${c.message}`);
+  const op = s.operationState;
+  if (op) lines.push(`Last Sync:      ${op.phase} at ${op.finishedAt ?? op.startedAt}: ${op.message}`);
+  if (s.history?.length) {
+    lines.push(
+      '',
+      columns([
+        ['ID', 'DEPLOYED', 'REVISION'],
+        ...s.history.map((h) => [String(h.id), h.deployedAt, h.revision.slice(0, 12)]),
+      ]).trimEnd(),
+    );
+  }
+  if (s.resources?.length) {
+    const rows = [['GROUP', 'KIND', 'NAMESPACE', 'NAME', 'STATUS', 'HEALTH', 'MESSAGE']];
+    for (const r of s.resources) {
+      rows.push([
+        r.group,
+        r.kind,
+        r.namespace,
+        r.name,
+        r.requiresPruning ? 'OutOfSync (prune)' : (r.status ?? ''),
+        r.health?.status ?? '',
+        r.health?.message ?? '',
+      ]);
+    }
+    lines.push('', columns(rows).trimEnd());
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** Renders and dry-runs exactly as the controller would, and prints a unified diff per object. */
+async function diff(client: KubeClient, app: Application, out: Out): Promise<number> {
+  const cache = await mkdtemp(join(tmpdir(), 'kube-actions-diff-'));
+  const informers = managedInformers(client);
+  try {
+    const mapper = new RESTMapper(client);
+    const repos = new RepoCache({ dir: cache, refreshIntervalMs: 0 });
+    const reconciler = new ApplicationReconciler({
+      client,
+      resources: new ResourceManager(client, mapper),
+      mapper,
+      repos,
+      source: new ManifestSource(repos),
+      live: new LiveObjects({ informer: informers.informer }),
+      logger: new Logger({ level: 'error' }),
+      getApplication: () => Promise.resolve(app),
+    });
+    let comparison;
+    try {
+      comparison = await reconciler.diff(app);
+    } catch (err) {
+      if (err instanceof ComparisonFailure) {
+        process.stderr.write(`kube-actions app diff: ${err.message}\n`);
+        return 2;
+      }
+      throw err;
+    }
+    let differences = 0;
+    for (const c of comparison.objects) {
+      if (c.error) {
+        differences++;
+        out(`===== ${c.resolved.key} =====\nerror: ${c.error}\n`);
+        continue;
+      }
+      if (c.inSync) continue;
+      differences++;
+      const before = c.live ? stringify(comparable(c.live)) : '';
+      const after = stringify(comparable(c.merged ?? c.resolved.object));
+      out(
+        `===== ${c.resolved.key} =====\n${createTwoFilesPatch('live', 'desired', before, after, undefined, undefined, { context: 3 }).split('\n').slice(2).join('\n')}`,
+      );
+    }
+    for (const e of comparison.extraneous) {
+      differences++;
+      out(`===== ${e.resolved.key} (will be pruned) =====\n`);
+    }
+    if (differences === 0) out(`${app.metadata.name} is in sync with ${comparison.revision.slice(0, 12)}\n`);
+    return differences === 0 ? 0 : 1;
+  } finally {
+    await informers.stop();
+    await rm(cache, { recursive: true, force: true });
+  }
+}
+
+async function waitForOperation(
+  client: KubeClient,
+  namespace: string,
+  name: string,
+  requested: Date,
+  timeoutMs: number,
+  out: Out,
+): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const app = await getApp(client, namespace, name);
+    const op = app?.status?.operationState;
+    // Done when the requested operation is cleared and a result newer than the request is in.
+    if (app && !app.operation && op?.finishedAt && Date.parse(op.finishedAt) >= requested.getTime() - 1000) {
+      const results = op.syncResult?.resources ?? [];
+      for (const r of results)
+        out(
+          `${r.status.padEnd(12)} ${r.kind}/${r.name}${r.namespace ? ` -n ${r.namespace}` : ''}  ${r.message}\n`,
+        );
+      out(`${op.phase}: ${op.message}\n`);
+      return op.phase === 'Succeeded' ? 0 : 1;
+    }
+    if (Date.now() > deadline) {
+      process.stderr.write(
+        `kube-actions app: timed out waiting for the operation on ${name} (is the controller running?)\n`,
+      );
+      return 1;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
