@@ -249,7 +249,7 @@ describe('kube-actions controller (two replicas)', () => {
         source: { repoURL: server.url('manual'), targetRevision: 'main' },
         destination: { namespace: ns.name },
       },
-    } as Application);
+    });
     // Manual: nothing is applied until asked.
     await eventually('manual to be compared', async () => {
       const app = await client.get<Application & { metadata: object }>(APPLICATION, ns.name, 'manual');
