@@ -35,8 +35,11 @@ export class Comparer {
   /** Dry-runs sent (cache misses), for tests and benchmarks. */
   dryRuns = 0;
 
-  constructor(resources: ResourceManager) {
+  private readonly onDryRuns: ((n: number) => void) | undefined;
+
+  constructor(resources: ResourceManager, onDryRuns?: (n: number) => void) {
     this.resources = resources;
+    this.onDryRuns = onDryRuns;
   }
 
   /**
@@ -69,6 +72,7 @@ export class Comparer {
     }
     if (misses.length) {
       this.dryRuns += misses.length;
+      this.onDryRuns?.(misses.length);
       const outcomes = await this.resources.dryRun(
         misses.map((i) => objects[i]!.resolved),
         creatable,

@@ -120,8 +120,26 @@ export function setupApplicationController(
     return best ? { ...(best.username ? { username: best.username } : {}), token: best.password } : undefined;
   };
 
-  const repos = new RepoCache({ dir: join(cacheDir, 'git'), refreshIntervalMs: pollIntervalMs, credentials });
-  const source = new ManifestSource(repos, { renderCache: directoryCache(join(cacheDir, 'render')) });
+  const counter = (name: string, help: string) => manager.metrics.counter({ name, help, labelNames: [] });
+  const lsRemotes = counter(
+    'kube_actions_git_ls_remote_total',
+    'git ls-remote calls (one per repository per poll interval, or per webhook).',
+  );
+  const renders = counter('kube_actions_renders_total', 'Renders of an application source (cache misses).');
+  const dryRuns = counter(
+    'kube_actions_dry_runs_total',
+    'Server-side dry-runs sent to compare objects (cache misses).',
+  );
+  const repos = new RepoCache({
+    dir: join(cacheDir, 'git'),
+    refreshIntervalMs: pollIntervalMs,
+    credentials,
+    onLsRemote: () => lsRemotes.inc({}),
+  });
+  const source = new ManifestSource(repos, {
+    renderCache: directoryCache(join(cacheDir, 'render')),
+    onRender: () => renders.inc({}),
+  });
   const mapper = new RESTMapper(client);
   const resources = new ResourceManager(client, mapper);
   const live = new LiveObjects({
@@ -143,6 +161,7 @@ export function setupApplicationController(
     live,
     logger: manager.logger.child({ controller: 'application' }),
     pollIntervalMs,
+    onDryRuns: (n) => dryRuns.inc({}, n),
     getApplication: async (req) => {
       const cached = apps.get(req.namespace, req.name);
       const key = `${req.namespace}/${req.name}`;

@@ -45,6 +45,8 @@ export interface ApplicationReconcilerOptions {
   logger: Logger;
   /** Reads an Application (from the informer cache in the controller). */
   getApplication: (req: Request) => Promise<Application | undefined>;
+  /** Told how many server-side dry-runs a comparison sent (for metrics). */
+  onDryRuns?: (n: number) => void;
   /** Told of every Application this reconciler wrote, with its new resourceVersion. */
   onWrite?: (app: Application) => void;
   /** How often to look at Git when nothing else happens (Argo CD: 3 minutes). */
@@ -85,7 +87,7 @@ export class ApplicationReconciler {
 
   constructor(options: ApplicationReconcilerOptions) {
     this.o = options;
-    this.comparer = new Comparer(options.resources);
+    this.comparer = new Comparer(options.resources, options.onDryRuns);
   }
 
   private now(): Date {

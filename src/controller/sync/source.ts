@@ -50,8 +50,14 @@ export class ManifestSource {
   /** Renders run (cache misses), for tests and benchmarks. */
   renders = 0;
 
-  constructor(repos: RepoCache, options: { renderCache?: RenderCache; maxEntries?: number } = {}) {
+  private readonly onRender: (() => void) | undefined;
+
+  constructor(
+    repos: RepoCache,
+    options: { renderCache?: RenderCache; maxEntries?: number; onRender?: () => void } = {},
+  ) {
     this.repos = repos;
+    this.onRender = options.onRender;
     this.renderCache = options.renderCache;
     this.maxEntries = options.maxEntries ?? 2000;
   }
@@ -80,6 +86,7 @@ export class ManifestSource {
 
   private async render(app: Application, revision: string): Promise<Omit<DesiredState, 'revision'>> {
     this.renders++;
+    this.onRender?.();
     const source = app.spec.source!;
     const unsupported: string[] = [];
     if (source.chart)

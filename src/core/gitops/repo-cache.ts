@@ -15,6 +15,8 @@ export interface RepoCacheOptions {
   credentials?: (repoURL: string) => Promise<GitCredentials | undefined>;
   /** Checked-out commits kept on disk (least recently used go first). */
   maxTrees?: number;
+  /** Told of each `git ls-remote` (for metrics). */
+  onLsRemote?: (repoURL: string) => void;
 }
 
 export class SourceError extends Error {
@@ -109,6 +111,7 @@ export class RepoCache {
 
   private async lsRemote(repoURL: string): Promise<RemoteRefs> {
     this.lsRemoteCalls.set(repoURL, (this.lsRemoteCalls.get(repoURL) ?? 0) + 1);
+    this.options.onLsRemote?.(repoURL);
     await this.ensureMirror(repoURL);
     const git = await this.git(repoURL);
     let out: string;
