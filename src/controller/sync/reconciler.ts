@@ -581,7 +581,13 @@ export class ApplicationReconciler {
         continue;
       }
       const h = assessHealth(c.live);
-      if (h) statuses.push(h.message ? h : { ...h, message: `${describeObject(c.live)}: ${h.status}` });
+      // Name the object when it is what keeps the application from Healthy.
+      if (h)
+        statuses.push(
+          h.message || h.status === 'Healthy'
+            ? h
+            : { ...h, message: `${describeObject(c.live)}: ${h.status}` },
+        );
     }
     if (outcome?.phase === 'Failed') statuses.push({ status: 'Degraded', message: outcome.message });
     return worstHealth(statuses);
