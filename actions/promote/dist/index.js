@@ -31064,6 +31064,7 @@ var package_default = {
     "@actions/github": "^9.1.1",
     "@kubernetes/client-node": "^2.0.1",
     "@octokit/rest": "^22.0.1",
+    diff: "^9.0.0",
     yaml: "^2.9.1"
   },
   devDependencies: {
@@ -31398,7 +31399,8 @@ var Git = class {
   }
   async exec(args, options) {
     try {
-      const child = run("git", args, { cwd: this.cwd, env: this.env, maxBuffer: 64 * 1024 * 1024, encoding: "buffer" });
+      const env = options.env ? { ...this.env, ...options.env } : this.env;
+      const child = run("git", args, { cwd: this.cwd, env, maxBuffer: 64 * 1024 * 1024, encoding: "buffer" });
       if (options.input !== void 0) child.child.stdin?.end(options.input);
       return (await child).stdout;
     } catch (err) {

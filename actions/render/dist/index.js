@@ -26998,7 +26998,94 @@ import { mkdir as mkdir2, readdir as readdir3, readFile, rm as rm2 } from "node:
 import { dirname as dirname2, join as join2 } from "node:path";
 
 // src/core/render/output.ts
+var import_yaml2 = __toESM(require_dist(), 1);
+
+// src/core/render/manifest.ts
 var import_yaml = __toESM(require_dist(), 1);
+function objectName(o) {
+  return o.metadata.name ?? o.metadata.generateName ?? "";
+}
+var HOOK_ANNOTATIONS = ["argocd.argoproj.io/hook", "helm.sh/hook"];
+var ManifestError = class extends Error {
+  name = "ManifestError";
+  problems;
+  constructor(problems) {
+    super(problems.map((p) => `${p.source}:${p.line}: ${p.message}`).join("\n"));
+    this.problems = problems;
+  }
+};
+function objectKey(o) {
+  const group = o.apiVersion.includes("/") ? o.apiVersion.split("/")[0] : "";
+  return `${group}/${o.kind}/${o.metadata.namespace ?? ""}/${objectName(o)}`;
+}
+function isRecord(v) {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+function parseManifests(text, source) {
+  const lineCounter = new import_yaml.LineCounter();
+  const docs = (0, import_yaml.parseAllDocuments)(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const problems = [];
+  const manifests = [];
+  const lineOf = (offset) => lineCounter.linePos(offset).line;
+  for (const doc of Array.isArray(docs) ? docs : [docs]) {
+    const line = lineOf(doc.contents?.range[0] ?? doc.range[0]);
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors)
+        problems.push({ source, line: lineOf(e.pos[0]), message: e.message.split("\n")[0] });
+      continue;
+    }
+    const value = doc.toJS({ maxAliasCount: 100 });
+    if (value === null || value === void 0) continue;
+    const items = isRecord(value) && value.kind === "List" && Array.isArray(value.items) ? value.items : [value];
+    for (const item of items) {
+      const problem = validateObject(item);
+      if (problem) problems.push({ source, line, message: problem });
+      else manifests.push({ object: item, source, line });
+    }
+  }
+  if (problems.length > 0) throw new ManifestError(problems);
+  return manifests;
+}
+function validateObject(value) {
+  if (!isRecord(value))
+    return `a manifest must be a mapping, got ${Array.isArray(value) ? "a list" : typeof value}`;
+  const missing = [];
+  if (typeof value.apiVersion !== "string" || value.apiVersion === "") missing.push("apiVersion");
+  if (typeof value.kind !== "string" || value.kind === "") missing.push("kind");
+  const metadata = value.metadata;
+  if (!isRecord(metadata) || typeof metadata.name !== "string" || metadata.name === "") {
+    const annotations = isRecord(metadata) && isRecord(metadata.annotations) ? metadata.annotations : {};
+    const hook = HOOK_ANNOTATIONS.some((a) => typeof annotations[a] === "string");
+    const generated = isRecord(metadata) && typeof metadata.generateName === "string" && metadata.generateName !== "";
+    if (!(hook && generated)) missing.push("metadata.name");
+  }
+  if (missing.length > 0) {
+    const what = typeof value.kind === "string" ? `${value.kind} ` : "";
+    return `${what}object is missing ${missing.join(", ")}`;
+  }
+  return void 0;
+}
+function assertNoDuplicates(manifests) {
+  const seen = /* @__PURE__ */ new Map();
+  const problems = [];
+  for (const m of manifests) {
+    const key = objectKey(m.object);
+    const first = seen.get(key);
+    if (first) {
+      const ns = m.object.metadata.namespace ? ` in namespace ${m.object.metadata.namespace}` : "";
+      problems.push({
+        source: m.source,
+        line: m.line,
+        message: `duplicate ${m.object.kind} "${objectName(m.object)}"${ns} (first defined at ${first.source}:${first.line})`
+      });
+    } else {
+      seen.set(key, m);
+    }
+  }
+  if (problems.length > 0) throw new ManifestError(problems);
+}
+
+// src/core/render/output.ts
 var KIND_ORDER = [
   "CustomResourceDefinition",
   "Namespace",
@@ -27040,11 +27127,11 @@ function compareStrings(a, b) {
 function sortObjects(objects) {
   const key = (o) => rank.get(o.kind) ?? KIND_ORDER.length;
   return [...objects].sort(
-    (a, b) => key(a) - key(b) || compareStrings(a.kind, b.kind) || compareStrings(a.apiVersion, b.apiVersion) || compareStrings(a.metadata.namespace ?? "", b.metadata.namespace ?? "") || compareStrings(a.metadata.name, b.metadata.name)
+    (a, b) => key(a) - key(b) || compareStrings(a.kind, b.kind) || compareStrings(a.apiVersion, b.apiVersion) || compareStrings(a.metadata.namespace ?? "", b.metadata.namespace ?? "") || compareStrings(objectName(a), objectName(b))
   );
 }
 function toYaml(o) {
-  return (0, import_yaml.stringify)(o, { indent: 2, lineWidth: 0, minContentWidth: 0, aliasDuplicateObjects: false });
+  return (0, import_yaml2.stringify)(o, { indent: 2, lineWidth: 0, minContentWidth: 0, aliasDuplicateObjects: false });
 }
 function toStream(objects) {
   return sortObjects(objects).map((o) => `---
@@ -27060,8 +27147,8 @@ function toFiles(objects) {
     for (const o of sorted) m.set(f(o), (m.get(f(o)) ?? 0) + 1);
     return m;
   };
-  const short = (o) => fileStem(o.kind, o.metadata.name);
-  const withNs = (o) => o.metadata.namespace ? fileStem(o.kind, o.metadata.namespace, o.metadata.name) : short(o);
+  const short = (o) => fileStem(o.kind, objectName(o));
+  const withNs = (o) => o.metadata.namespace ? fileStem(o.kind, o.metadata.namespace, objectName(o)) : short(o);
   const withGroup = (o) => fileStem(o.apiVersion.split("/")[0], withNs(o));
   const shortCount = count(short);
   const nsCount = count(withNs);
@@ -27312,84 +27399,6 @@ function applyImageOverrides(objects, overrides) {
     }
   });
   return changes;
-}
-
-// src/core/render/manifest.ts
-var import_yaml2 = __toESM(require_dist(), 1);
-var ManifestError = class extends Error {
-  name = "ManifestError";
-  problems;
-  constructor(problems) {
-    super(problems.map((p) => `${p.source}:${p.line}: ${p.message}`).join("\n"));
-    this.problems = problems;
-  }
-};
-function objectKey(o) {
-  const group = o.apiVersion.includes("/") ? o.apiVersion.split("/")[0] : "";
-  return `${group}/${o.kind}/${o.metadata.namespace ?? ""}/${o.metadata.name}`;
-}
-function isRecord(v) {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-function parseManifests(text, source) {
-  const lineCounter = new import_yaml2.LineCounter();
-  const docs = (0, import_yaml2.parseAllDocuments)(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  const problems = [];
-  const manifests = [];
-  const lineOf = (offset) => lineCounter.linePos(offset).line;
-  for (const doc of Array.isArray(docs) ? docs : [docs]) {
-    const line = lineOf(doc.contents?.range[0] ?? doc.range[0]);
-    if (doc.errors.length > 0) {
-      for (const e of doc.errors)
-        problems.push({ source, line: lineOf(e.pos[0]), message: e.message.split("\n")[0] });
-      continue;
-    }
-    const value = doc.toJS({ maxAliasCount: 100 });
-    if (value === null || value === void 0) continue;
-    const items = isRecord(value) && value.kind === "List" && Array.isArray(value.items) ? value.items : [value];
-    for (const item of items) {
-      const problem = validateObject(item);
-      if (problem) problems.push({ source, line, message: problem });
-      else manifests.push({ object: item, source, line });
-    }
-  }
-  if (problems.length > 0) throw new ManifestError(problems);
-  return manifests;
-}
-function validateObject(value) {
-  if (!isRecord(value))
-    return `a manifest must be a mapping, got ${Array.isArray(value) ? "a list" : typeof value}`;
-  const missing = [];
-  if (typeof value.apiVersion !== "string" || value.apiVersion === "") missing.push("apiVersion");
-  if (typeof value.kind !== "string" || value.kind === "") missing.push("kind");
-  const metadata = value.metadata;
-  if (!isRecord(metadata) || typeof metadata.name !== "string" || metadata.name === "") {
-    missing.push("metadata.name");
-  }
-  if (missing.length > 0) {
-    const what = typeof value.kind === "string" ? `${value.kind} ` : "";
-    return `${what}object is missing ${missing.join(", ")}`;
-  }
-  return void 0;
-}
-function assertNoDuplicates(manifests) {
-  const seen = /* @__PURE__ */ new Map();
-  const problems = [];
-  for (const m of manifests) {
-    const key = objectKey(m.object);
-    const first = seen.get(key);
-    if (first) {
-      const ns = m.object.metadata.namespace ? ` in namespace ${m.object.metadata.namespace}` : "";
-      problems.push({
-        source: m.source,
-        line: m.line,
-        message: `duplicate ${m.object.kind} "${m.object.metadata.name}"${ns} (first defined at ${first.source}:${first.line})`
-      });
-    } else {
-      seen.set(key, m);
-    }
-  }
-  if (problems.length > 0) throw new ManifestError(problems);
 }
 
 // src/core/render/cache.ts
