@@ -174,6 +174,24 @@ describe('kube-actions controller (two replicas)', () => {
       return got.status?.sync?.status === 'Synced' ? got : undefined;
     });
     expect(app.status?.sync?.revision).toBe(await server.revParse('fleet'));
+    // The sync is told as Kubernetes Events on the Application (kubectl describe / kubectl events).
+    const events = await eventually('sync events', async () => {
+      const list = await client.request<{
+        items: { reason: string; note: string; regarding: { name: string; kind: string } }[];
+      }>('GET', `/apis/events.k8s.io/v1/namespaces/${ns.name}/events`);
+      const mine = list.items.filter((e) => e.regarding.kind === 'Application' && e.regarding.name === 'web');
+      return mine.some((e) => e.reason === 'OperationCompleted') ? mine : undefined;
+    }).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\n${replicas.flatMap((r) => r.logs).join('\n')}`, {
+        cause: err,
+      });
+    });
+    expect(events.map((e) => e.reason)).toEqual(
+      expect.arrayContaining(['OperationStarted', 'OperationCompleted']),
+    );
+    expect(events.find((e) => e.reason === 'OperationCompleted')!.note).toMatch(
+      /^sync to [0-9a-f]{12} succeeded: successfully synced/,
+    );
 
     // Only the leader writes: the follower has sent no write request at all.
     expect(await metric(leader, /^rest_client_requests_total\{.*verb="patch"/)).toBeGreaterThan(0);

@@ -15,6 +15,7 @@ import { isHook, isSkipped, planSync, SyncPlanError, type SyncPlan } from '../..
 import { SourceError, type RepoCache } from '../../core/gitops/repo-cache.ts';
 import type { KubeClient } from '../runtime/client.ts';
 import { isNotFound, PatchType } from '../runtime/client.ts';
+import type { EventRecorder } from '../runtime/events.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { KubeObject, Request } from '../runtime/objects.ts';
 import { resourcePath } from '../runtime/objects.ts';
@@ -45,6 +46,8 @@ export interface ApplicationReconcilerOptions {
   logger: Logger;
   /** Reads an Application (from the informer cache in the controller). */
   getApplication: (req: Request) => Promise<Application | undefined>;
+  /** Kubernetes Events about Applications (sync started/finished, comparison errors). */
+  events?: EventRecorder;
   /** Told how many server-side dry-runs a comparison sent (for metrics). */
   onDryRuns?: (n: number) => void;
   /** Told of every Application this reconciler wrote, with its new resourceVersion. */
@@ -123,6 +126,7 @@ export class ApplicationReconciler {
       if (!(err instanceof ComparisonFailure)) throw err;
       // Nothing is applied or pruned: the previous inventory and sync stay as they are.
       log.warn('comparison failed', { error: err.message });
+      await this.o.events?.record(eventTarget(app), 'Warning', 'ComparisonError', err.message);
       await this.writeStatus(app, {
         ...app.status,
         sync: { ...app.status?.sync, status: 'Unknown' },
@@ -166,6 +170,15 @@ export class ApplicationReconciler {
           pruned: [],
         };
       } else {
+        const who = decision.operation.initiatedBy?.username
+          ? `by ${decision.operation.initiatedBy.username}`
+          : 'automatically';
+        await this.o.events?.record(
+          eventTarget(app),
+          'Normal',
+          'OperationStarted',
+          `sync to ${comparison.revision.slice(0, 12)} started ${who}`,
+        );
         log.info('syncing', {
           revision: comparison.revision,
           outOfSync: outOfSync.length,
@@ -175,6 +188,12 @@ export class ApplicationReconciler {
       }
       const warnings = conditions.filter((c) => c.type === 'SyncWarning');
       await this.finishOperation(app, operationOutcome, comparison, decision.operation, startedAt, warnings);
+      await this.o.events?.record(
+        eventTarget(app),
+        operationOutcome.phase === 'Succeeded' ? 'Normal' : 'Warning',
+        operationOutcome.phase === 'Succeeded' ? 'OperationCompleted' : 'SyncFailed',
+        `sync to ${comparison.revision.slice(0, 12)} ${operationOutcome.phase.toLowerCase()}: ${operationOutcome.message}`,
+      );
       if (operationOutcome.phase === 'Succeeded') this.selfHealAttempts.delete(key(app));
       // Look again soon: the objects just applied are progressing, and the status should show it.
       return { requeueAfter: this.o.progressingRequeueMs ?? 2000 };
@@ -713,6 +732,11 @@ function isRenderFailure(err: unknown): boolean {
     ['RenderError', 'ManifestError', 'ImageOverrideError', 'PathError'].includes(name) ||
     err instanceof SyntaxError
   );
+}
+
+/** Objects from a LIST lack apiVersion and kind; an event must name them. */
+function eventTarget(app: Application) {
+  return { apiVersion: APPLICATION.apiVersion, kind: 'Application', metadata: app.metadata };
 }
 
 function key(app: Application): string {
