@@ -328,6 +328,11 @@ export class ApplicationReconciler {
         extraneous.push({ resolved: r, live: liveObj });
     }
     const warnings = desiredState.unsupported.map((u) => `not supported, ignored: ${u}`);
+    if ((app.spec as { ignoreDifferences?: unknown[] }).ignoreDifferences?.length) {
+      warnings.push(
+        'not supported yet, ignored: spec.ignoreDifferences (those fields are compared and synced like any other)',
+      );
+    }
     return {
       revision,
       sourceType: desiredState.sourceType,

@@ -1,0 +1,76 @@
+// deploy/: the Helm chart lints and renders to exactly the committed deploy/install.yaml, its CRDs
+// are deploy/crds, and every object it installs passes a server-side dry-run on a real apiserver.
+import { describe, expect, test } from '@jest/globals';
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { parseAllDocuments } from 'yaml';
+import { ResourceManager } from '../../src/core/kube/apply.ts';
+import { RESTMapper } from '../../src/core/kube/discovery.ts';
+import type { KubeResource } from '../../src/core/kube/resource.ts';
+import { KubeClient } from '../../src/controller/runtime/client.ts';
+import { testKubeConfig } from '../cluster/testing.ts';
+
+const run = promisify(execFile);
+const root = resolve(import.meta.dirname, '../..');
+const chart = join(root, 'deploy/chart/kube-actions');
+
+describe('deploy/', () => {
+  test('the chart lints cleanly', async () => {
+    const { stdout } = await run('helm', ['lint', '--strict', chart]);
+    expect(stdout).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+  });
+
+  test('install.yaml is what the chart renders (run `make manifests` after changing either)', async () => {
+    const { stdout } = await run('helm', [
+      'template',
+      'kube-actions',
+      chart,
+      '--namespace',
+      'kube-actions',
+      '--include-crds',
+    ]);
+    const committed = await readFile(join(root, 'deploy/install.yaml'), 'utf8');
+    // The file is a header and the Namespace, then exactly helm's output (see `make manifests`).
+    expect(committed.endsWith(stdout)).toBe(true);
+    expect(committed.slice(0, committed.length - stdout.length)).toMatch(
+      /^# Generated[^]*kind: Namespace\nmetadata:\n {2}name: kube-actions\n$/,
+    );
+    for (const crd of ['application.yaml']) {
+      expect(await readFile(join(chart, 'crds', crd), 'utf8')).toBe(
+        await readFile(join(root, 'deploy/crds', crd), 'utf8'),
+      );
+    }
+  });
+
+  test('every installed object passes a server-side dry-run', async () => {
+    const objects = parseAllDocuments(await readFile(join(root, 'deploy/install.yaml'), 'utf8'))
+      .map((d) => d.toJS() as KubeResource | null)
+      .filter((o): o is KubeResource => o !== null);
+    expect(objects.map((o) => o.kind).sort()).toEqual([
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'CustomResourceDefinition',
+      'Deployment',
+      'Namespace',
+      'Service',
+      'ServiceAccount',
+    ]);
+    const client = new KubeClient(testKubeConfig());
+    try {
+      const resources = new ResourceManager(client, new RESTMapper(client), {
+        fieldManager: 'kube-actions-tests',
+      });
+      const resolved = await resources.resolve(objects, 'kube-actions');
+      // The namespace is created by the same install, so objects in it cannot be checked against it.
+      const outcomes = await resources.dryRun(resolved, (r) => r.namespace === 'kube-actions');
+      expect(outcomes.filter((o) => o.error).map((o) => `${o.resolved.key}: ${o.error}`)).toEqual([]);
+      expect(outcomes.find((o) => o.resolved.object.kind === 'ClusterRole')?.merged?.metadata.name).toBe(
+        'kube-actions-controller',
+      );
+    } finally {
+      await client.close();
+    }
+  });
+});
