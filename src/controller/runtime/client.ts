@@ -1,0 +1,373 @@
+// A thin REST client over client-node's transport, used by informers, leader election and
+// reconcilers. Why not only client-node's generated APIs: informers need raw list pages and a
+// streamed watch of any resource, and every request should be counted by verb and status code for
+// /metrics. Generated API clients made through makeApiClient() share the same counting transport.
+import * as k8s from '@kubernetes/client-node';
+import type { Registry } from './metrics.ts';
+import { resourcePath, type KubeObject, type ResourceRef } from './objects.ts';
+
+type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+type Dispatcher = NonNullable<ReturnType<k8s.RequestContext['getDispatcher']>>;
+export type Query = Record<string, string | number | boolean | undefined>;
+
+export interface RequestOptions {
+  query?: Query;
+  /** Serialized as JSON unless it is a string. */
+  body?: unknown;
+  /** Default application/json when a body is given. */
+  contentType?: string;
+  signal?: AbortSignal;
+  /** Aborts the request after this long; default 30 s. Watches have no timeout. */
+  timeoutMs?: number;
+}
+
+export const PatchType = {
+  merge: 'application/merge-patch+json',
+  json: 'application/json-patch+json',
+  strategic: 'application/strategic-merge-patch+json',
+  apply: 'application/apply-patch+yaml',
+} as const;
+export type PatchType = (typeof PatchType)[keyof typeof PatchType];
+
+/** The HTTP status of an API error (client-node's ApiException), if there is one. */
+export function statusCode(err: unknown): number | undefined {
+  return err instanceof k8s.ApiException ? err.code : undefined;
+}
+export const isNotFound = (err: unknown): boolean => statusCode(err) === 404;
+export const isConflict = (err: unknown): boolean => statusCode(err) === 409;
+export const isGone = (err: unknown): boolean => statusCode(err) === 410;
+
+/**
+ * The Kubernetes verb of a request, as the apiserver's audit log names it: list vs get and
+ * delete vs deletecollection are told apart by whether the path names a collection.
+ */
+export function requestVerb(method: string, url: string): string {
+  const u = new URL(url, 'https://placeholder');
+  const segments = u.pathname.split('/').filter(Boolean);
+  let rest: string[];
+  if (segments[0] === 'api') rest = segments.slice(2);
+  else if (segments[0] === 'apis') rest = segments.slice(3);
+  else return method.toLowerCase();
+  if (rest[0] === 'namespaces' && rest.length >= 3) rest = rest.slice(2);
+  const collection = rest.length === 1;
+  const watch = u.searchParams.get('watch');
+  switch (method.toUpperCase()) {
+    case 'GET':
+      if (watch === 'true' || watch === '1') return 'watch';
+      return collection ? 'list' : 'get';
+    case 'POST':
+      return 'create';
+    case 'PUT':
+      return 'update';
+    case 'PATCH':
+      return 'patch';
+    case 'DELETE':
+      return collection ? 'deletecollection' : 'delete';
+    default:
+      return method.toLowerCase();
+  }
+}
+
+/**
+ * Wraps client-node's fetch transport to count requests, time them, and report requests that got
+ * no response (network error, timeout, abort) so the client can retire their connection pool.
+ */
+class InstrumentedHttp implements k8s.HttpLibrary {
+  private readonly inner = new k8s.IsomorphicFetchHttpLibrary();
+  private readonly record?: (verb: string, code: string, seconds: number) => void;
+  private readonly onFailure: (ctx: k8s.RequestContext) => void;
+
+  constructor(metrics: Registry | undefined, onFailure: (ctx: k8s.RequestContext) => void) {
+    this.onFailure = onFailure;
+    if (!metrics) return;
+    const requests = metrics.counter({
+      name: 'rest_client_requests_total',
+      help: 'Requests to the Kubernetes API, by verb and HTTP status ("error" when none came back).',
+      labelNames: ['verb', 'code'],
+    });
+    const latency = metrics.histogram({
+      name: 'rest_client_request_duration_seconds',
+      help: 'Time until the response headers arrived, by verb.',
+      labelNames: ['verb'],
+    });
+    this.record = (verb, code, seconds) => {
+      requests.inc({ verb, code });
+      latency.observe({ verb }, seconds);
+    };
+  }
+
+  send(ctx: k8s.RequestContext): k8s.Observable<k8s.ResponseContext> {
+    const record = this.record ?? (() => undefined);
+    const verb = requestVerb(ctx.getHttpMethod(), ctx.getUrl());
+    const started = performance.now();
+    const seconds = () => (performance.now() - started) / 1000;
+    const response = this.inner
+      .send(ctx)
+      .toPromise()
+      .then(
+        (rsp) => {
+          record(verb, String(rsp.httpStatusCode), seconds());
+          return rsp;
+        },
+        (err: unknown) => {
+          record(verb, 'error', seconds());
+          this.onFailure(ctx);
+          throw err;
+        },
+      );
+    return new k8s.Observable(response);
+  }
+}
+
+export interface KubeClientOptions {
+  /** Registers rest_client_* series. */
+  metrics?: Registry;
+  userAgent?: string;
+}
+
+export class KubeClient {
+  readonly kubeConfig: k8s.KubeConfig;
+  private readonly http: InstrumentedHttp;
+  private readonly userAgent: string;
+  /**
+   * The connection pool of short requests. client-node builds a new undici Agent, so a new TLS
+   * connection, for every request; one shared pool keeps connections alive between calls.
+   */
+  private pool?: Dispatcher;
+  /** Pools retired after a failure, destroyed once their in-flight requests had time to end. */
+  private readonly retired = new Map<Dispatcher, NodeJS.Timeout>();
+
+  constructor(kubeConfig: k8s.KubeConfig, options: KubeClientOptions = {}) {
+    if (!kubeConfig.getCurrentCluster()) throw new Error('the kubeconfig has no current cluster');
+    this.kubeConfig = kubeConfig;
+    this.http = new InstrumentedHttp(options.metrics, (ctx) => this.retire(ctx.getDispatcher()));
+    this.userAgent = options.userAgent ?? 'kube-actions-controller';
+  }
+
+  /** A client-node generated API (CoreV1Api, ...) that uses this client's transport and metrics. */
+  makeApiClient<T extends k8s.ApiType>(api: k8s.ApiConstructor<T>): T {
+    const server = this.kubeConfig.getCurrentCluster()!.server;
+    const config = k8s.createConfiguration({
+      baseServer: new k8s.ServerConfiguration(server, {}),
+      httpApi: this.http,
+      authMethods: {
+        default: {
+          getName: () => 'kube-actions',
+          applySecurityAuthentication: (ctx) => this.authenticate(ctx),
+        },
+      },
+      promiseMiddleware: [
+        {
+          pre: (ctx) => {
+            ctx.setHeaderParam('User-Agent', this.userAgent);
+            return Promise.resolve(ctx);
+          },
+          post: (rsp) => Promise.resolve(rsp),
+        },
+      ],
+    });
+    return new api(config);
+  }
+
+  /** Sends a request and returns the parsed JSON body; throws k8s.ApiException unless 2xx. */
+  async request<T = unknown>(method: Method, path: string, options: RequestOptions = {}): Promise<T> {
+    // AbortSignal.timeout() throws on a fractional delay.
+    const timeout = AbortSignal.timeout(Math.max(1, Math.ceil(options.timeoutMs ?? 30_000)));
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    const { rsp, dispatcher } = await this.send(method, path, { ...options, signal });
+    let text: string;
+    try {
+      text = await rsp.body.text();
+    } catch (err) {
+      this.retire(dispatcher);
+      throw err;
+    }
+    if (rsp.httpStatusCode < 200 || rsp.httpStatusCode > 299) throw apiError(method, path, rsp, text);
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /**
+   * Opens a watch (GET with watch=true) and yields its newline-delimited JSON lines until the
+   * server ends it or `signal` aborts. Throws k8s.ApiException when the server refuses it.
+   * Iterate the result (to its end, or break out): finishing it releases the connection.
+   */
+  async watchLines(path: string, query: Query, signal: AbortSignal): Promise<AsyncGenerator<string>> {
+    // A watch gets a connection of its own, destroyed when the watch ends: undici does not close a
+    // connection whose request was aborted, and a silently dead one would otherwise linger, or
+    // worse, in a shared pool, take the next requests down with it.
+    let dispatcher: Dispatcher | undefined;
+    try {
+      const sent = await this.send('GET', path, { query: { ...query, watch: 'true' }, signal }, true);
+      dispatcher = sent.dispatcher;
+      const rsp = sent.rsp;
+      if (rsp.httpStatusCode !== 200) throw apiError('WATCH', path, rsp, await rsp.body.text());
+      const stream = rsp.body.stream();
+      if (!stream) throw new Error(`watch ${path}: response has no body`);
+      const owned = dispatcher;
+      dispatcher = undefined;
+      return readLines(stream, () => void owned?.destroy().catch(() => undefined));
+    } finally {
+      void dispatcher?.destroy().catch(() => undefined);
+    }
+  }
+
+  /** Reads one object; T is any shape the caller expects (no KubeObject constraint on reads). */
+  get<T = KubeObject>(ref: ResourceRef, namespace: string, name: string): Promise<T> {
+    return this.request<T>('GET', resourcePath(ref, namespace, name));
+  }
+
+  create<T extends KubeObject>(ref: ResourceRef, obj: T, query?: Query): Promise<T> {
+    return this.request<T>('POST', resourcePath(ref, obj.metadata?.namespace ?? ''), { body: obj, query });
+  }
+
+  /** PUT: fails with 409 if obj.metadata.resourceVersion is stale (optimistic concurrency). */
+  update<T extends KubeObject>(ref: ResourceRef, obj: T, query?: Query): Promise<T> {
+    const name = obj.metadata?.name;
+    if (!name) throw new Error('update: object has no metadata.name');
+    return this.request<T>('PUT', resourcePath(ref, obj.metadata?.namespace ?? '', name), {
+      body: obj,
+      query,
+    });
+  }
+
+  patch<T = KubeObject>(
+    ref: ResourceRef,
+    namespace: string,
+    name: string,
+    patch: unknown,
+    type: PatchType = PatchType.merge,
+    query?: Query,
+  ): Promise<T> {
+    return this.request<T>('PATCH', resourcePath(ref, namespace, name), {
+      body: patch,
+      contentType: type,
+      query,
+    });
+  }
+
+  delete(ref: ResourceRef, namespace: string, name: string, query?: Query): Promise<unknown> {
+    return this.request('DELETE', resourcePath(ref, namespace, name), { query });
+  }
+
+  /** Closes the pooled connections, aborting requests still using them; later requests open new ones. */
+  async close(): Promise<void> {
+    const pools = [...this.retired.keys()];
+    if (this.pool) pools.push(this.pool);
+    for (const timer of this.retired.values()) clearTimeout(timer);
+    this.retired.clear();
+    this.pool = undefined;
+    await Promise.all(pools.map((d) => d.destroy().catch(() => undefined)));
+  }
+
+  private async send(
+    method: Method,
+    path: string,
+    options: RequestOptions & { signal: AbortSignal },
+    dedicated = false,
+  ): Promise<{ rsp: k8s.ResponseContext; dispatcher: Dispatcher | undefined }> {
+    const server = this.kubeConfig.getCurrentCluster()!.server;
+    const ctx = new k8s.RequestContext(`${server}${path}`, method);
+    for (const [key, value] of Object.entries(options.query ?? {})) {
+      if (value !== undefined) ctx.setQueryParam(key, String(value));
+    }
+    ctx.setHeaderParam('Accept', 'application/json');
+    ctx.setHeaderParam('User-Agent', this.userAgent);
+    if (options.body !== undefined) {
+      const contentType = options.contentType ?? 'application/json';
+      ctx.setHeaderParam('Content-Type', contentType);
+      ctx.setBody(typeof options.body === 'string' ? options.body : JSON.stringify(options.body));
+    }
+    ctx.setSignal(options.signal);
+    await this.authenticate(ctx, dedicated);
+    const dispatcher = ctx.getDispatcher();
+    try {
+      return { rsp: await this.http.send(ctx).toPromise(), dispatcher };
+    } catch (err) {
+      if (dedicated) void dispatcher?.destroy().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Sets credentials and the connection pool on a request (the dedicated one: a fresh pool). */
+  private async authenticate(ctx: k8s.RequestContext, dedicated = false): Promise<void> {
+    // client-node creates a new undici Agent here each time; it holds no connection yet.
+    await this.kubeConfig.applySecurityAuthentication(ctx);
+    const fresh = ctx.getDispatcher();
+    if (!fresh || dedicated) return;
+    if (!this.pool) {
+      this.pool = fresh;
+    } else {
+      ctx.setDispatcher(this.pool);
+      void fresh.close();
+    }
+  }
+
+  /**
+   * Moves later requests to a new connection pool. Callers with evidence that the network path
+   * died (a watchdog fired, a watch could not connect) call this: idle pooled connections may be
+   * just as dead, and a request sent on one would hang until its timeout.
+   */
+  resetConnections(): void {
+    this.retire(this.pool);
+  }
+
+  /**
+   * A request on the shared pool got no complete response. Its connection may be wedged (undici
+   * keeps a connection whose request was aborted, and queues later requests behind it), so later
+   * requests get a new pool; the old one is destroyed after in-flight requests had time to end.
+   */
+  private retire(dispatcher: Dispatcher | undefined): void {
+    if (!dispatcher || dispatcher !== this.pool) return;
+    this.pool = undefined;
+    const timer = setTimeout(() => {
+      this.retired.delete(dispatcher);
+      void dispatcher.destroy().catch(() => undefined);
+    }, 60_000);
+    timer.unref();
+    this.retired.set(dispatcher, timer);
+  }
+}
+
+function apiError(
+  verb: string,
+  path: string,
+  rsp: k8s.ResponseContext,
+  text: string,
+): k8s.ApiException<unknown> {
+  let body: unknown = text;
+  let message = text.slice(0, 200);
+  try {
+    body = JSON.parse(text);
+    const status = body as { message?: unknown };
+    if (typeof status.message === 'string') message = status.message;
+  } catch {
+    // Not JSON (a proxy's HTML error page, say): keep the text.
+  }
+  return new k8s.ApiException(rsp.httpStatusCode, `${verb} ${path}: ${message}`, body, rsp.headers);
+}
+
+async function* readLines(stream: ReadableStream<Uint8Array>, release: () => void): AsyncGenerator<string> {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let newline: number;
+      while ((newline = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, newline).trim();
+        buffer = buffer.slice(newline + 1);
+        if (line) yield line;
+      }
+    }
+    const rest = (buffer + decoder.decode()).trim();
+    if (rest) yield rest;
+  } finally {
+    // Runs however the watch ends: server close, error, or the consumer stopping early (410,
+    // watchdog, stop()).
+    reader.cancel().catch(() => undefined);
+    release();
+  }
+}
