@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
-import { KubeClient, PatchType } from '../src/controller/runtime/client.ts';
+import { KubeClient, PatchType } from '../src/core/kube/client.ts';
 import { APPLICATION, type Application } from '../src/controller/sync/types.ts';
 import { signature } from '../src/controller/sync/webhook.ts';
 import { ensureBinaries, LocalControlPlane } from '../test/cluster/controlplane.ts';

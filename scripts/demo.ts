@@ -14,7 +14,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { KubeClient, PatchType } from '../src/controller/runtime/client.ts';
+import { KubeClient, PatchType } from '../src/core/kube/client.ts';
 import { APPLICATION, type Application } from '../src/controller/sync/types.ts';
 import { signature } from '../src/controller/sync/webhook.ts';
 import { ensureBinaries, LocalControlPlane } from '../test/cluster/controlplane.ts';

@@ -3,7 +3,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { KubeClient, PatchType } from '../../src/controller/runtime/client.ts';
+import { KubeClient, PatchType } from '../../src/core/kube/client.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 
 const CRDS = {

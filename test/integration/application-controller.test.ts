@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { KubeClient, isNotFound } from '../../src/controller/runtime/client.ts';
+import { KubeClient, isNotFound } from '../../src/core/kube/client.ts';
 import { APPLICATION, type Application } from '../../src/controller/sync/types.ts';
 import { signature } from '../../src/controller/sync/webhook.ts';
 import { installCRDs } from '../cluster/crds.ts';

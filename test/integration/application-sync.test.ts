@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { ResourceManager } from '../../src/core/kube/apply.ts';
 import { RESTMapper } from '../../src/core/kube/discovery.ts';
 import { RepoCache } from '../../src/core/gitops/repo-cache.ts';
-import { KubeClient, isNotFound } from '../../src/controller/runtime/client.ts';
+import { KubeClient, isNotFound } from '../../src/core/kube/client.ts';
 import { silentLogger } from '../../src/controller/runtime/log.ts';
 import { LiveObjects, managedInformers } from '../../src/controller/sync/live.ts';
 import { ApplicationReconciler } from '../../src/controller/sync/reconciler.ts';

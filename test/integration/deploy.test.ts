@@ -9,7 +9,7 @@ import { parseAllDocuments } from 'yaml';
 import { ResourceManager } from '../../src/core/kube/apply.ts';
 import { RESTMapper } from '../../src/core/kube/discovery.ts';
 import type { KubeResource } from '../../src/core/kube/resource.ts';
-import { KubeClient } from '../../src/controller/runtime/client.ts';
+import { KubeClient } from '../../src/core/kube/client.ts';
 import { testKubeConfig } from '../cluster/testing.ts';
 
 const run = promisify(execFile);

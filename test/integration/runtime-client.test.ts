@@ -3,15 +3,9 @@
 // connection pool surviving a request aborted mid-response.
 import { afterAll, describe, expect, test } from '@jest/globals';
 import * as k8s from '@kubernetes/client-node';
-import {
-  isConflict,
-  isNotFound,
-  KubeClient,
-  PatchType,
-  statusCode,
-} from '../../src/controller/runtime/client.ts';
-import { Registry } from '../../src/controller/runtime/metrics.ts';
-import { resourcePath } from '../../src/controller/runtime/objects.ts';
+import { isConflict, isNotFound, KubeClient, PatchType, statusCode } from '../../src/core/kube/client.ts';
+import { Registry } from '../../src/core/metrics.ts';
+import { resourcePath } from '../../src/core/kube/objects.ts';
 import { useTestNamespace } from '../cluster/testing.ts';
 
 const ns = useTestNamespace('rt-client');

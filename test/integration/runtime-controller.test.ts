@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, test } from '@jest/globals';
 import * as k8s from '@kubernetes/client-node';
 import { enqueueOwner, type Reconciler, type Request } from '../../src/controller/runtime/controller.ts';
-import { isNotFound } from '../../src/controller/runtime/client.ts';
+import { isNotFound } from '../../src/core/kube/client.ts';
 import { Logger } from '../../src/controller/runtime/log.ts';
 import { Manager } from '../../src/controller/runtime/manager.ts';
 import { eventually, useTestNamespace } from '../cluster/testing.ts';

@@ -4,10 +4,10 @@
 import { afterEach, describe, expect, test } from '@jest/globals';
 import * as k8s from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
-import { KubeClient } from '../../src/controller/runtime/client.ts';
+import { KubeClient } from '../../src/core/kube/client.ts';
 import { Informer, type InformerOptions } from '../../src/controller/runtime/informer.ts';
-import { Registry } from '../../src/controller/runtime/metrics.ts';
-import type { KubeObject } from '../../src/controller/runtime/objects.ts';
+import { Registry } from '../../src/core/metrics.ts';
+import type { KubeObject } from '../../src/core/kube/objects.ts';
 import { eventually, useTestNamespace } from '../cluster/testing.ts';
 
 /** eventually() for a synchronous check. */

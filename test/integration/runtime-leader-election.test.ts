@@ -2,13 +2,13 @@
 // one leader at a time, takeover after a crash only once the lease expired, fast takeover after
 // a graceful release, and a leader that cannot renew stops leading before the lease expires.
 import { afterEach, describe, expect, test } from '@jest/globals';
-import { KubeClient } from '../../src/controller/runtime/client.ts';
+import { KubeClient } from '../../src/core/kube/client.ts';
 import {
   LeaderElector,
   type Lease,
   type LeaderElectionOptions,
 } from '../../src/controller/runtime/leader-election.ts';
-import { Registry } from '../../src/controller/runtime/metrics.ts';
+import { Registry } from '../../src/core/metrics.ts';
 import { eventually, useTestNamespace } from '../cluster/testing.ts';
 
 /** eventually() for a synchronous check. */

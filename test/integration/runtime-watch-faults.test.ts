@@ -9,9 +9,9 @@ import * as k8s from '@kubernetes/client-node';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KubeClient, isGone } from '../../src/controller/runtime/client.ts';
+import { KubeClient, isGone } from '../../src/core/kube/client.ts';
 import { Informer, type InformerOptions } from '../../src/controller/runtime/informer.ts';
-import type { KubeObject } from '../../src/controller/runtime/objects.ts';
+import type { KubeObject } from '../../src/core/kube/objects.ts';
 import { LocalControlPlane } from '../cluster/controlplane.ts';
 import { eventually } from '../cluster/testing.ts';
 

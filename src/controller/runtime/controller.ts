@@ -3,11 +3,11 @@
 // look at, not what happened, so collapsed or missed events cannot make it wrong.
 import type { EventSource } from './informer.ts';
 import { silentLogger, type Logger } from './log.ts';
-import type { Counter, Gauge, HistogramChild, Registry } from './metrics.ts';
-import { groupOf, parseKey, requestKey, type KubeObject, type Request } from './objects.ts';
+import type { Counter, Gauge, HistogramChild, Registry } from '../../core/metrics.ts';
+import { groupOf, parseKey, requestKey, type KubeObject, type Request } from '../../core/kube/objects.ts';
 import { WorkQueue, type RateLimiter } from './workqueue.ts';
 
-export type { Request } from './objects.ts';
+export type { Request } from '../../core/kube/objects.ts';
 
 export interface Result {
   /** Reconcile this object again after this many milliseconds (e.g. to poll an external state). */

@@ -2,10 +2,10 @@
 // describe` and `kubectl events` tell the story. Recording never fails a reconcile, and the same
 // event for the same object is sent at most once per `dedupeMs` (client-go aggregates likewise),
 // so a controller retrying in a loop does not flood etcd.
-import type { KubeClient } from './client.ts';
+import type { KubeClient } from '../../core/kube/client.ts';
 import type { Logger } from './log.ts';
 import { silentLogger } from './log.ts';
-import { resourcePath } from './objects.ts';
+import { resourcePath } from '../../core/kube/objects.ts';
 
 export interface EventTarget {
   apiVersion?: string;

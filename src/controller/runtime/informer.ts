@@ -11,10 +11,10 @@
 //   that no event announces (someone changed the world outside the API).
 import * as k8s from '@kubernetes/client-node';
 import { backoffDelay, sleep, type BackoffOptions } from './backoff.ts';
-import { isGone, type KubeClient, type Query } from './client.ts';
+import { isGone, type KubeClient, type Query } from '../../core/kube/client.ts';
 import { silentLogger, type Logger } from './log.ts';
-import type { Counter, Gauge, Registry } from './metrics.ts';
-import { objectKey, resourcePath, type KubeObject, type ResourceRef } from './objects.ts';
+import type { Counter, Gauge, Registry } from '../../core/metrics.ts';
+import { objectKey, resourcePath, type KubeObject, type ResourceRef } from '../../core/kube/objects.ts';
 
 export interface InformerOptions {
   resource: ResourceRef;

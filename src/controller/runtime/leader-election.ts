@@ -10,10 +10,10 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { sleep } from './backoff.ts';
-import { isConflict, isNotFound, type KubeClient } from './client.ts';
+import { isConflict, isNotFound, type KubeClient } from '../../core/kube/client.ts';
 import { silentLogger, type Logger } from './log.ts';
-import type { Counter, Gauge, Registry } from './metrics.ts';
-import { resourcePath, type KubeObject } from './objects.ts';
+import type { Counter, Gauge, Registry } from '../../core/metrics.ts';
+import { resourcePath, type KubeObject } from '../../core/kube/objects.ts';
 
 const LEASES = { apiVersion: 'coordination.k8s.io/v1', resource: 'leases' };
 /** client-go's JitterFactor: candidates retry at retryPeriod * [1, 1.2). */

@@ -5,13 +5,13 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type * as k8s from '@kubernetes/client-node';
-import { KubeClient } from './client.ts';
+import { KubeClient } from '../../core/kube/client.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
 import { Informer, type InformerOptions } from './informer.ts';
 import { LeaderElector, type LeaderElectionOptions } from './leader-election.ts';
 import { Logger } from './log.ts';
-import { Registry } from './metrics.ts';
-import { resourcePath, type KubeObject, type ResourceRef } from './objects.ts';
+import { Registry } from '../../core/metrics.ts';
+import { resourcePath, type KubeObject, type ResourceRef } from '../../core/kube/objects.ts';
 
 export type ManagerLeaderElection = Omit<
   LeaderElectionOptions,

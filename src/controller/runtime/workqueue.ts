@@ -5,7 +5,7 @@
 //   marked dirty and queued again when the worker calls done() (the newer state gets its turn);
 // - failures back off per key, exponentially, until forget() (a success) resets the key;
 // - addAfter() schedules a key; an earlier addAfter for the same key wins.
-import type { Registry } from './metrics.ts';
+import type { Registry } from '../../core/metrics.ts';
 
 /** Decides how long a key waits before its next retry. */
 export interface RateLimiter {

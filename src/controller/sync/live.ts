@@ -2,7 +2,7 @@
 // type, selecting only objects that carry an application's instance label, started the first time
 // an application needs that type. Reconciles read it for free, and its events tell which
 // application to look at when someone edits a managed object (self-heal).
-import type { KubeClient } from '../runtime/client.ts';
+import type { KubeClient } from '../../core/kube/client.ts';
 import { Informer } from '../runtime/informer.ts';
 import type { ResourceMapping } from '../../core/kube/discovery.ts';
 import type { KubeResource } from '../../core/kube/resource.ts';

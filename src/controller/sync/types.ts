@@ -1,7 +1,7 @@
 // The Application resource (kube-actions.dev/v1alpha1), with Argo CD's field names: an Argo CD
 // Application converts by changing its apiVersion. deploy/crds/application.yaml is its schema.
 import type { HealthStatusCode } from '../../core/kube/health.ts';
-import type { ResourceRef } from '../runtime/objects.ts';
+import type { ResourceRef } from '../../core/kube/objects.ts';
 
 export const GROUP = 'kube-actions.dev';
 export const APPLICATION: ResourceRef = {

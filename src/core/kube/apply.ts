@@ -3,9 +3,9 @@
 // is applied), compare the dry-run result with the live object (so fields the apiserver defaults
 // never look like drift), then apply and delete one object at a time in the order the caller plans.
 import { createHash } from 'node:crypto';
-import type { KubeClient } from '../../controller/runtime/client.ts';
-import { PatchType, statusCode } from '../../controller/runtime/client.ts';
-import { resourcePath } from '../../controller/runtime/objects.ts';
+import type { KubeClient } from './client.ts';
+import { PatchType, statusCode } from './client.ts';
+import { resourcePath } from './objects.ts';
 import type { ResourceMapping, RESTMapper } from './discovery.ts';
 import { UnknownKindError } from './discovery.ts';
 import { apiGroup, describeObject, isRecord, type KubeResource } from './resource.ts';

@@ -1,8 +1,8 @@
 // Which REST resource serves a kind: the apiserver's discovery documents, cached per group version
 // and fetched again when a kind is missing (a CRD applied a moment ago makes new kinds appear).
-import type { KubeClient } from '../../controller/runtime/client.ts';
-import { statusCode } from '../../controller/runtime/client.ts';
-import type { ResourceRef } from '../../controller/runtime/objects.ts';
+import type { KubeClient } from './client.ts';
+import { statusCode } from './client.ts';
+import type { ResourceRef } from './objects.ts';
 
 interface APIResource {
   name: string;

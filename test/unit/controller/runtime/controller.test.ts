@@ -13,8 +13,8 @@ import {
 } from '../../../../src/controller/runtime/controller.ts';
 import type { EventSource, InformerHandlers } from '../../../../src/controller/runtime/informer.ts';
 import { Logger } from '../../../../src/controller/runtime/log.ts';
-import { Registry } from '../../../../src/controller/runtime/metrics.ts';
-import type { KubeObject, OwnerReference } from '../../../../src/controller/runtime/objects.ts';
+import { Registry } from '../../../../src/core/metrics.ts';
+import type { KubeObject, OwnerReference } from '../../../../src/core/kube/objects.ts';
 import { ExponentialRateLimiter } from '../../../../src/controller/runtime/workqueue.ts';
 
 class FakeSource implements EventSource<KubeObject> {

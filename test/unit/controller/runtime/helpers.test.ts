@@ -2,20 +2,8 @@
 import { describe, expect, test } from '@jest/globals';
 import * as k8s from '@kubernetes/client-node';
 import { backoffDelay, sleep } from '../../../../src/controller/runtime/backoff.ts';
-import {
-  isConflict,
-  isGone,
-  isNotFound,
-  requestVerb,
-  statusCode,
-} from '../../../../src/controller/runtime/client.ts';
-import {
-  groupOf,
-  objectKey,
-  parseKey,
-  requestKey,
-  resourcePath,
-} from '../../../../src/controller/runtime/objects.ts';
+import { isConflict, isGone, isNotFound, requestVerb, statusCode } from '../../../../src/core/kube/client.ts';
+import { groupOf, objectKey, parseKey, requestKey, resourcePath } from '../../../../src/core/kube/objects.ts';
 
 describe('resourcePath', () => {
   const deployments = { apiVersion: 'apps/v1', resource: 'deployments' };

@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
-import { Registry } from '../../../../src/controller/runtime/metrics.ts';
+import { Registry } from '../../../../src/core/metrics.ts';
 
 describe('Registry', () => {
   test('renders counters, gauges and histograms in the Prometheus text format', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
-import { Registry } from '../../../../src/controller/runtime/metrics.ts';
+import { Registry } from '../../../../src/core/metrics.ts';
 import { ExponentialRateLimiter, WorkQueue } from '../../../../src/controller/runtime/workqueue.ts';
 
 const tick = () => new Promise((r) => setImmediate(r));

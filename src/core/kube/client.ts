@@ -3,7 +3,7 @@
 // streamed watch of any resource, and every request should be counted by verb and status code for
 // /metrics. Generated API clients made through makeApiClient() share the same counting transport.
 import * as k8s from '@kubernetes/client-node';
-import type { Registry } from './metrics.ts';
+import type { Registry } from '../metrics.ts';
 import { resourcePath, type KubeObject, type ResourceRef } from './objects.ts';
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
