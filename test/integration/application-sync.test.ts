@@ -375,4 +375,41 @@ spec:
       expect.stringMatching(/^notify-[0-9a-f]{7}-postsync-\d+$/),
     ]);
   });
+
+  test("deleting an Application with Argo CD's resources finalizer deletes what it managed, and only that", async () => {
+    await server.createRepo('cascade', {
+      'a.yaml': CONFIGMAP('cascade-a', { a: '1' }),
+      'b.yaml': CONFIGMAP('cascade-b', { b: '1' }),
+    });
+    const rev = await server.revParse('cascade');
+    await client.create(APPLICATION, {
+      apiVersion: 'kube-actions.dev/v1alpha1',
+      kind: 'Application',
+      metadata: {
+        name: 'cascade',
+        namespace: ns.name,
+        finalizers: ['resources-finalizer.argocd.argoproj.io'],
+      },
+      spec: {
+        source: { repoURL: server.url('cascade'), targetRevision: 'main' },
+        destination: { namespace: ns.name },
+        syncPolicy: { automated: {} },
+      },
+    } as Application);
+    await reconcileUntil('cascade', synced(rev), 'cascade synced');
+    // Someone else's ConfigMap with the same label but no tracking id of ours survives.
+    await client.create(CM, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'bystander', namespace: ns.name, labels: { 'kube-actions.dev/instance': 'cascade' } },
+    });
+    await client.delete(APPLICATION, ns.name, 'cascade');
+    await eventually('the application to be gone', async () => {
+      await reconciler.reconcile({ namespace: ns.name, name: 'cascade' });
+      return (await getApp('cascade')) === undefined ? true : undefined;
+    });
+    expect(await configMap('cascade-a')).toBeUndefined();
+    expect(await configMap('cascade-b')).toBeUndefined();
+    expect(await configMap('bystander')).toBeDefined();
+  });
 });
