@@ -199,7 +199,9 @@ describe('Application sync', () => {
     for (let i = 0; i < 3; i++) await reconciler.reconcile({ namespace: ns.name, name: 'plain' });
     expect(reconciler.comparer.dryRuns).toBe(dryRuns);
     expect(source.renders).toBe(renders);
-    expect((await getApp('plain'))!.metadata.resourceVersion).toBe(rv);
+    const after = await getApp('plain');
+    // On failure, show what changed.
+    expect({ rv: after!.metadata.resourceVersion, status: after!.status }).toEqual({ rv, status: settled!.status });
   });
 
   test('drift on a managed object is self-healed', async () => {
@@ -395,7 +397,7 @@ spec:
         destination: { namespace: ns.name },
         syncPolicy: { automated: {} },
       },
-    } as Application);
+    });
     await reconcileUntil('cascade', synced(rev), 'cascade synced');
     // Someone else's ConfigMap with the same label but no tracking id of ours survives.
     await client.create(CM, {

@@ -663,16 +663,18 @@ export class ApplicationReconciler {
     const prev = { ...app.status };
     delete prev.reconciledAt;
     if (stableJSON(next) === stableJSON(prev)) return;
-    const body = { status: { ...next, reconciledAt: this.now().toISOString() } };
-    // A merge patch of status alone: no conflict with spec edits; the leader is the only writer.
-    await this.o.client.request(
+    // The whole status is replaced (a JSON merge patch would keep fields we dropped, such as a
+    // health message that no longer applies). Status alone: no conflict with spec edits, and the
+    // leader is its only writer.
+    const written = await this.o.client.request<Application>(
       'PATCH',
       resourcePath(APPLICATION, app.metadata.namespace, app.metadata.name, 'status'),
       {
-        body,
-        contentType: PatchType.merge,
+        body: [{ op: 'add', path: '/status', value: { ...next, reconciledAt: this.now().toISOString() } }],
+        contentType: PatchType.json,
       },
     );
+    this.o.onWrite?.(written);
   }
 
   private async clearRefresh(app: Application): Promise<void> {
