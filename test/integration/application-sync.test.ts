@@ -201,7 +201,10 @@ describe('Application sync', () => {
     expect(source.renders).toBe(renders);
     const after = await getApp('plain');
     // On failure, show what changed.
-    expect({ rv: after!.metadata.resourceVersion, status: after!.status }).toEqual({ rv, status: settled!.status });
+    expect({ rv: after!.metadata.resourceVersion, status: after!.status }).toEqual({
+      rv,
+      status: settled!.status,
+    });
   });
 
   test('drift on a managed object is self-healed', async () => {
@@ -413,5 +416,53 @@ spec:
     expect(await configMap('cascade-a')).toBeUndefined();
     expect(await configMap('cascade-b')).toBeUndefined();
     expect(await configMap('bystander')).toBeDefined();
+  });
+
+  test('a dry-run operation applies nothing and leaves history alone; a Skip object is never pruned', async () => {
+    await server.createRepo('dry', {
+      'a.yaml': CONFIGMAP('dry-a', { a: '1' }),
+      'b.yaml': CONFIGMAP('dry-b', { b: '1' }),
+    });
+    await client.create(APPLICATION, {
+      apiVersion: 'kube-actions.dev/v1alpha1',
+      kind: 'Application',
+      metadata: { name: 'dry', namespace: ns.name },
+      spec: {
+        source: { repoURL: server.url('dry'), targetRevision: 'main' },
+        destination: { namespace: ns.name },
+      },
+      operation: { sync: { dryRun: true }, initiatedBy: { username: 'test' } },
+    } as Application);
+    const dry = await reconcileUntil(
+      'dry',
+      (a) => a.status?.operationState?.phase === 'Succeeded' && !a.operation,
+      'the dry run',
+    );
+    expect(dry.status?.operationState?.message).toBe('dry run: 2 object(s) would be applied, 0 pruned');
+    expect(dry.status?.history ?? []).toEqual([]);
+    expect(await configMap('dry-a')).toBeUndefined();
+
+    await client.patch(APPLICATION, ns.name, 'dry', { operation: { sync: { prune: true } } });
+    const rev = await server.revParse('dry');
+    await reconcileUntil('dry', (a) => synced(rev)(a) && !a.operation, 'the real sync');
+    expect(await configMap('dry-a')).toBeDefined();
+    // dry-b is marked Skip in Git: it is no longer applied, and not pruned either.
+    const skip = await server.commitFiles(
+      'dry',
+      {
+        'b.yaml': CONFIGMAP('dry-b', { b: '2' }).replace(
+          'name: dry-b\n',
+          'name: dry-b\n  annotations:\n    argocd.argoproj.io/hook: Skip\n',
+        ),
+      },
+      'skip b',
+    );
+    await client.patch(APPLICATION, ns.name, 'dry', { operation: { sync: { prune: true } } });
+    await reconcileUntil(
+      'dry',
+      (a) => a.status?.operationState?.syncResult?.revision === skip && !a.operation,
+      'the sync with Skip',
+    );
+    expect((await configMap('dry-b'))?.data).toEqual({ b: '1' });
   });
 });

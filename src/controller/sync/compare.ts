@@ -32,6 +32,7 @@ interface CachedComparison {
 export class Comparer {
   private readonly resources: ResourceManager;
   private readonly cache = new Map<string, CachedComparison>();
+  private readonly maxEntries = 200_000;
   /** Dry-runs sent (cache misses), for tests and benchmarks. */
   dryRuns = 0;
 
@@ -46,6 +47,13 @@ export class Comparer {
    * Compares each desired object with its live counterpart. `creatable` tells which objects may be
    * missing a namespace or CRD that this same sync will create.
    */
+  /** Bounded: a fleet's worth of objects; the oldest entries go first. */
+  private remember(key: string, entry: CachedComparison): void {
+    this.cache.delete(key);
+    this.cache.set(key, entry);
+    if (this.cache.size > this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
+  }
+
   async compare(
     objects: readonly { resolved: ResolvedObject; live: KubeResource | undefined }[],
     creatable: (r: ResolvedObject) => boolean,
@@ -88,7 +96,7 @@ export class Comparer {
         const inSync = outcome.merged !== undefined && !differs(outcome.merged, live);
         results[i] = { resolved, live, inSync, ...(outcome.merged ? { merged: outcome.merged } : {}) };
         if (live?.metadata.resourceVersion && outcome.merged) {
-          this.cache.set(resolved.key, {
+          this.remember(resolved.key, {
             desired: digest(resolved.object),
             liveVersion: live.metadata.resourceVersion,
             inSync,
@@ -100,11 +108,5 @@ export class Comparer {
       });
     }
     return results as ObjectComparison[];
-  }
-
-  /** Forgets cached results for keys no longer desired (keeps the cache bounded by the fleet). */
-  retain(keys: Iterable<string>): void {
-    const keep = new Set(keys);
-    for (const key of this.cache.keys()) if (!keep.has(key)) this.cache.delete(key);
   }
 }

@@ -22,6 +22,24 @@ import { INSTANCE_LABEL, ManifestSource } from './source.ts';
 import { APPLICATION, REFRESH_ANNOTATION, type Application } from './types.ts';
 import { normalizeRepoURL, pushMatches, webhookHandler, type PushEvent } from './webhook.ts';
 
+/** Whether credentials for `secretURL` may be sent to `repoURL`. */
+export function credentialsMatch(mode: 'exact' | 'prefix', secretURL: string, repoURL: string): boolean {
+  let a: URL;
+  let b: URL;
+  try {
+    a = new URL(secretURL);
+    b = new URL(repoURL);
+  } catch {
+    // scp-like ssh URLs: compare normalised, exactly.
+    return normalizeRepoURL(secretURL) === normalizeRepoURL(repoURL) && mode === 'exact';
+  }
+  if (a.protocol !== b.protocol || a.host.toLowerCase() !== b.host.toLowerCase()) return false;
+  const path = (u: URL) => u.pathname.replace(/\.git$/, '').replace(/\/+$/, '');
+  if (mode === 'exact') return path(a) === path(b);
+  const prefix = path(a);
+  return prefix === '' || path(b) === prefix || path(b).startsWith(`${prefix}/`);
+}
+
 export interface ApplicationControllerOptions {
   /** Watch Applications in this namespace only; empty: all namespaces. */
   namespace?: string;
@@ -102,18 +120,21 @@ export function setupApplicationController(
   const credentials = async (repoURL: string): Promise<GitCredentials | undefined> => {
     if (!secrets) return undefined;
     await secrets.waitForSync();
-    const want = normalizeRepoURL(repoURL);
     const decode = (v: string | undefined) => (v ? Buffer.from(v, 'base64').toString('utf8') : '');
-    // An exact `repository` secret wins over the longest matching `repo-creds` URL prefix (Argo CD).
+    // An exact `repository` secret wins over the longest matching `repo-creds` URL prefix (Argo
+    // CD). Scheme and host must match exactly and a prefix must end at a path boundary, so a
+    // token never goes to another host or over plain HTTP when it was meant for HTTPS.
     const candidates = secrets
       .list()
       .map((s) => ({
         type: s.metadata?.labels?.['argocd.argoproj.io/secret-type'],
-        url: normalizeRepoURL(decode(s.data?.url)),
+        url: decode(s.data?.url),
         username: decode(s.data?.username),
         password: decode(s.data?.password),
       }))
-      .filter((c) => c.password && (c.type === 'repository' ? c.url === want : want.startsWith(c.url)))
+      .filter(
+        (c) => c.password && credentialsMatch(c.type === 'repository' ? 'exact' : 'prefix', c.url, repoURL),
+      )
       .sort((a, b) =>
         a.type === 'repository' ? -1 : b.type === 'repository' ? 1 : b.url.length - a.url.length,
       );
@@ -193,7 +214,7 @@ export function setupApplicationController(
 
   const controller = manager.controller({
     name: 'application',
-    reconciler: { reconcile: (req) => reconciler.reconcile(req) },
+    reconciler: { reconcile: (req, ctx) => reconciler.reconcile(req, ctx.signal) },
     maxConcurrentReconciles: options.maxConcurrentReconciles ?? 10,
   });
   controller.watch(apps, undefined, applicationChanged());

@@ -23,6 +23,8 @@ export interface LiveObjectsOptions {
   informer: (mapping: ResourceMapping) => Informer<KubeResource>;
   /** Called for every add/update/delete of a managed object after the initial list. */
   onChange?: (obj: KubeResource) => void;
+  /** How long a first list may take before a reconcile gives up (default 30 s). */
+  syncTimeoutMs?: number;
 }
 
 export class LiveObjects {
@@ -36,7 +38,15 @@ export class LiveObjects {
   /** The live object (as last seen by the watch), or undefined when it does not exist or is not managed. */
   async get(mapping: ResourceMapping, namespace: string, name: string): Promise<KubeResource | undefined> {
     const informer = this.informerFor(mapping);
-    await informer.waitForSync();
+    // A kind whose list keeps failing (RBAC, a broken conversion webhook) must not hold a worker forever.
+    await informer
+      .waitForSync(AbortSignal.timeout(this.options.syncTimeoutMs ?? 30_000))
+      .catch((err: unknown) => {
+        throw new Error(
+          `the watch of ${mapping.resource} (${mapping.apiVersion}) has not synced: ${(err as Error).message}`,
+          { cause: err },
+        );
+      });
     return informer.get(mapping.namespaced ? namespace : '', name);
   }
 

@@ -18,7 +18,10 @@ import {
 import type { ResourceResult } from './types.ts';
 
 export interface OperationOutcome {
-  phase: 'Succeeded' | 'Failed';
+  /** Failed: the objects or hooks refused; Error: the cluster or network failed us (retried). */
+  phase: 'Succeeded' | 'Failed' | 'Error';
+  /** A dry run: nothing was applied, and history and inventory stay as they are. */
+  dryRun?: boolean;
   message: string;
   results: ResourceResult[];
   /** Objects applied (and so now live and tracked), including by a run that failed part-way. */
@@ -40,6 +43,8 @@ export interface OperationContext {
   signal?: AbortSignal;
   /** Progress for the operation state while it runs. */
   onProgress?: (message: string) => void;
+  /** Whether a live object is this application's (its tracking id): nothing else is deleted. */
+  owns: (live: KubeResource) => boolean;
 }
 
 class WaveFailure extends Error {}
@@ -68,6 +73,10 @@ function resultOf(
   };
 }
 
+/**
+ * Runs the plan and reports what it did, whatever happens: only a stop (the signal) escapes, since
+ * a replica that stopped leading must not write even a report.
+ */
 export async function runSyncPlan(plan: SyncPlan, ctx: OperationContext): Promise<OperationOutcome> {
   const outcome: OperationOutcome = { phase: 'Succeeded', message: '', results: [], applied: [], pruned: [] };
   let failure: string | undefined;
@@ -75,7 +84,12 @@ export async function runSyncPlan(plan: SyncPlan, ctx: OperationContext): Promis
     for (const [i, phase] of plan.phases.entries())
       await runPhase(phase, ctx, outcome, i === plan.phases.length - 1);
   } catch (err) {
-    if (!(err instanceof WaveFailure) && !(err instanceof ApplyError)) throw err;
+    if (ctx.signal?.aborted) throw err;
+    if (!(err instanceof WaveFailure) && !(err instanceof ApplyError)) {
+      outcome.phase = 'Error';
+      outcome.message = `sync interrupted after ${outcome.applied.length} applied and ${outcome.pruned.length} pruned: ${(err as Error).message}`;
+      return outcome;
+    }
     failure = err.message;
   }
   if (failure !== undefined) {
@@ -85,19 +99,27 @@ export async function runSyncPlan(plan: SyncPlan, ctx: OperationContext): Promis
       try {
         await runPhase(plan.syncFail, ctx, outcome, true);
       } catch (err) {
-        if (!(err instanceof WaveFailure) && !(err instanceof ApplyError)) throw err;
-        outcome.message += `; SyncFail hooks failed too: ${err.message}`;
+        if (ctx.signal?.aborted) throw err;
+        outcome.message += `; SyncFail hooks failed too: ${(err as Error).message}`;
       }
     }
   } else {
     const pruned = outcome.pruned.length;
     outcome.message = `successfully synced (${outcome.applied.length} applied${pruned ? `, ${pruned} pruned` : ''})`;
   }
-  // Hook delete policies, decided by the outcome of the whole operation (as Argo CD).
-  for (const hook of hooksToDeleteAfterSync(plan, failure === undefined ? 'succeeded' : 'failed')) {
-    const r = await ctx.resolveHook(hook.object);
-    await ctx.resources.delete(r.mapping, r.namespace, hook.name, { propagationPolicy: 'Background' });
+  // Hook delete policies, decided by the outcome of the whole operation (as Argo CD). A failed
+  // cleanup is reported, not fatal: the sync itself is done.
+  try {
+    for (const hook of hooksToDeleteAfterSync(plan, failure === undefined ? 'succeeded' : 'failed')) {
+      ctx.signal?.throwIfAborted();
+      const r = await ctx.resolveHook(hook.object);
+      await ctx.resources.delete(r.mapping, r.namespace, hook.name, { propagationPolicy: 'Background' });
+    }
+  } catch (err) {
+    if (ctx.signal?.aborted) throw err;
+    outcome.message += `; hook cleanup failed: ${(err as Error).message}`;
   }
+  for (const w of plan.warnings) outcome.message += `; warning: ${w}`;
   return outcome;
 }
 
@@ -111,6 +133,7 @@ async function runPhase(
     ctx.onProgress?.(`${phase.phase} wave ${wave.wave}`);
     const touched: ResolvedObject[] = [];
     for (const task of wave.tasks) {
+      ctx.signal?.throwIfAborted();
       switch (task.type) {
         case 'apply': {
           const r = ctx.resolved.get(task.key);
@@ -132,6 +155,14 @@ async function runPhase(
           break;
         }
         case 'prune': {
+          if (task.requiresConfirmation || !ctx.owns(task.live)) {
+            // Prune=confirm waits for a person; an object that is not ours is never deleted.
+            const why = task.requiresConfirmation
+              ? 'Prune=confirm: needs confirmation'
+              : 'not tracked by this application';
+            outcome.results.push(resultOf(task, task.live, 'PruneSkipped', why));
+            break;
+          }
           const mapping = await ctx.mapper.mapping(task.live.apiVersion, task.live.kind);
           await ctx.resources.delete(mapping, task.namespace ?? '', task.name, {
             ...(typeof task.live.metadata.uid === 'string' ? { uid: task.live.metadata.uid } : {}),
@@ -147,6 +178,11 @@ async function runPhase(
           break;
         }
         case 'hook-delete': {
+          if (!ctx.owns(task.live)) {
+            throw new WaveFailure(
+              `${describeObject(task.live)} exists and is not this application's hook: not replacing it`,
+            );
+          }
           const mapping = await ctx.mapper.mapping(task.live.apiVersion, task.live.kind);
           await ctx.resources.delete(mapping, task.namespace ?? '', task.name, {
             propagationPolicy: 'Background',

@@ -7,7 +7,7 @@
 // application's tracking id are pruned; a sync that fails part-way reports what it applied.
 import { parseDurationMs } from '../../core/duration.ts';
 import { ApplyError, type ResolvedObject, type ResourceManager } from '../../core/kube/apply.ts';
-import type { RESTMapper } from '../../core/kube/discovery.ts';
+import { UnknownKindError, type ResourceMapping, type RESTMapper } from '../../core/kube/discovery.ts';
 import { assessHealth, worstHealth, type HealthStatus } from '../../core/kube/health.ts';
 import type { KubeResource } from '../../core/kube/resource.ts';
 import { apiGroup, describeObject } from '../../core/kube/resource.ts';
@@ -87,6 +87,8 @@ export class ApplicationReconciler {
   readonly comparer: Comparer;
   /** Self-heal attempts per application while its live state keeps drifting (for backoff). */
   private readonly selfHealAttempts = new Map<string, { count: number; last: number }>();
+  /** The current reconcile's abort signal (reconciles of one key never overlap). */
+  private signal: AbortSignal | undefined;
 
   constructor(options: ApplicationReconcilerOptions) {
     this.o = options;
@@ -97,21 +99,37 @@ export class ApplicationReconciler {
     return this.o.now?.() ?? new Date();
   }
 
-  async reconcile(req: Request): Promise<ReconcileResult> {
+  /** `signal` aborts when this replica stops leading: no write may follow. */
+  async reconcile(req: Request, signal?: AbortSignal): Promise<ReconcileResult> {
     const app = await this.o.getApplication(req);
-    if (!app) return {};
+    if (!app) {
+      this.selfHealAttempts.delete(`${req.namespace}/${req.name}`);
+      return {};
+    }
+    this.signal = signal;
     if (app.metadata.deletionTimestamp) return this.finalize(app);
     const log = this.o.logger.child({ application: `${req.namespace}/${req.name}` });
     const poll = this.o.pollIntervalMs ?? 180_000;
 
     const invalid = this.validate(app);
     if (invalid) {
-      await this.writeStatus(app, {
-        ...app.status,
+      const failed: Partial<ApplicationStatus> = {
         sync: { status: 'Unknown' },
         health: { status: 'Unknown', message: invalid },
         conditions: this.conditions(app, [{ type: 'InvalidSpecError', message: invalid }]),
-      });
+      };
+      if (app.operation) {
+        const outcome: OperationOutcome = {
+          phase: 'Failed',
+          message: invalid,
+          results: [],
+          applied: [],
+          pruned: [],
+        };
+        await this.finishOperation(app, outcome, undefined, app.operation, this.now(), [], failed);
+      } else {
+        await this.writeStatus(app, { ...app.status, ...failed });
+      }
       return {};
     }
     const refreshRequested = app.metadata.annotations?.[REFRESH_ANNOTATION] !== undefined;
@@ -127,26 +145,33 @@ export class ApplicationReconciler {
       // Nothing is applied or pruned: the previous inventory and sync stay as they are.
       log.warn('comparison failed', { error: err.message });
       await this.o.events?.record(eventTarget(app), 'Warning', 'ComparisonError', err.message);
-      await this.writeStatus(app, {
-        ...app.status,
+      const failed: Partial<ApplicationStatus> = {
         sync: { ...app.status?.sync, status: 'Unknown' },
         health: err.degrades
           ? { status: 'Degraded', message: err.message }
           : (app.status?.health ?? { status: 'Unknown' }),
         conditions: this.conditions(app, [{ type: 'ComparisonError', message: err.message }]),
-      });
-      if (app.operation)
-        await this.finishOperation(
-          app,
-          { phase: 'Failed', message: err.message, results: [], applied: [], pruned: [] },
-          undefined,
-        );
+      };
+      if (app.operation) {
+        const outcome: OperationOutcome = {
+          phase: 'Failed',
+          message: err.message,
+          results: [],
+          applied: [],
+          pruned: [],
+        };
+        await this.finishOperation(app, outcome, undefined, app.operation, this.now(), [], failed);
+      } else {
+        await this.writeStatus(app, { ...app.status, ...failed });
+      }
       return { requeueAfter: err.degrades ? poll : Math.min(poll, 30_000) };
     }
 
     const outOfSync = comparison.objects.filter((c) => !c.inSync);
     const synced =
       outOfSync.length === 0 && comparison.extraneous.length === 0 && comparison.errors.length === 0;
+    // Self-heal backs off while drift keeps coming back; it starts over once the app is in sync.
+    if (synced) this.selfHealAttempts.delete(key(app));
     const decision = this.shouldSync(app, comparison, synced);
     let operationOutcome: OperationOutcome | undefined;
     const conditions: Omit<AppCondition, 'lastTransitionTime'>[] = comparison.warnings.map((message) => ({
@@ -160,7 +185,27 @@ export class ApplicationReconciler {
 
     if (decision.sync) {
       const startedAt = this.now();
-      if (comparison.errors.length) {
+      const requested = decision.operation.sync;
+      if (requested?.resources?.length) {
+        operationOutcome = {
+          phase: 'Failed',
+          message:
+            'selective sync (operation.sync.resources) is not supported yet: sync the whole application',
+          results: [],
+          applied: [],
+          pruned: [],
+        };
+      } else if (requested?.dryRun) {
+        // A dry run: what the comparison found, nothing applied or pruned, no history entry.
+        operationOutcome = {
+          phase: 'Succeeded',
+          message: `dry run: ${outOfSync.length} object(s) would be applied, ${comparison.extraneous.length} pruned${comparison.errors.length ? `; ${comparison.errors.length} refused by the server` : ''}`,
+          results: [],
+          applied: [],
+          pruned: [],
+          dryRun: true,
+        };
+      } else if (comparison.errors.length) {
         // The server-side dry-run refused objects: nothing is applied.
         operationOutcome = {
           phase: 'Failed',
@@ -185,6 +230,7 @@ export class ApplicationReconciler {
           prune: comparison.extraneous.length,
         });
         operationOutcome = await this.sync(app, comparison, decision.operation, startedAt);
+        this.signal?.throwIfAborted();
       }
       const warnings = conditions.filter((c) => c.type === 'SyncWarning');
       await this.finishOperation(app, operationOutcome, comparison, decision.operation, startedAt, warnings);
@@ -194,7 +240,6 @@ export class ApplicationReconciler {
         operationOutcome.phase === 'Succeeded' ? 'OperationCompleted' : 'SyncFailed',
         `sync to ${comparison.revision.slice(0, 12)} ${operationOutcome.phase.toLowerCase()}: ${operationOutcome.message}`,
       );
-      if (operationOutcome.phase === 'Succeeded') this.selfHealAttempts.delete(key(app));
       // Look again soon: the objects just applied are progressing, and the status should show it.
       return { requeueAfter: this.o.progressingRequeueMs ?? 2000 };
     }
@@ -224,6 +269,12 @@ export class ApplicationReconciler {
   private validate(app: Application): string | undefined {
     if (app.spec.sources?.length) return 'spec.sources (multiple sources) is not supported: use spec.source';
     if (!app.spec.source?.repoURL) return 'spec.source.repoURL is required';
+    const repoProblem = checkRepoURL(app.spec.source.repoURL);
+    if (repoProblem) return repoProblem;
+    // Settings that change what is rendered are refused rather than ignored: ignoring them would
+    // apply something other than what the user described.
+    const unsupported = unsupportedSourceFields(app);
+    if (unsupported.length) return `not supported: ${unsupported.join('; ')}`;
     const dest = app.spec.destination ?? {};
     if (dest.name && dest.name !== 'in-cluster') {
       return `destination name "${dest.name}": only the cluster the controller runs in ("in-cluster") is supported`;
@@ -267,6 +318,15 @@ export class ApplicationReconciler {
     }
     const destination = app.spec.destination.namespace ?? '';
     const objects = desiredState.objects.filter((o) => !isSkipped(o));
+    // Skipped objects are neither applied nor pruned: they still count as desired.
+    const skippedKeys = new Set(
+      desiredState.objects
+        .filter((o) => isSkipped(o))
+        .map(
+          (o) =>
+            `${apiGroup(o.apiVersion)}/${o.kind}/${o.metadata.namespace || destination}/${o.metadata.name ?? ''}`,
+        ),
+    );
     // Kinds whose CRD is part of this same render: they cannot be mapped until it is applied.
     const pendingKinds = new Set(
       objects
@@ -304,14 +364,14 @@ export class ApplicationReconciler {
       .map((c) => `${describeObject(c.resolved.object, c.resolved.namespace)}: ${c.error}`);
 
     // Extraneous: in the last inventory, not desired now, still live and still ours.
-    const desiredKeys = new Set(tracked.map((r) => r.key));
+    const desiredKeys = new Set([...tracked.map((r) => r.key), ...skippedKeys]);
     const extraneous: Comparison['extraneous'] = [];
     for (const entry of app.status?.resources ?? []) {
       if (entry.hook) continue;
       const apiVersion = entry.group ? `${entry.group}/${entry.version}` : entry.version;
       const k = `${entry.group}/${entry.kind}/${entry.namespace}/${entry.name}`;
       if (desiredKeys.has(k)) continue;
-      const mapping = await this.o.mapper.mapping(apiVersion, entry.kind).catch(() => undefined);
+      const mapping = await this.mappingOrGone(apiVersion, entry.kind);
       if (!mapping) continue; // its CRD is gone, and so are its objects
       const r: ResolvedObject = {
         object: {
@@ -345,6 +405,16 @@ export class ApplicationReconciler {
     };
   }
 
+  /** The resource of a kind, or undefined when the server no longer serves it (not on errors). */
+  private async mappingOrGone(apiVersion: string, kind: string): Promise<ResourceMapping | undefined> {
+    try {
+      return await this.o.mapper.mapping(apiVersion, kind);
+    } catch (err) {
+      if (err instanceof UnknownKindError) return undefined;
+      throw err;
+    }
+  }
+
   private async liveOf(r: ResolvedObject): Promise<KubeResource | undefined> {
     if (!r.mapping.resource) return undefined;
     try {
@@ -370,6 +440,11 @@ export class ApplicationReconciler {
       initiatedBy: { automated: true },
     };
     if (!automated || automated.enabled === false || synced) return { sync: false, operation };
+    const needsApply = comparison.objects.some((c) => !c.inSync) || comparison.errors.length > 0;
+    if (!needsApply && !automated.prune) {
+      // Only pruning would change anything, and pruning is off (Argo CD skips such syncs too).
+      return { sync: false, operation };
+    }
     if (comparison.desired.length === 0 && comparison.hooks.length === 0 && !automated.allowEmpty) {
       return {
         sync: false,
@@ -379,7 +454,17 @@ export class ApplicationReconciler {
       };
     }
     const last = app.status?.operationState;
-    const sameRevision = last?.syncResult?.revision === comparison.revision;
+    // "Already attempted" means this revision with this source (a spec edit is a new attempt).
+    const sameRevision =
+      last?.syncResult?.revision === comparison.revision &&
+      stableJSON(last.syncResult.source) === stableJSON(app.spec.source);
+    if (sameRevision && last?.phase === 'Error') {
+      // Interrupted by the cluster or the network, not refused: retry with backoff.
+      const wait = backoffMs(app.spec.syncPolicy?.retry?.backoff, Math.min(last.retryCount ?? 0, 10));
+      const since = this.now().getTime() - Date.parse(last.finishedAt ?? '');
+      if (since < wait) return { sync: false, operation, retryAfterMs: wait - since };
+      return { sync: true, operation };
+    }
     if (sameRevision && last?.phase !== 'Succeeded' && last?.phase !== 'Running') {
       // A failed sync of this revision is retried only as syncPolicy.retry allows (Argo CD).
       const retry = app.spec.syncPolicy?.retry;
@@ -392,7 +477,7 @@ export class ApplicationReconciler {
         };
       }
       const wait = backoffMs(retry.backoff, attempts);
-      const since = Date.now() - Date.parse(last?.finishedAt ?? '');
+      const since = this.now().getTime() - Date.parse(last?.finishedAt ?? '');
       if (since < wait) return { sync: false, operation, retryAfterMs: wait - since };
       return { sync: true, operation: { ...operation, retry } };
     }
@@ -404,9 +489,10 @@ export class ApplicationReconciler {
       // Self-heal with backoff, so a fight with another controller does not become a hot loop.
       const attempt = this.selfHealAttempts.get(key(app)) ?? { count: 0, last: 0 };
       const wait = attempt.count === 0 ? 0 : Math.min(2 ** (attempt.count - 1) * 2000, 180_000);
-      const since = Date.now() - attempt.last;
+      const now = this.now().getTime();
+      const since = now - attempt.last;
       if (since < wait) return { sync: false, operation, retryAfterMs: wait - since };
-      this.selfHealAttempts.set(key(app), { count: attempt.count + 1, last: Date.now() });
+      this.selfHealAttempts.set(key(app), { count: attempt.count + 1, last: now });
     }
     return { sync: true, operation };
   }
@@ -471,16 +557,19 @@ export class ApplicationReconciler {
         resources: this.o.resources,
         mapper: this.o.mapper,
         resolved: byKey,
+        owns: (live) => isTrackedBy(app, live, live.metadata.namespace ?? ''),
         resolveHook: async (obj) => {
           const [r] = await this.o.resources.resolve([obj], destination);
           return { ...r!, object: track(app, r!.object, r!.namespace) };
         },
         waveTimeoutMs: this.o.waveTimeoutMs ?? 300_000,
+        ...(this.signal ? { signal: this.signal } : {}),
       });
     } catch (err) {
-      // The cluster failed us mid-sync (not the objects): report it, with what was done, and retry.
+      // Only a stop (lost leadership) gets here: runSyncPlan reports every other failure itself.
+      if (this.signal?.aborted) throw err;
       return {
-        phase: 'Failed',
+        phase: 'Error',
         message: `sync interrupted: ${(err as Error).message}`,
         results: [],
         applied: [],
@@ -496,6 +585,8 @@ export class ApplicationReconciler {
     operation: SyncOperation = app.operation ?? {},
     startedAt: Date = this.now(),
     warnings: Omit<AppCondition, 'lastTransitionTime'>[] = [],
+    /** Status fields that win over what the outcome implies (a comparison failure's). */
+    override: Partial<ApplicationStatus> = {},
   ): Promise<void> {
     const finishedAt = this.now().toISOString();
     const previous = app.status?.operationState;
@@ -516,7 +607,7 @@ export class ApplicationReconciler {
       ...(retryCount ? { retryCount } : {}),
     };
     const history = [...(app.status?.history ?? [])];
-    if (outcome.phase === 'Succeeded' && comparison) {
+    if (outcome.phase === 'Succeeded' && comparison && !outcome.dryRun) {
       const id = (history.at(-1)?.id ?? -1) + 1;
       const entry: HistoryEntry = {
         id,
@@ -530,36 +621,51 @@ export class ApplicationReconciler {
     }
     const limit = app.spec.revisionHistoryLimit ?? HISTORY_LIMIT;
     // The inventory: what is desired now plus anything a failed run applied, minus what was pruned.
-    const inventory = comparison ? this.inventory(comparison, outcome) : app.status?.resources;
-    const health = comparison ? this.health(comparison, outcome) : app.status?.health;
-    const synced = outcome.phase === 'Succeeded';
+    const real = comparison && !outcome.dryRun ? comparison : undefined;
+    const inventory = real ? this.inventory(real, outcome) : app.status?.resources;
+    const health = real ? this.health(real, outcome) : app.status?.health;
+    const synced = outcome.phase === 'Succeeded' && !outcome.dryRun;
     await this.writeStatus(app, {
       ...app.status,
       operationState,
-      history: history.slice(-limit),
+      history: limit > 0 ? history.slice(-limit) : [],
       ...(inventory ? { resources: inventory } : {}),
-      sync: {
-        status: synced ? 'Synced' : 'OutOfSync',
-        revision,
-        comparedTo: { source: app.spec.source!, destination: app.spec.destination },
-      },
+      sync: outcome.dryRun
+        ? (app.status?.sync ?? { status: 'Unknown' })
+        : {
+            status: synced ? 'Synced' : 'OutOfSync',
+            revision,
+            comparedTo: { source: app.spec.source!, destination: app.spec.destination },
+          },
       ...(health ? { health } : {}),
       ...(comparison ? { sourceType: comparison.sourceType } : {}),
       observedGeneration: app.metadata.generation,
       conditions: this.conditions(app, [
         ...warnings,
-        ...(synced ? [] : [{ type: 'SyncError', message: outcome.message }]),
+        ...(outcome.phase === 'Succeeded' ? [] : [{ type: 'SyncError', message: outcome.message }]),
       ]),
+      ...override,
     });
     if (app.operation) {
-      // The requested operation is done: clear it, as Argo CD does.
-      await this.o.client.patch(
-        APPLICATION,
-        app.metadata.namespace,
-        app.metadata.name,
-        { operation: null },
-        PatchType.merge,
-      );
+      // The requested operation is done: clear it, as Argo CD does; but only if it is still the one
+      // we ran (the test fails when someone asked for another meanwhile, which then runs next).
+      try {
+        const written = await this.o.client.request<Application>(
+          'PATCH',
+          resourcePath(APPLICATION, app.metadata.namespace, app.metadata.name),
+          {
+            body: [
+              { op: 'test', path: '/operation', value: app.operation },
+              { op: 'remove', path: '/operation' },
+            ],
+            contentType: PatchType.json,
+          },
+        );
+        this.o.onWrite?.(written);
+      } catch (err) {
+        const code = (err as { code?: number }).code;
+        if (code !== 422 && code !== 409 && !isNotFound(err)) throw err;
+      }
     }
   }
 
@@ -696,10 +802,17 @@ export class ApplicationReconciler {
     let remaining = 0;
     for (const entry of app.status?.resources ?? []) {
       const apiVersion = entry.group ? `${entry.group}/${entry.version}` : entry.version;
-      const mapping = await this.o.mapper.mapping(apiVersion, entry.kind).catch(() => undefined);
+      const mapping = await this.mappingOrGone(apiVersion, entry.kind);
       if (!mapping) continue;
       const live = await this.o.resources.get(mapping, entry.namespace, entry.name);
       if (!live || !isTrackedBy(app, live, entry.namespace)) continue;
+      // Delete=false: the object outlives its application (Argo CD's sync option), e.g. a PVC.
+      if (
+        /(^|,)\s*Delete=false\s*(,|$)/.test(
+          live.metadata.annotations?.['argocd.argoproj.io/sync-options'] ?? '',
+        )
+      )
+        continue;
       remaining++;
       if (!live.metadata.deletionTimestamp) {
         await this.o.resources.delete(mapping, entry.namespace, entry.name, {
@@ -736,14 +849,59 @@ export class ComparisonFailure extends Error {
 function isRenderFailure(err: unknown): boolean {
   const name = (err as { name?: string }).name ?? '';
   return (
-    ['RenderError', 'ManifestError', 'ImageOverrideError', 'PathError'].includes(name) ||
-    err instanceof SyntaxError
+    [
+      'RenderError',
+      'ManifestError',
+      'ImageOverrideError',
+      'PathEscapeError',
+      'YAMLParseError',
+      'YAMLWarning',
+    ].includes(name) || err instanceof SyntaxError
   );
 }
 
 /** Objects from a LIST lack apiVersion and kind; an event must name them. */
 function eventTarget(app: Application) {
   return { apiVersion: APPLICATION.apiVersion, kind: 'Application', metadata: app.metadata };
+}
+
+/** Repository URLs the controller reads: remote ones only, and without credentials in them. */
+export function checkRepoURL(repoURL: string): string | undefined {
+  if (repoURL.startsWith('-')) return `spec.source.repoURL "${repoURL}" is not a repository URL`;
+  const scp = /^[\w.-]+@[\w.-]+:[^/]/.test(repoURL);
+  let url: URL | undefined;
+  try {
+    url = new URL(repoURL);
+  } catch {
+    url = undefined;
+  }
+  if (!scp && (!url || !['https:', 'http:', 'ssh:', 'git:'].includes(url.protocol))) {
+    // Local paths and file:// would let an Application read the controller's own disk.
+    return `spec.source.repoURL must be an https, http, ssh or git URL, got "${repoURL.replace(/\/\/[^@/]*@/, '//***@')}"`;
+  }
+  if (url && (url.username || url.password) && url.protocol !== 'ssh:') {
+    return 'spec.source.repoURL must not contain credentials: put them in a repository Secret';
+  }
+  return undefined;
+}
+
+function unsupportedSourceFields(app: Application): string[] {
+  const src = app.spec.source!;
+  const out: string[] = [];
+  if (src.chart) out.push('source.chart (Helm repository charts): point source.path at a chart in Git');
+  if (src.plugin) out.push('source.plugin (config management plugins)');
+  const k = (src.kustomize ?? {}) as Record<string, unknown>;
+  for (const f of ['namePrefix', 'nameSuffix', 'namespace', 'commonLabels', 'commonAnnotations']) {
+    if (k[f] !== undefined) out.push(`source.kustomize.${f}: set it in the kustomization`);
+  }
+  if (src.directory?.include || src.directory?.exclude) out.push('source.directory.include/exclude');
+  const h = (src.helm ?? {}) as Record<string, unknown>;
+  if (h.skipCrds) out.push('source.helm.skipCrds');
+  if (src.helm?.parameters?.some((p) => p.forceString)) out.push('source.helm.parameters[].forceString');
+  if ((app.spec.syncPolicy as Record<string, unknown> | undefined)?.managedNamespaceMetadata) {
+    out.push('syncPolicy.managedNamespaceMetadata');
+  }
+  return out;
 }
 
 function key(app: Application): string {

@@ -59,7 +59,7 @@ export class ManifestSource {
     this.repos = repos;
     this.onRender = options.onRender;
     this.renderCache = options.renderCache;
-    this.maxEntries = options.maxEntries ?? 2000;
+    this.maxEntries = options.maxEntries ?? 500;
   }
 
   async desired(app: Application, revision: string): Promise<DesiredState> {
@@ -72,7 +72,11 @@ export class ManifestSource {
       app.spec.destination.namespace,
     ]);
     let pending = this.rendered.get(key);
-    if (!pending) {
+    if (pending) {
+      // Most recently used last: eviction drops the least recently used render.
+      this.rendered.delete(key);
+      this.rendered.set(key, pending);
+    } else {
       pending = this.render(app, revision);
       this.rendered.set(key, pending);
       // A failure is not remembered: the next reconcile tries again (the error may be transient).
@@ -88,42 +92,35 @@ export class ManifestSource {
     this.renders++;
     this.onRender?.();
     const source = app.spec.source!;
+    // Fields that change the render are refused up front (see the reconciler's validate).
     const unsupported: string[] = [];
-    if (source.chart)
-      unsupported.push('source.chart (Helm repository charts): point source.path at a chart in Git');
-    if (source.plugin) unsupported.push('source.plugin (config management plugins)');
-    if (source.kustomize?.namePrefix || source.kustomize?.nameSuffix || source.kustomize?.namespace) {
-      unsupported.push('source.kustomize.namePrefix/nameSuffix/namespace: set them in the kustomization');
-    }
-    if (source.directory?.include || source.directory?.exclude) {
-      unsupported.push('source.directory.include/exclude');
-    }
-    const workspace = await this.repos.checkout(source.repoURL, revision);
-    const helm = source.helm;
-    const values = helmValues(helm?.values, helm?.valuesObject);
-    const options: RenderOptions = {
-      workspace,
-      path: source.path || '.',
-      ...(this.renderCache ? { cache: this.renderCache } : {}),
-      helm: {
-        // Argo CD's defaults: the release is named after the application, in its destination namespace.
-        releaseName: helm?.releaseName || app.metadata.name,
-        ...(app.spec.destination.namespace
-          ? { namespace: helm?.namespace || app.spec.destination.namespace }
-          : {}),
-        ...(helm?.valueFiles ? { valueFiles: helm.valueFiles } : {}),
-        ...(values ? { values } : {}),
-        ...(helm?.parameters?.length
-          ? { set: helm.parameters.filter((p) => p.name).map((p) => `${p.name}=${p.value ?? ''}`) }
-          : {}),
-        ...(helm?.kubeVersion ? { kubeVersion: helm.kubeVersion } : {}),
-        ...(helm?.apiVersions ? { apiVersions: helm.apiVersions } : {}),
-      },
-      directory: { recurse: source.directory?.recurse ?? false },
-      ...(source.kustomize?.images?.length ? { images: source.kustomize.images } : {}),
-    };
-    const result = await render(options);
-    return { sourceType: result.type, objects: result.objects, unsupported };
+    return this.repos.withCheckout(source.repoURL, revision, async (workspace) => {
+      const helm = source.helm;
+      const values = helmValues(helm?.values, helm?.valuesObject);
+      const options: RenderOptions = {
+        workspace,
+        path: source.path || '.',
+        ...(this.renderCache ? { cache: this.renderCache } : {}),
+        helm: {
+          // Argo CD's defaults: the release is named after the application, in its destination namespace.
+          releaseName: helm?.releaseName || app.metadata.name,
+          ...(app.spec.destination.namespace
+            ? { namespace: helm?.namespace || app.spec.destination.namespace }
+            : {}),
+          ...(helm?.valueFiles ? { valueFiles: helm.valueFiles } : {}),
+          ...(values ? { values } : {}),
+          ...(helm?.parameters?.length
+            ? { set: helm.parameters.filter((p) => p.name).map((p) => `${p.name}=${p.value ?? ''}`) }
+            : {}),
+          ...(helm?.kubeVersion ? { kubeVersion: helm.kubeVersion } : {}),
+          ...(helm?.apiVersions ? { apiVersions: helm.apiVersions } : {}),
+        },
+        directory: { recurse: source.directory?.recurse ?? false },
+        ...(source.kustomize?.images?.length ? { images: source.kustomize.images } : {}),
+      };
+      const result = await render(options);
+      return { sourceType: result.type, objects: result.objects, unsupported };
+    });
   }
 }
 

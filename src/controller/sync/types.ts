@@ -13,6 +13,8 @@ export const APPLICATION: ResourceRef = {
 /** Argo CD's cascade-delete finalizer, honoured as is, and ours. */
 export const RESOURCES_FINALIZERS = [
   'resources-finalizer.argocd.argoproj.io',
+  'resources-finalizer.argocd.argoproj.io/background',
+  'resources-finalizer.argocd.argoproj.io/foreground',
   `${GROUP}/resources-finalizer`,
 ];
 /** Argo CD's refresh request annotation (`normal` or `hard`). */

@@ -35,6 +35,8 @@ export class RepoCache {
   private readonly remotes = new Map<string, Promise<RemoteRefs>>();
   private readonly mirrors = new Map<string, Promise<void>>();
   private readonly trees = new Map<string, Promise<string>>();
+  private readonly inUse = new Map<string, number>();
+  private readonly locks = new Map<string, Promise<void>>();
   /** ls-remote calls made, per repository URL: lets tests and benchmarks count them. */
   readonly lsRemoteCalls = new Map<string, number>();
 
@@ -71,7 +73,39 @@ export class RepoCache {
     this.remotes.delete(repoURL);
   }
 
-  /** A directory holding the files of `commit` (shared and read-only: do not write into it). */
+  /**
+   * Runs `task` with the files of `commit`, one task per commit at a time (a render may write into
+   * the tree, e.g. `helm dependency build`), and never while the tree is being evicted.
+   */
+  async withCheckout<T>(repoURL: string, commit: string, task: (dir: string) => Promise<T>): Promise<T> {
+    const key = `${repoId(repoURL)}-${commit}`;
+    this.inUse.set(key, (this.inUse.get(key) ?? 0) + 1);
+    try {
+      const dir = await this.checkout(repoURL, commit);
+      return await this.locked(`tree:${key}`, () => task(dir));
+    } finally {
+      const n = (this.inUse.get(key) ?? 1) - 1;
+      if (n <= 0) this.inUse.delete(key);
+      else this.inUse.set(key, n);
+    }
+  }
+
+  /** Serializes tasks per key. */
+  private locked<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(key) ?? Promise.resolve();
+    const next = previous.then(task, task);
+    const settled = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.locks.set(key, settled);
+    void settled.then(() => {
+      if (this.locks.get(key) === settled) this.locks.delete(key);
+    });
+    return next;
+  }
+
+  /** A directory holding the files of `commit` (shared: prefer withCheckout). */
   async checkout(repoURL: string, commit: string): Promise<string> {
     if (!SHA.test(commit)) throw new SourceError(`not a commit id: "${commit}"`);
     const key = `${repoId(repoURL)}-${commit}`;
@@ -116,7 +150,8 @@ export class RepoCache {
     const git = await this.git(repoURL);
     let out: string;
     try {
-      out = await git.run(['ls-remote', 'origin']);
+      // Branches, tags and HEAD only: not refs/pull/* and the like, which can number thousands.
+      out = await this.locked(repoURL, () => git.run(['ls-remote', 'origin', 'HEAD', 'refs/heads/*', 'refs/tags/*']));
     } catch (err) {
       throw this.describe(repoURL, err);
     }
@@ -144,7 +179,7 @@ export class RepoCache {
         await mkdir(dir, { recursive: true });
         const git = await this.git(repoURL);
         await git.run(['init', '--quiet', '--bare']);
-        await git.run(['remote', 'add', 'origin', repoURL]);
+        await git.run(['remote', 'add', '--', 'origin', repoURL]);
       })();
       this.mirrors.set(repoURL, pending);
       pending.catch(() => this.mirrors.delete(repoURL));
@@ -165,7 +200,8 @@ export class RepoCache {
     if (!(await have())) {
       try {
         // Servers (GitHub, git http-backend with protocol v2) serve any reachable commit by id.
-        await git.run(['fetch', '--quiet', '--depth=1', 'origin', commit]);
+        // One git process at a time per mirror: concurrent fetches collide on shallow.lock.
+        await this.locked(repoURL, () => git.run(['fetch', '--quiet', '--depth=1', 'origin', commit]));
       } catch (err) {
         throw this.describe(repoURL, err);
       }
@@ -195,9 +231,11 @@ export class RepoCache {
 
   private async evict(): Promise<void> {
     const max = this.options.maxTrees ?? 64;
-    while (this.trees.size > max) {
-      const [oldest, pending] = this.trees.entries().next().value as [string, Promise<string>];
-      this.trees.delete(oldest);
+    // Least recently used first, skipping trees a render holds right now.
+    for (const [key, pending] of [...this.trees.entries()]) {
+      if (this.trees.size <= max) break;
+      if (this.inUse.has(key)) continue;
+      this.trees.delete(key);
       await pending.then((dir) => rm(dir, { recursive: true, force: true })).catch(() => undefined);
     }
   }

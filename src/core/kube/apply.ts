@@ -90,7 +90,8 @@ export class ResourceManager {
         // Served once its CRD (in this same sync) is established; assumed namespaced until then.
         mapping = { apiVersion: object.apiVersion, kind: object.kind, resource: '', namespaced: true };
       }
-      const namespace = mapping.namespaced ? (object.metadata.namespace ?? defaultNamespace) : '';
+      // An empty namespace (Helm charts often render one) means the default, as for kubectl.
+      const namespace = mapping.namespaced ? object.metadata.namespace || defaultNamespace : '';
       if (mapping.namespaced && !namespace) {
         problems.push(
           `${describeObject(object)} is namespaced but has no namespace and the application sets none`,

@@ -131,7 +131,9 @@ async function kustomizeTree(
   let file: string | undefined;
   for (const f of KUSTOMIZATION_FILES) if (await exists(join(dir, f))) file = join(dir, f);
   if (!file) return tree;
-  const k = (parseYaml(await readFile(file, 'utf8')) ?? {}) as Record<string, unknown>;
+  // Resolved inside the workspace first: a symlinked kustomization must not read other files.
+  const real = await resolveInside(workspace, relative(workspace, file), 'kustomization');
+  const k = (parseYaml(await readFile(real, 'utf8')) ?? {}) as Record<string, unknown>;
   // Every field whose entries kustomize loads as paths or URLs.
   const entries = ['resources', 'bases', 'components', 'transformers', 'generators', 'validators'].flatMap(
     (key) =>
@@ -199,7 +201,12 @@ async function renderHelm(
 ): Promise<string> {
   const helm = options.helmBinary ?? 'helm';
   const h = options.helm ?? {};
-  const chart = (parseYaml(await readFile(join(dir, 'Chart.yaml'), 'utf8')) ?? {}) as {
+  const chartFile = await resolveInside(
+    options.workspace,
+    relative(options.workspace, join(dir, 'Chart.yaml')),
+    'Chart.yaml',
+  );
+  const chart = (parseYaml(await readFile(chartFile, 'utf8')) ?? {}) as {
     name?: string;
     dependencies?: Array<{ name: string; repository?: string }>;
   };

@@ -1,6 +1,7 @@
 import { describe, expect, test } from '@jest/globals';
 import { parseDurationMs } from '../../../src/core/duration.ts';
-import { backoffMs } from '../../../src/controller/sync/reconciler.ts';
+import { credentialsMatch } from '../../../src/controller/sync/controller.ts';
+import { backoffMs, checkRepoURL } from '../../../src/controller/sync/reconciler.ts';
 import { helmValues, instanceLabel, trackingId } from '../../../src/controller/sync/source.ts';
 import type { Application } from '../../../src/controller/sync/types.ts';
 import { owningApplication } from '../../../src/controller/sync/live.ts';
@@ -62,5 +63,39 @@ describe('helm values', () => {
     );
     expect(helmValues('a: 1\n', undefined)).toBe('a: 1\n');
     expect(helmValues('', undefined)).toBeUndefined();
+  });
+});
+
+describe('repository URLs and credentials', () => {
+  test.each([
+    ['https://github.com/acme/gitops.git', undefined],
+    ['ssh://git@github.com/acme/gitops.git', undefined],
+    ['git@github.com:acme/gitops.git', undefined],
+    ['file:///var/cache/kube-actions/git/mirrors/x.git', /must be an https, http, ssh or git URL/],
+    ['/var/cache/kube-actions/git/mirrors/x.git', /must be an https, http, ssh or git URL/],
+    ['--upload-pack=touch /tmp/pwned', /is not a repository URL/],
+    ['https://user:hunter2@github.com/acme/gitops.git', /must not contain credentials/],
+  ])('%s', (url, problem) => {
+    const got = checkRepoURL(url);
+    if (problem) expect(got).toMatch(problem);
+    else expect(got).toBeUndefined();
+    expect(got ?? '').not.toContain('hunter2');
+  });
+
+  test('credentials go only to the same scheme and host, and a prefix ends at a path boundary', () => {
+    expect(
+      credentialsMatch('exact', 'https://github.com/acme/gitops', 'https://github.com/acme/gitops.git'),
+    ).toBe(true);
+    expect(credentialsMatch('exact', 'https://github.com/acme/gitops', 'http://github.com/acme/gitops')).toBe(
+      false,
+    );
+    expect(credentialsMatch('prefix', 'https://git.example.com/', 'https://git.example.com/team/app')).toBe(
+      true,
+    );
+    expect(credentialsMatch('prefix', 'https://git.example.com/', 'https://git.example.com.evil.io/x')).toBe(
+      false,
+    );
+    expect(credentialsMatch('prefix', 'https://github.com/org', 'https://github.com/org-evil/r')).toBe(false);
+    expect(credentialsMatch('prefix', 'https://github.com/org', 'https://github.com/org/r')).toBe(true);
   });
 });
