@@ -432,7 +432,7 @@ spec:
         destination: { namespace: ns.name },
       },
       operation: { sync: { dryRun: true }, initiatedBy: { username: 'test' } },
-    } as Application);
+    });
     const dry = await reconcileUntil(
       'dry',
       (a) => a.status?.operationState?.phase === 'Succeeded' && !a.operation,
