@@ -25,7 +25,7 @@ export const APP_USAGE = `usage: kube-actions app <list|get|diff|sync|rollback> 
   list                       Applications with sync and health status
   get NAME                   one Application: source, status, resources, last operation
   diff NAME                  what a sync would change (exit 1 when there are differences)
-  sync NAME [--revision R] [--prune] [--no-wait]
+  sync NAME [--revision R] [--prune] [--dry-run] [--no-wait]
                              request a sync (as Argo CD's operation field) and wait for it
   rollback NAME ID [--no-wait]
                              sync the revision of history entry ID (refused while automated)
@@ -50,6 +50,7 @@ export async function appCommand(argv: string[], out: Out = (t) => process.stdou
       output: { type: 'string', short: 'o' },
       revision: { type: 'string' },
       prune: { type: 'boolean', default: false },
+      'dry-run': { type: 'boolean', default: false },
       'no-wait': { type: 'boolean', default: false },
       timeout: { type: 'string', default: '5m' },
       kubeconfig: { type: 'string' },
@@ -127,7 +128,11 @@ export async function appCommand(argv: string[], out: Out = (t) => process.stdou
           };
         } else {
           operation = {
-            sync: { ...(values.revision ? { revision: values.revision } : {}), prune: values.prune },
+            sync: {
+              ...(values.revision ? { revision: values.revision } : {}),
+              prune: values.prune,
+              ...(values['dry-run'] ? { dryRun: true } : {}),
+            },
             initiatedBy: { username: 'kube-actions-cli' },
           };
         }
@@ -281,8 +286,12 @@ async function diff(client: KubeClient, app: Application, out: Out): Promise<num
       }
       if (c.inSync) continue;
       differences++;
-      const before = c.live ? stringify(comparable(c.live)) : '';
-      const after = stringify(comparable(c.merged ?? c.resolved.object));
+      const [liveView, desiredView] = maskSecrets(
+        c.live ? comparable(c.live) : undefined,
+        comparable(c.merged ?? c.resolved.object),
+      );
+      const before = liveView ? stringify(liveView) : '';
+      const after = stringify(desiredView);
       out(
         `===== ${c.resolved.key} =====\n${createTwoFilesPatch('live', 'desired', before, after, undefined, undefined, { context: 3 }).split('\n').slice(2).join('\n')}`,
       );
@@ -297,6 +306,34 @@ async function diff(client: KubeClient, app: Application, out: Out): Promise<num
     await informers.stop();
     await rm(cache, { recursive: true, force: true });
   }
+}
+
+/**
+ * Secret values never reach the terminal: each is replaced by a mask that still shows whether it
+ * changed (as Argo CD's diff does).
+ */
+export function maskSecrets(live: unknown, desired: unknown): [unknown, unknown] {
+  const isSecret = (o: unknown) => (o as { kind?: string } | undefined)?.kind === 'Secret';
+  if (!isSecret(desired) && !isSecret(live)) return [live, desired];
+  const values = (o: unknown, field: string) =>
+    ((o as Record<string, unknown> | undefined)?.[field] ?? {}) as Record<string, unknown>;
+  const mask = (o: unknown, other: unknown) => {
+    if (!o) return o;
+    const out = { ...(o as Record<string, unknown>) };
+    for (const field of ['data', 'stringData']) {
+      const mine = values(o, field);
+      if (!Object.keys(mine).length) continue;
+      const theirs = { ...values(other, 'data'), ...values(other, 'stringData') };
+      out[field] = Object.fromEntries(
+        Object.keys(mine).map((k) => [
+          k,
+          theirs[k] === undefined || theirs[k] === mine[k] ? '********' : '******** (changed)',
+        ]),
+      );
+    }
+    return out;
+  };
+  return [mask(live, desired), mask(desired, live)];
 }
 
 async function waitForOperation(
