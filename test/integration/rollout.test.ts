@@ -1,0 +1,405 @@
+// The Rollout reconciler on the real control plane: ReplicaSets become available through
+// kube-controller-manager and kwok, Services and Ingresses are real objects.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { KubeClient, isNotFound } from '../../src/core/kube/client.ts';
+import { silentLogger } from '../../src/controller/runtime/log.ts';
+import { canaryIngressName } from '../../src/controller/rollout/nginx.ts';
+import { podTemplateHash } from '../../src/controller/rollout/replicas.ts';
+import { RolloutReconciler } from '../../src/controller/rollout/reconciler.ts';
+import {
+  INGRESSES,
+  POD_TEMPLATE_HASH,
+  ROLLOUT,
+  SCALE_DOWN_DEADLINE,
+  SERVICES,
+  type ReplicaSet,
+  type Rollout,
+} from '../../src/controller/rollout/types.ts';
+import { installCRDs } from '../cluster/crds.ts';
+import { eventually, useTestNamespace } from '../cluster/testing.ts';
+
+const ns = useTestNamespace('rollout');
+let client: KubeClient;
+let reconciler: RolloutReconciler;
+
+beforeAll(async () => {
+  await installCRDs(ns.kc);
+  client = new KubeClient(ns.kc);
+  reconciler = new RolloutReconciler({
+    client,
+    getRollout: async (req) =>
+      client.get<Rollout>(ROLLOUT, req.namespace, req.name).catch((err: unknown) => {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }),
+    listReplicaSets: async (namespace) =>
+      (
+        await client.request<{ items: ReplicaSet[] }>(
+          'GET',
+          `/apis/apps/v1/namespaces/${namespace}/replicasets`,
+        )
+      ).items,
+    logger: silentLogger,
+  });
+});
+afterAll(async () => {
+  await client?.close();
+});
+
+const template = (app: string, image: string) => ({
+  metadata: { labels: { app } },
+  spec: { containers: [{ name: 'main', image }] },
+});
+
+async function service(name: string, app: string): Promise<void> {
+  await client.create(SERVICES, {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace: ns.name },
+    spec: { selector: { app }, ports: [{ port: 80 }] },
+  } as never);
+}
+
+async function get(name: string): Promise<Rollout> {
+  return client.get<Rollout>(ROLLOUT, ns.name, name);
+}
+
+/** Reconciles as the controller would until `until` holds. */
+async function reconcileUntil(
+  name: string,
+  until: (ro: Rollout, rss: ReplicaSet[]) => boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<Rollout> {
+  try {
+    return await eventually(
+      what,
+      async () => {
+        await reconciler.reconcile({ namespace: ns.name, name });
+        const ro = await get(name);
+        return until(ro, await replicaSets(name)) ? ro : undefined;
+      },
+      timeoutMs,
+    );
+  } catch (err) {
+    const ro = await get(name);
+    const rss = (await replicaSets(name)).map(
+      (rs) =>
+        `${rs.metadata.labels?.[POD_TEMPLATE_HASH]}: ${rs.spec.replicas}/${rs.status?.availableReplicas ?? 0}`,
+    );
+    throw new Error(
+      `${(err as Error).message}\nstatus: ${JSON.stringify(ro.status)}\nreplica sets: ${rss.join(', ')}`,
+      { cause: err },
+    );
+  }
+}
+
+async function replicaSets(rollout: string): Promise<ReplicaSet[]> {
+  const list = await client.request<{ items: ReplicaSet[] }>(
+    'GET',
+    `/apis/apps/v1/namespaces/${ns.name}/replicasets`,
+  );
+  return list.items.filter((rs) => rs.metadata.ownerReferences?.some((o) => o.name === rollout));
+}
+
+function countsOf(rss: ReplicaSet[]): Record<string, number> {
+  return Object.fromEntries(
+    rss.map((rs) => [rs.metadata.labels![POD_TEMPLATE_HASH]!, rs.spec.replicas ?? 0]),
+  );
+}
+
+const available = (ro: Rollout, rss: ReplicaSet[], hash: string, n: number) =>
+  rss.some(
+    (rs) =>
+      rs.metadata.labels?.[POD_TEMPLATE_HASH] === hash &&
+      (rs.status?.availableReplicas ?? 0) === n &&
+      rs.spec.replicas === n,
+  );
+
+async function selectorOf(name: string): Promise<string | undefined> {
+  const svc = await client.get<{ metadata?: object; spec?: { selector?: Record<string, string> } }>(
+    SERVICES,
+    ns.name,
+    name,
+  );
+  return svc.spec?.selector?.[POD_TEMPLATE_HASH];
+}
+
+async function setImage(name: string, image: string): Promise<string> {
+  const ro = await get(name);
+  const t = template(ro.spec.template!.metadata!.labels!.app!, image);
+  await client.patch(ROLLOUT, ns.name, name, { spec: { template: t } });
+  return podTemplateHash(t);
+}
+
+async function patchStatus(name: string, status: Record<string, unknown>): Promise<void> {
+  await client.request(
+    'PATCH',
+    `/apis/kube-actions.dev/v1alpha1/namespaces/${ns.name}/rollouts/${name}/status`,
+    {
+      body: { status },
+      contentType: 'application/merge-patch+json',
+    },
+  );
+}
+
+describe('canary without a traffic router', () => {
+  test('setWeight by replica counts, an indefinite pause until promoted, a timed pause, then the canary becomes stable', async () => {
+    await service('web-stable', 'web');
+    await service('web-canary', 'web');
+    const v1 = template('web', 'registry.example/web:1');
+    await client.create(ROLLOUT, {
+      apiVersion: ROLLOUT.apiVersion,
+      kind: 'Rollout',
+      metadata: { name: 'web', namespace: ns.name },
+      spec: {
+        replicas: 4,
+        selector: { matchLabels: { app: 'web' } },
+        template: v1,
+        strategy: {
+          canary: {
+            stableService: 'web-stable',
+            canaryService: 'web-canary',
+            steps: [{ setWeight: 25 }, { pause: {} }, { setWeight: 50 }, { pause: { duration: 1 } }],
+          },
+        },
+      },
+    } as never);
+    const h1 = podTemplateHash(v1);
+    // The first revision skips the steps.
+    let ro = await reconcileUntil(
+      'web',
+      (r, rss) => r.status?.phase === 'Healthy' && available(r, rss, h1, 4),
+      'v1 Healthy',
+    );
+    expect(ro.status).toMatchObject({ stableRS: h1, currentPodHash: h1, currentStepIndex: 4 });
+    expect(await selectorOf('web-stable')).toBe(h1);
+
+    const h2 = await setImage('web', 'registry.example/web:2');
+    ro = await reconcileUntil('web', (r) => r.status?.phase === 'Paused', 'paused at the indefinite pause');
+    expect(ro.status).toMatchObject({ currentPodHash: h2, stableRS: h1, currentStepIndex: 1 });
+    expect(ro.status?.pauseConditions?.map((p) => p.reason)).toEqual(['CanaryPauseStep']);
+    expect(countsOf(await replicaSets('web'))).toEqual({ [h1]: 3, [h2]: 1 });
+    expect(ro.status?.canary?.weights?.canary.weight).toBe(25);
+    expect(await selectorOf('web-stable')).toBe(h1);
+    expect(await selectorOf('web-canary')).toBe(h2);
+
+    // Still paused however often it is reconciled (a restart resumes from status).
+    for (let i = 0; i < 3; i++) await reconciler.reconcile({ namespace: ns.name, name: 'web' });
+    expect((await get('web')).status?.currentStepIndex).toBe(1);
+
+    // Promote, as `kube-actions rollout promote` does: the pause condition goes.
+    await patchStatus('web', { pauseConditions: null });
+    await reconcileUntil(
+      'web',
+      (r, rss) => r.status?.phase === 'Healthy' && r.status.stableRS === h2 && available(r, rss, h2, 4),
+      'v2 promoted to stable',
+    );
+    const counts = countsOf(await replicaSets('web'));
+    expect(counts).toEqual({ [h1]: 0, [h2]: 4 });
+    expect(await selectorOf('web-stable')).toBe(h2);
+    expect(await selectorOf('web-canary')).toBe(h2);
+  });
+
+  test('abort sends everything back to stable and marks the rollout Degraded; retry starts the steps again', async () => {
+    const h2 = (await get('web')).status!.stableRS!;
+    const h3 = await setImage('web', 'registry.example/web:3');
+    await reconcileUntil(
+      'web',
+      (r) => r.status?.phase === 'Paused' && r.status.currentPodHash === h3,
+      'paused on v3',
+    );
+    await patchStatus('web', { abort: true });
+    const ro = await reconcileUntil(
+      'web',
+      (r, rss) => r.status?.phase === 'Degraded' && countsOf(rss)[h3] === 0 && available(r, rss, h2, 4),
+      'aborted',
+    );
+    expect(ro.status?.stableRS).toBe(h2);
+    expect(await selectorOf('web-canary')).toBe(h3);
+    expect(await selectorOf('web-stable')).toBe(h2);
+    // Retry: clear the abort; the canary steps run again from the start.
+    await patchStatus('web', { abort: null, abortedAt: null, currentStepIndex: 0 });
+    const again = await reconcileUntil(
+      'web',
+      (r) => r.status?.phase === 'Paused' && r.status.currentStepIndex === 1,
+      'paused again after retry',
+    );
+    expect(again.status?.abort).toBeUndefined();
+    expect(countsOf(await replicaSets('web'))[h3]).toBe(1);
+  });
+});
+
+describe('blue/green', () => {
+  test('preview first, manual promotion switches the active Service, the old ReplicaSet goes after scaleDownDelaySeconds', async () => {
+    await service('shop-active', 'shop');
+    await service('shop-preview', 'shop');
+    const v1 = template('shop', 'registry.example/shop:1');
+    await client.create(ROLLOUT, {
+      apiVersion: ROLLOUT.apiVersion,
+      kind: 'Rollout',
+      metadata: { name: 'shop', namespace: ns.name },
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: { app: 'shop' } },
+        template: v1,
+        strategy: {
+          blueGreen: {
+            activeService: 'shop-active',
+            previewService: 'shop-preview',
+            autoPromotionEnabled: false,
+            scaleDownDelaySeconds: 2,
+          },
+        },
+      },
+    } as never);
+    const h1 = podTemplateHash(v1);
+    await reconcileUntil(
+      'shop',
+      (r, rss) => r.status?.phase === 'Healthy' && available(r, rss, h1, 2),
+      'v1 Healthy',
+    );
+    expect(await selectorOf('shop-active')).toBe(h1);
+
+    const h2 = await setImage('shop', 'registry.example/shop:2');
+    let ro = await reconcileUntil(
+      'shop',
+      (r, rss) => r.status?.phase === 'Paused' && available(r, rss, h2, 2),
+      'v2 previewed and paused',
+    );
+    expect(ro.status?.pauseConditions?.map((p) => p.reason)).toEqual(['BlueGreenPause']);
+    expect(await selectorOf('shop-active')).toBe(h1);
+    expect(await selectorOf('shop-preview')).toBe(h2);
+
+    await patchStatus('shop', { pauseConditions: null });
+    await reconcileUntil('shop', (r) => r.status?.stableRS === h2, 'v2 promoted');
+    expect(await selectorOf('shop-active')).toBe(h2);
+    // The old revision keeps its pods until the scale-down deadline.
+    const old = (await replicaSets('shop')).find((rs) => rs.metadata.labels?.[POD_TEMPLATE_HASH] === h1)!;
+    expect(old.spec.replicas).toBe(2);
+    expect(old.metadata.annotations?.[SCALE_DOWN_DEADLINE]).toBeDefined();
+    const deadline = Date.parse(old.metadata.annotations![SCALE_DOWN_DEADLINE]!);
+    await reconcileUntil('shop', (_r, rss) => countsOf(rss)[h1] === 0, 'the old revision scaled down');
+    expect(Date.now()).toBeGreaterThanOrEqual(deadline);
+    await reconcileUntil('shop', (r) => r.status?.phase === 'Healthy', 'Healthy on v2');
+  });
+});
+
+describe('canary with nginx', () => {
+  test('a canary Ingress with the canary-weight annotation, copying only the stable rules', async () => {
+    await service('api-stable', 'api');
+    await service('api-canary', 'api');
+    await service('other', 'other');
+    await client.create(INGRESSES, {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'Ingress',
+      metadata: { name: 'api', namespace: ns.name },
+      spec: {
+        ingressClassName: 'nginx',
+        rules: [
+          {
+            host: 'api.example.com',
+            http: {
+              paths: [
+                {
+                  path: '/',
+                  pathType: 'Prefix',
+                  backend: { service: { name: 'api-stable', port: { number: 80 } } },
+                },
+              ],
+            },
+          },
+          {
+            host: 'other.example.com',
+            http: {
+              paths: [
+                {
+                  path: '/',
+                  pathType: 'Prefix',
+                  backend: { service: { name: 'other', port: { number: 80 } } },
+                },
+              ],
+            },
+          },
+        ],
+      },
+    } as never);
+    const v1 = template('api', 'registry.example/api:1');
+    await client.create(ROLLOUT, {
+      apiVersion: ROLLOUT.apiVersion,
+      kind: 'Rollout',
+      metadata: { name: 'api', namespace: ns.name },
+      spec: {
+        replicas: 5,
+        selector: { matchLabels: { app: 'api' } },
+        template: v1,
+        strategy: {
+          canary: {
+            stableService: 'api-stable',
+            canaryService: 'api-canary',
+            trafficRouting: { nginx: { stableIngress: 'api' } },
+            steps: [{ setWeight: 20 }, { pause: {} }],
+          },
+        },
+      },
+    } as never);
+    await reconcileUntil(
+      'api',
+      (r, rss) => r.status?.phase === 'Healthy' && available(r, rss, podTemplateHash(v1), 5),
+      'v1 Healthy',
+    );
+    const h2 = await setImage('api', 'registry.example/api:2');
+    const ro = await reconcileUntil('api', (r) => r.status?.phase === 'Paused', 'paused at 20%');
+    // With a router the stable keeps all its pods; the canary gets ceil(20% of 5) = 1.
+    expect(countsOf(await replicaSets('api'))).toEqual({ [podTemplateHash(v1)]: 5, [h2]: 1 });
+    expect(ro.status?.canary?.weights?.canary.weight).toBe(20);
+    const canary = await client.get<{
+      metadata: { annotations: Record<string, string> };
+      spec: {
+        ingressClassName: string;
+        rules: { host: string; http: { paths: { backend: { service: { name: string } } }[] } }[];
+      };
+    }>(INGRESSES, ns.name, canaryIngressName('api', 'api'));
+    expect(canary.metadata.annotations).toMatchObject({
+      'nginx.ingress.kubernetes.io/canary': 'true',
+      'nginx.ingress.kubernetes.io/canary-weight': '20',
+    });
+    expect(canary.spec.ingressClassName).toBe('nginx');
+    expect(canary.spec.rules.map((r) => [r.host, r.http.paths[0]!.backend.service.name])).toEqual([
+      ['api.example.com', 'api-canary'],
+    ]);
+
+    // Abort: traffic back to stable at once.
+    await patchStatus('api', { abort: true });
+    await reconcileUntil('api', (r) => r.status?.phase === 'Degraded', 'aborted');
+    const after = await client.get<{ metadata: { annotations: Record<string, string> } }>(
+      INGRESSES,
+      ns.name,
+      canaryIngressName('api', 'api'),
+    );
+    expect(after.metadata.annotations['nginx.ingress.kubernetes.io/canary-weight']).toBe('0');
+  });
+});
+
+describe('invalid specs', () => {
+  test('a selector that does not match the template, and unsupported steps, give an InvalidSpec condition', async () => {
+    await client.create(ROLLOUT, {
+      apiVersion: ROLLOUT.apiVersion,
+      kind: 'Rollout',
+      metadata: { name: 'bad', namespace: ns.name },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: 'nope' } },
+        template: template('bad', 'registry.example/bad:1'),
+        strategy: { canary: { steps: [{ setWeight: 150 }, { experiment: {} }] } },
+      },
+    } as never);
+    const ro = await reconcileUntil('bad', (r) => r.status?.phase === 'Degraded', 'Degraded');
+    const cond = ro.status?.conditions?.find((c) => c.type === 'InvalidSpec');
+    expect(cond?.status).toBe('True');
+    expect(cond?.message).toContain('spec.selector.matchLabels app=nope does not match');
+    expect(cond?.message).toContain('steps[0].setWeight must be an integer from 0 to 100');
+    expect(cond?.message).toContain('steps[1].experiment is not supported');
+    expect(await replicaSets('bad')).toEqual([]);
+  });
+});
