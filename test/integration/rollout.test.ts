@@ -262,7 +262,7 @@ describe('blue/green', () => {
     expect(await selectorOf('shop-active')).toBe(h1);
 
     const h2 = await setImage('shop', 'registry.example/shop:2');
-    let ro = await reconcileUntil(
+    const ro = await reconcileUntil(
       'shop',
       (r, rss) => r.status?.phase === 'Paused' && available(r, rss, h2, 2),
       'v2 previewed and paused',
