@@ -6,17 +6,19 @@ import { parseArgs } from 'node:util';
 import { loadKubeConfig } from '../core/kube/config.ts';
 import { isLogLevel, Logger } from '../controller/runtime/log.ts';
 import { Manager } from '../controller/runtime/manager.ts';
+import { setupRolloutController } from '../controller/rollout/controller.ts';
 import { setupApplicationController } from '../controller/sync/controller.ts';
 import { parseDurationMs } from '../core/duration.ts';
 
 export const CONTROLLER_USAGE = `usage: kube-actions controller [options]
 
-Runs the Application controller (GitOps sync) until SIGTERM or SIGINT.
+Runs the Application controller (GitOps sync) and the Rollout controller (progressive delivery)
+until SIGTERM or SIGINT.
 
 options:
   --kubeconfig PATH            kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)
   --context NAME               kubeconfig context
-  --namespace NS               watch Applications in NS only (default: all namespaces)
+  --namespace NS               watch Applications and Rollouts in NS only (default: all namespaces)
   --controller-namespace NS    where the leader Lease and repository Secrets live
                                (default: $POD_NAMESPACE, else kube-actions)
   --leader-elect=false         run without leader election (a single replica)
@@ -139,6 +141,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     webhookSecret: process.env.KUBE_ACTIONS_WEBHOOK_SECRET ?? '',
     ...(values['cache-dir'] ? { cacheDir: values['cache-dir'] } : {}),
   });
+  setupRolloutController(manager, { namespace: values.namespace, maxConcurrentReconciles: workers });
   // The webhook is served by every replica: a push only wakes reconciles, which run on the leader.
   const webhook = createServer((req, res) => {
     if ((req.url ?? '').split('?')[0] !== '/api/webhook') {

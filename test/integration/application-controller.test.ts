@@ -316,4 +316,89 @@ describe('kube-actions controller (two replicas)', () => {
       /^NAME\s+SYNC\s+HEALTH\s+REVISION\s+AGE\nmanual\s+OutOfSync\s+Healthy/m,
     );
   });
+
+  test('an Application holding a Rollout: its health follows the rollout (Paused → Suspended), and selector changes by the rollout controller do not make it OutOfSync', async () => {
+    const rollout = (image: string) => `apiVersion: kube-actions.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: shop
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: shop}
+  template:
+    metadata:
+      labels: {app: shop}
+    spec:
+      containers:
+        - name: main
+          image: ${image}
+  strategy:
+    canary:
+      stableService: shop-stable
+      canaryService: shop-canary
+      steps:
+        - setWeight: 50
+        - pause: {}
+`;
+    const svc = (name: string) => `apiVersion: v1
+kind: Service
+metadata:
+  name: ${name}
+spec:
+  selector: {app: shop}
+  ports: [{port: 80}]
+`;
+    const alive =
+      replicas.find((r) => r.process.exitCode === null && r.process.signalCode === null) ??
+      (await startReplica('replica-c'));
+    await server.createRepo('shop', {
+      'stable.yaml': svc('shop-stable'),
+      'canary.yaml': svc('shop-canary'),
+      'rollout.yaml': rollout('shop:1'),
+    });
+    await client.create(APPLICATION, {
+      apiVersion: 'kube-actions.dev/v1alpha1',
+      kind: 'Application',
+      metadata: { name: 'shop', namespace: ns.name },
+      spec: {
+        source: { repoURL: server.url('shop'), targetRevision: 'main' },
+        destination: { namespace: ns.name },
+        syncPolicy: { automated: { prune: true, selfHeal: true } },
+      },
+    } as Application);
+    const appIs = (sync: string, health: string) =>
+      eventually(
+        `the app ${sync}/${health}`,
+        async () => {
+          const app = await client.get<Application & { metadata: object }>(APPLICATION, ns.name, 'shop');
+          return app.status?.sync?.status === sync && app.status.health?.status === health ? app : undefined;
+        },
+        60_000,
+      );
+    await appIs('Synced', 'Healthy');
+
+    await server.commitFiles('shop', { 'rollout.yaml': rollout('shop:2') }, 'shop 2');
+    expect((await push(alive, 'shop')).status).toBe(200);
+    // The rollout pauses at 50%: the app is Suspended, and still Synced although the rollout
+    // controller rewrote both Services' selectors.
+    const paused = await appIs('Synced', 'Suspended');
+    expect(paused.status?.health?.message ?? '').toMatch(/CanaryPauseStep|[Pp]aused/);
+    const selector = await client.get<{ metadata?: object; spec?: { selector?: Record<string, string> } }>(
+      { apiVersion: 'v1', resource: 'services' },
+      ns.name,
+      'shop-canary',
+    );
+    expect(Object.keys(selector.spec?.selector ?? {})).toContain('rollouts-pod-template-hash');
+
+    await client.request(
+      'PATCH',
+      `/apis/kube-actions.dev/v1alpha1/namespaces/${ns.name}/rollouts/shop/status`,
+      {
+        body: { status: { pauseConditions: null } },
+        contentType: 'application/merge-patch+json',
+      },
+    );
+    await appIs('Synced', 'Healthy');
+  });
 });

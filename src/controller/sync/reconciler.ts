@@ -348,6 +348,11 @@ export class ApplicationReconciler {
     const desired = tracked.filter((r) => !isHook(r.object));
 
     const live = await Promise.all(desired.map((r) => this.liveOf(r)));
+    // Fields a Rollout controller owns on the Services it manages stay as they are.
+    desired.forEach((r, i) => {
+      const kept = keepRolloutSelector(r.object, live[i]);
+      if (kept !== r.object) desired[i] = { ...r, object: kept };
+    });
     const namespacesCreated = new Set(
       desired.filter((r) => r.object.kind === 'Namespace').map((r) => r.object.metadata.name),
     );
@@ -902,6 +907,28 @@ function unsupportedSourceFields(app: Application): string[] {
     out.push('syncPolicy.managedNamespaceMetadata');
   }
   return out;
+}
+
+/**
+ * A Service a Rollout manages (Argo Rollouts' annotation) carries the rollout's pod-template-hash
+ * in its selector. The selector is an atomic map, so applying the Git version would drop it and
+ * fight the rollout controller: the live hash is carried into the desired object instead.
+ */
+export function keepRolloutSelector(desired: KubeResource, live: KubeResource | undefined): KubeResource {
+  if (
+    desired.kind !== 'Service' ||
+    !live?.metadata.annotations?.['argo-rollouts.argoproj.io/managed-by-rollouts']
+  )
+    return desired;
+  const hash = (live.spec as { selector?: Record<string, string> } | undefined)?.selector?.[
+    'rollouts-pod-template-hash'
+  ];
+  const spec = desired.spec as { selector?: Record<string, string> } | undefined;
+  if (!hash || !spec?.selector) return desired;
+  return {
+    ...desired,
+    spec: { ...spec, selector: { ...spec.selector, 'rollouts-pod-template-hash': hash } },
+  };
 }
 
 function key(app: Application): string {
