@@ -1,0 +1,101 @@
+// Wires the AnalysisRun reconciler into a Manager: the AnalysisRun informer (creations, spec
+// changes such as terminate, deletions; not the reconciler's own status writes, whose follow-up
+// is a timed requeue) and the job metrics' Jobs, which wake the run that owns them.
+import { enqueueOwner, type Controller, type Predicate } from '../runtime/controller.ts';
+import { EventRecorder } from '../runtime/events.ts';
+import type { Manager } from '../runtime/manager.ts';
+import type { KubeObject, Request } from '../../core/kube/objects.ts';
+import type { Job } from './providers/job.ts';
+import { AnalysisRunReconciler } from './reconciler.ts';
+import { ANALYSIS_RUN, API_VERSION, JOB_RUN_UID_LABEL, JOBS, type AnalysisRun } from './types.ts';
+
+export interface AnalysisControllerOptions {
+  /** Watch AnalysisRuns (and Jobs) in this namespace only; empty: all namespaces. */
+  namespace?: string;
+  /** Default 30, as Argo Rollouts' analysis threads. */
+  maxConcurrentReconciles?: number;
+  errorRetryIntervalMs?: number;
+  defaultPrometheusAddress?: string;
+}
+
+export interface AnalysisController {
+  controller: Controller;
+  reconciler: AnalysisRunReconciler;
+}
+
+function runChanged(): Predicate<AnalysisRun> {
+  return {
+    update: (oldRun, newRun, info) =>
+      info.resync ||
+      oldRun.metadata.generation !== newRun.metadata.generation ||
+      (newRun.metadata.deletionTimestamp !== undefined && oldRun.metadata.deletionTimestamp === undefined),
+  };
+}
+
+/** Job changes that matter: its conditions (completion, failure) and its deletion. */
+function jobChanged(): Predicate<Job> {
+  return {
+    update: (oldJob, newJob, info) =>
+      info.resync || JSON.stringify(oldJob.status?.conditions) !== JSON.stringify(newJob.status?.conditions),
+  };
+}
+
+export function setupAnalysisController(
+  manager: Manager,
+  options: AnalysisControllerOptions = {},
+): AnalysisController {
+  const client = manager.client;
+  const namespace = options.namespace ?? '';
+  const runs = manager.informer<AnalysisRun & KubeObject>(ANALYSIS_RUN, { namespace });
+  const jobs = manager.informer<Job>(JOBS, { namespace, labelSelector: JOB_RUN_UID_LABEL });
+  const events = new EventRecorder({
+    client,
+    reportingController: 'kube-actions.dev/analysis-controller',
+    reportingInstance: manager.identity ?? 'kube-actions-controller',
+    logger: manager.logger,
+  });
+
+  // The cache may lag behind our own last write; then the API is asked, so a measurement is never
+  // taken twice because the cache had not seen the one just recorded.
+  const written = new Map<string, string>();
+  const getRun = async (req: Request): Promise<AnalysisRun | undefined> => {
+    const key = `${req.namespace}/${req.name}`;
+    const cached = runs.get(req.namespace, req.name);
+    const last = written.get(key);
+    if (cached && (!last || cached.metadata.resourceVersion === last)) return cached;
+    if (!cached && !last) return undefined;
+    const fresh = await client
+      .get<AnalysisRun>(ANALYSIS_RUN, req.namespace, req.name)
+      .catch((err: unknown) => {
+        if ((err as { code?: number }).code === 404) return undefined;
+        throw err;
+      });
+    if (fresh?.metadata.resourceVersion) written.set(key, fresh.metadata.resourceVersion);
+    else written.delete(key);
+    return fresh;
+  };
+
+  const reconciler = new AnalysisRunReconciler({
+    client,
+    logger: manager.logger.child({ controller: 'analysis' }),
+    events,
+    getRun,
+    onWrite: (run) => {
+      if (run.metadata.resourceVersion) {
+        written.set(`${run.metadata.namespace}/${run.metadata.name}`, run.metadata.resourceVersion);
+      }
+    },
+    getJob: (ns, name) => jobs.get(ns, name),
+    errorRetryIntervalMs: options.errorRetryIntervalMs,
+    defaultPrometheusAddress: options.defaultPrometheusAddress,
+  });
+
+  const controller = manager.controller({
+    name: 'analysisrun',
+    reconciler: { reconcile: (req, ctx) => reconciler.reconcile(req, { signal: ctx.signal }) },
+    maxConcurrentReconciles: options.maxConcurrentReconciles ?? 30,
+  });
+  controller.watch(runs, undefined, runChanged());
+  controller.watch(jobs, enqueueOwner<Job>({ apiVersion: API_VERSION, kind: 'AnalysisRun' }), jobChanged());
+  return { controller, reconciler };
+}

@@ -1,0 +1,476 @@
+// The analysis controller against the real control plane: AnalysisRuns measured by the controller
+// as it ships (a Manager with informers and timed requeues), with web metrics served by a local
+// HTTP server, prometheus metrics by a stand-in for Prometheus' HTTP API, and job metrics by Jobs
+// that the cluster's job controller and kwok complete.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KubeClient, isNotFound } from '../../src/core/kube/client.ts';
+import { Logger } from '../../src/controller/runtime/log.ts';
+import { Manager } from '../../src/controller/runtime/manager.ts';
+import { setupAnalysisController } from '../../src/controller/analysis/controller.ts';
+import {
+  createAnalysisRun,
+  terminateAnalysisRun,
+  TemplateError,
+} from '../../src/controller/analysis/templates.ts';
+import {
+  ANALYSIS_RUN,
+  ANALYSIS_TEMPLATE,
+  CLUSTER_ANALYSIS_TEMPLATE,
+  JOB_RUN_UID_LABEL,
+  JOBS,
+  type AnalysisPhase,
+  type AnalysisRun,
+  type Metric,
+} from '../../src/controller/analysis/types.ts';
+import { installCRDs } from '../cluster/crds.ts';
+import { eventually, useTestNamespace } from '../cluster/testing.ts';
+
+const ns = useTestNamespace('analysis');
+const ERROR_RETRY_MS = 300;
+let client: KubeClient;
+let manager: Manager;
+let http: Server;
+let base: string;
+
+/** What the test server answers on a path, and the requests it got. */
+interface Route {
+  respond: (req: IncomingMessage, body: string) => { status?: number; body: unknown };
+  requests: Array<{ at: number; headers: IncomingMessage['headers']; body: string }>;
+}
+const routes = new Map<string, Route>();
+function route(path: string, respond: Route['respond']): Route {
+  const r: Route = { respond, requests: [] };
+  routes.set(path, r);
+  return r;
+}
+
+function startManager(): Manager {
+  const m = new Manager({ kubeConfig: ns.kc, logger: new Logger({ sink: () => undefined, level: 'error' }) });
+  setupAnalysisController(m, { namespace: ns.name, errorRetryIntervalMs: ERROR_RETRY_MS });
+  return m;
+}
+
+beforeAll(async () => {
+  await installCRDs(ns.kc);
+  client = new KubeClient(ns.kc);
+  http = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      const path = (req.url ?? '/').split('?')[0]!;
+      const r = routes.get(path);
+      if (!r) {
+        res.writeHead(404).end();
+        return;
+      }
+      r.requests.push({ at: Date.now(), headers: req.headers, body });
+      const out = r.respond(req, body);
+      res
+        .writeHead(out.status ?? 200, { 'content-type': 'application/json' })
+        .end(typeof out.body === 'string' ? out.body : JSON.stringify(out.body));
+    });
+  });
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+  manager = startManager();
+  await manager.start();
+});
+
+afterAll(async () => {
+  await manager?.stop();
+  await client?.delete(CLUSTER_ANALYSIS_TEMPLATE, '', `${ns.name}-cluster`).catch(() => undefined);
+  await client?.close();
+  await new Promise((resolve) => http?.close(resolve));
+});
+
+async function getRun(name: string): Promise<AnalysisRun | undefined> {
+  try {
+    return await client.get<AnalysisRun>(ANALYSIS_RUN, ns.name, name);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+async function createRun(
+  name: string,
+  metrics: Metric[],
+  spec: Partial<AnalysisRun['spec']> = {},
+): Promise<void> {
+  await client.create<AnalysisRun>(ANALYSIS_RUN, {
+    apiVersion: 'kube-actions.dev/v1alpha1',
+    kind: 'AnalysisRun',
+    metadata: { name, namespace: ns.name },
+    spec: { metrics, ...spec },
+  });
+}
+
+/** Waits until the run's phase is one of `phases`; on timeout, says where it stood. */
+async function waitForPhase(name: string, phases: AnalysisPhase[], timeoutMs = 30_000): Promise<AnalysisRun> {
+  try {
+    return await eventually(
+      `${name} to be ${phases.join(' or ')}`,
+      async () => {
+        const run = await getRun(name);
+        return run?.status?.phase && phases.includes(run.status.phase) ? run : undefined;
+      },
+      timeoutMs,
+    );
+  } catch (err) {
+    const status = JSON.stringify((await getRun(name))?.status ?? null);
+    throw new Error(`${(err as Error).message}\nlast status: ${status.slice(0, 3000)}`, { cause: err });
+  }
+}
+
+const gaps = (run: AnalysisRun, metric: string) => {
+  const list = run.status!.metricResults!.find((r) => r.name === metric)!.measurements!;
+  return list.slice(1).map((m, i) => Date.parse(m.startedAt!) - Date.parse(list[i]!.finishedAt!));
+};
+
+describe('web metrics', () => {
+  test('success: Successful after `count` measurements, one interval apart, each taken once', async () => {
+    const r = route('/ok', () => ({ body: { data: { ok: true, rate: 0.99 } } }));
+    await createRun('web-ok', [
+      {
+        name: 'ok',
+        interval: '1s',
+        count: 3,
+        successCondition: 'result.ok == true && result.rate > 0.9',
+        provider: { web: { url: `${base}/ok`, jsonPath: '{$.data}' } },
+      },
+    ]);
+    const run = await waitForPhase('web-ok', ['Successful', 'Failed', 'Error', 'Inconclusive']);
+    expect(run.status!.phase).toBe('Successful');
+    expect(r.requests).toHaveLength(3);
+    const result = run.status!.metricResults![0]!;
+    expect(result).toMatchObject({ phase: 'Successful', count: 3, successful: 3, failed: 0 });
+    expect(result.measurements!.map((m) => m.value)).toEqual(Array(3).fill('{"ok":true,"rate":0.99}'));
+    for (const gap of gaps(run, 'ok')) {
+      expect(gap).toBeGreaterThanOrEqual(990);
+      expect(gap).toBeLessThan(3000);
+    }
+    expect(run.status!.completedAt).toBeDefined();
+  });
+
+  test('failure: the value flips and the run fails on the measurement that exceeds failureLimit', async () => {
+    let n = 0;
+    const r = route('/rate', () => ({ body: { rate: ++n <= 2 ? '0.95' : '0.5' } }));
+    await createRun('web-fail', [
+      {
+        name: 'rate',
+        interval: '1s',
+        failureLimit: 1,
+        successCondition: 'asFloat(result) >= 0.9',
+        provider: { web: { url: `${base}/rate`, jsonPath: '{$.rate}' } },
+      },
+    ]);
+    const run = await waitForPhase('web-fail', ['Successful', 'Failed', 'Error', 'Inconclusive']);
+    expect(run.status!.phase).toBe('Failed');
+    expect(run.status!.message).toBe('Metric "rate" assessed Failed due to failed (2) > failureLimit (1)');
+    const result = run.status!.metricResults![0]!;
+    expect(result).toMatchObject({ phase: 'Failed', count: 4, successful: 2, failed: 2 });
+    // No measurement after the one that failed the metric, and the run ended with it.
+    expect(r.requests).toHaveLength(4);
+    const last = result.measurements!.at(-1)!;
+    expect(Date.parse(run.status!.completedAt!) - Date.parse(last.finishedAt!)).toBeLessThan(1000);
+  });
+
+  test('error: a server answering 500 makes the run Error after consecutiveErrorLimit + 1 errors, retried quickly', async () => {
+    const r = route('/broken', () => ({ status: 500, body: 'oops' }));
+    await createRun('web-error', [
+      {
+        name: 'broken',
+        interval: '1m',
+        successCondition: 'result == 1',
+        provider: { web: { url: `${base}/broken` } },
+      },
+    ]);
+    const run = await waitForPhase('web-error', ['Successful', 'Failed', 'Error', 'Inconclusive']);
+    expect(run.status!.phase).toBe('Error');
+    expect(run.status!.message).toBe(
+      'Metric "broken" assessed Error due to consecutiveErrors (5) > consecutiveErrorLimit (4): "Error Message: received non 2xx response code: 500"',
+    );
+    expect(r.requests).toHaveLength(5);
+    // Errors are retried after the error retry interval, not the metric's 1m interval.
+    for (const gap of gaps(run, 'broken')) expect(gap).toBeGreaterThanOrEqual(ERROR_RETRY_MS - 10);
+  });
+
+  test('inconclusive: neither condition holds', async () => {
+    route('/middle', () => ({ body: { v: 5 } }));
+    await createRun('web-inconclusive', [
+      {
+        name: 'middle',
+        successCondition: 'result > 10',
+        failureCondition: 'result < 1',
+        provider: { web: { url: `${base}/middle`, jsonPath: '{$.v}' } },
+      },
+    ]);
+    const run = await waitForPhase('web-inconclusive', ['Successful', 'Failed', 'Error', 'Inconclusive']);
+    expect(run.status!.phase).toBe('Inconclusive');
+    expect(run.status!.metricResults![0]).toMatchObject({ inconclusive: 1, measurements: [{ value: '5' }] });
+  });
+
+  test('unsupported provider: Error at once with the reason', async () => {
+    await createRun('unsupported', [{ name: 'dd', provider: { datadog: { query: 'avg:x' } } }]);
+    const run = await waitForPhase('unsupported', ['Successful', 'Failed', 'Error', 'Inconclusive']);
+    expect(run.status).toMatchObject({
+      phase: 'Error',
+      message:
+        'Analysis spec invalid: metrics[0]: provider "datadog" is not supported by kube-actions (supported: prometheus, web, job)',
+    });
+  });
+});
+
+describe('prometheus metrics', () => {
+  const prom = (path: string, result: unknown[]) =>
+    route(`${path}/api/v1/query`, () => ({
+      body: { status: 'success', data: { resultType: 'vector', result } },
+    }));
+
+  test('a vector becomes an array of values; args are substituted into the query', async () => {
+    const r = prom('/prom-ok', [{ metric: { job: 'api' }, value: [1700000000, '0.99'] }]);
+    await createRun(
+      'prom-ok',
+      [
+        {
+          name: 'success-rate',
+          successCondition: 'result[0] >= 0.95',
+          provider: {
+            prometheus: { address: `${base}/prom-ok`, query: 'sum(rate(ok{svc="{{args.svc}}"}[1m]))' },
+          },
+        },
+      ],
+      { args: [{ name: 'svc', value: 'api' }] },
+    );
+    const run = await waitForPhase('prom-ok', ['Successful', 'Failed', 'Error', 'Inconclusive']);
+    expect(run.status!.phase).toBe('Successful');
+    expect(run.status!.metricResults![0]).toMatchObject({
+      metadata: { ResolvedPrometheusQuery: 'sum(rate(ok{svc="api"}[1m]))' },
+      measurements: [{ phase: 'Successful', value: '[0.99]' }],
+    });
+    expect(new URLSearchParams(r.requests[0]!.body).get('query')).toBe('sum(rate(ok{svc="api"}[1m]))');
+  });
+
+  test('an empty result is an Error measurement, not a crash', async () => {
+    prom('/prom-empty', []);
+    await createRun('prom-empty', [
+      {
+        name: 'success-rate',
+        successCondition: 'result[0] >= 0.95',
+        consecutiveErrorLimit: 0,
+        provider: { prometheus: { address: `${base}/prom-empty`, query: 'up' } },
+      },
+    ]);
+    const run = await waitForPhase('prom-empty', ['Successful', 'Failed', 'Error', 'Inconclusive']);
+    expect(run.status!.phase).toBe('Error');
+    const m = run.status!.metricResults![0]!.measurements![0]!;
+    expect(m.phase).toBe('Error');
+    expect(m.message).toMatch(
+      /could not evaluate successCondition "result\[0\] >= 0.95": metric result is nil or empty/,
+    );
+  });
+});
+
+describe('job metrics', () => {
+  test('a Job owned by the run, labelled with its uid; Successful when the Job completes', async () => {
+    await createRun('job-ok', [
+      {
+        name: 'smoke',
+        provider: {
+          job: {
+            metadata: { labels: { team: 'qa' } },
+            spec: {
+              backoffLimit: 0,
+              template: {
+                spec: {
+                  restartPolicy: 'Never',
+                  containers: [{ name: 'test', image: 'registry.example/smoke:1' }],
+                },
+              },
+            },
+          },
+        },
+      },
+    ]);
+    const running = await waitForPhase('job-ok', ['Running', 'Successful']);
+    const run = await waitForPhase('job-ok', ['Successful', 'Failed', 'Error', 'Inconclusive'], 60_000);
+    expect(run.status!.phase).toBe('Successful');
+    const m = run.status!.metricResults![0]!.measurements![0]!;
+    const jobName = m.metadata!['job-name']!;
+    const job = await client.get<{
+      metadata: {
+        labels: Record<string, string>;
+        ownerReferences: Array<{ uid: string; controller: boolean }>;
+      };
+    }>(JOBS, ns.name, jobName);
+    expect(job.metadata.labels).toMatchObject({ team: 'qa', [JOB_RUN_UID_LABEL]: running.metadata.uid });
+    expect(job.metadata.ownerReferences).toEqual([
+      expect.objectContaining({ uid: running.metadata.uid, controller: true, kind: 'AnalysisRun' }),
+    ]);
+  });
+});
+
+describe('secrets', () => {
+  test('a secretKeyRef arg authenticates the request and appears in no status or event', async () => {
+    const SECRET = 'tok-9f8e7d6c5b4a';
+    await client.create({ apiVersion: 'v1', resource: 'secrets' }, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'api-token', namespace: ns.name },
+      stringData: { token: SECRET },
+    } as never);
+    const r = route('/auth', (req) =>
+      req.headers.authorization === `Bearer ${SECRET}` ? { body: { ok: true } } : { status: 401, body: {} },
+    );
+    await createRun(
+      'secret-run',
+      [
+        {
+          name: 'authed',
+          successCondition: 'result == true',
+          provider: {
+            web: {
+              url: `${base}/auth?t={{args.token}}`,
+              headers: [{ key: 'Authorization', value: 'Bearer {{ args.token }}' }],
+              jsonPath: '{$.ok}',
+            },
+          },
+        },
+        {
+          // Its condition fails to evaluate, with the secret in the error message.
+          name: 'leaky',
+          consecutiveErrorLimit: 0,
+          successCondition: 'result > "{{args.token}}"',
+          provider: {
+            web: {
+              url: `${base}/auth`,
+              headers: [{ key: 'Authorization', value: 'Bearer {{args.token}}' }],
+              jsonPath: '{$.ok}',
+            },
+          },
+        },
+      ],
+      { args: [{ name: 'token', valueFrom: { secretKeyRef: { name: 'api-token', key: 'token' } } }] },
+    );
+    const run = await waitForPhase('secret-run', ['Successful', 'Failed', 'Error', 'Inconclusive']);
+    expect(r.requests[0]!.headers.authorization).toBe(`Bearer ${SECRET}`);
+    expect(run.status!.metricResults!.find((x) => x.name === 'authed')!.phase).toBe('Successful');
+    expect(run.status!.phase).toBe('Error');
+    expect(run.status!.metricResults!.find((x) => x.name === 'leaky')!.measurements![0]!.message).toContain(
+      'could not evaluate successCondition "result > "*****""',
+    );
+    expect(JSON.stringify(run.status)).not.toContain(SECRET);
+    const events = await eventually('events about the run', async () => {
+      const list = await client.request<{
+        items: Array<{ note?: string; reason?: string; regarding?: { name?: string } }>;
+      }>('GET', `/apis/events.k8s.io/v1/namespaces/${ns.name}/events`);
+      const mine = list.items.filter((e) => e.regarding?.name === 'secret-run');
+      return mine.some((e) => e.reason?.startsWith('AnalysisRun')) ? mine : undefined;
+    });
+    expect(JSON.stringify(events)).not.toContain(SECRET);
+  });
+});
+
+describe('templates and termination', () => {
+  test('createAnalysisRun merges a namespaced and a cluster template; terminate ends an endless run', async () => {
+    const r = route('/tmpl', () => ({ body: { v: 1 } }));
+    await client.create(ANALYSIS_TEMPLATE, {
+      apiVersion: 'kube-actions.dev/v1alpha1',
+      kind: 'AnalysisTemplate',
+      metadata: { name: 'endless', namespace: ns.name },
+      spec: {
+        args: [{ name: 'path' }],
+        metrics: [
+          {
+            name: 'endless',
+            interval: '500ms',
+            successCondition: 'result == 1',
+            provider: { web: { url: `${base}{{args.path}}`, jsonPath: '{$.v}' } },
+          },
+        ],
+      },
+    } as never);
+    await client.create(CLUSTER_ANALYSIS_TEMPLATE, {
+      apiVersion: 'kube-actions.dev/v1alpha1',
+      kind: 'ClusterAnalysisTemplate',
+      metadata: { name: `${ns.name}-cluster` },
+      spec: {
+        args: [{ name: 'path', value: '/tmpl' }],
+        metrics: [{ name: 'once', provider: { web: { url: `${base}/tmpl`, jsonPath: '{$.v}' } } }],
+      },
+    } as never);
+    const owner = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      name: 'owner',
+      uid: '00000000-0000-0000-0000-000000000001',
+    };
+    const created = await createAnalysisRun(client, {
+      namespace: ns.name,
+      name: 'from-templates',
+      owner,
+      templates: [{ templateName: 'endless' }, { templateName: `${ns.name}-cluster`, clusterScope: true }],
+      labels: { 'rollouts-pod-template-hash': 'abc' },
+    });
+    expect(created.spec.metrics.map((m) => m.name)).toEqual(['endless', 'once']);
+    expect(created.spec.args).toEqual([{ name: 'path', value: '/tmpl' }]);
+    // Creating again (a retried reconcile) returns the same run.
+    const again = await createAnalysisRun(client, {
+      namespace: ns.name,
+      name: 'from-templates',
+      owner,
+      templates: [{ templateName: 'endless' }, { templateName: `${ns.name}-cluster`, clusterScope: true }],
+    });
+    expect(again.metadata.uid).toBe(created.metadata.uid);
+    await expect(
+      createAnalysisRun(client, {
+        namespace: ns.name,
+        name: 'dup',
+        templates: [{ templateName: 'endless' }, { templateName: 'endless' }],
+      }),
+    ).rejects.toThrow(TemplateError);
+
+    await eventually('a few measurements', () => Promise.resolve(r.requests.length >= 3 ? true : undefined));
+    const before = await getRun('from-templates');
+    expect(before!.status!.phase).toBe('Running');
+    await terminateAnalysisRun(client, ns.name, 'from-templates');
+    const run = await waitForPhase('from-templates', ['Successful', 'Failed', 'Error', 'Inconclusive']);
+    expect(run.status).toMatchObject({ phase: 'Successful', message: 'Run Terminated' });
+    const count = r.requests.length;
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    expect(r.requests.length).toBe(count);
+  });
+});
+
+describe('restart', () => {
+  test('a new controller resumes a run mid-way without measuring twice', async () => {
+    const r = route('/steady', () => ({ body: { v: 1 } }));
+    await createRun('restart', [
+      {
+        name: 'steady',
+        interval: '1s',
+        count: 4,
+        successCondition: 'result == 1',
+        provider: { web: { url: `${base}/steady`, jsonPath: '{$.v}' } },
+      },
+    ]);
+    await eventually('two measurements', async () => {
+      const run = await getRun('restart');
+      return (run?.status?.metricResults?.[0]?.count ?? 0) >= 2 ? run : undefined;
+    });
+    await manager.stop();
+    const stoppedAt = r.requests.length;
+    // Let a measurement come due while no controller runs.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(r.requests.length).toBe(stoppedAt);
+    manager = startManager();
+    await manager.start();
+    const run = await waitForPhase('restart', ['Successful', 'Failed', 'Error', 'Inconclusive']);
+    expect(run.status!.phase).toBe('Successful');
+    expect(r.requests).toHaveLength(4);
+    expect(run.status!.metricResults![0]).toMatchObject({ count: 4, successful: 4 });
+    for (const gap of gaps(run, 'steady')) expect(gap).toBeGreaterThanOrEqual(990);
+  });
+});
