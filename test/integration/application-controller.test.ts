@@ -366,7 +366,7 @@ spec:
         destination: { namespace: ns.name },
         syncPolicy: { automated: { prune: true, selfHeal: true } },
       },
-    } as Application);
+    });
     const appIs = (sync: string, health: string) =>
       eventually(
         `the app ${sync}/${health}`,
