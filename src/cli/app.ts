@@ -19,6 +19,7 @@ import { ApplicationReconciler, ComparisonFailure } from '../controller/sync/rec
 import { ManifestSource } from '../controller/sync/source.ts';
 import { APPLICATION, type Application, type SyncOperation } from '../controller/sync/types.ts';
 import { parseDurationMs } from '../core/duration.ts';
+import { age, columns } from './format.ts';
 
 export const APP_USAGE = `usage: kube-actions app <list|get|diff|sync|rollback> [options]
 
@@ -168,29 +169,6 @@ async function getApp(client: KubeClient, namespace: string, name: string): Prom
 function notFound(namespace: string, name: string): number {
   process.stderr.write(`kube-actions app: application "${name}" not found in namespace "${namespace}"\n`);
   return 1;
-}
-
-function age(since: string | undefined): string {
-  if (!since) return '';
-  const s = Math.max(0, Math.floor((Date.now() - Date.parse(since)) / 1000));
-  if (s < 120) return `${s}s`;
-  if (s < 7200) return `${Math.floor(s / 60)}m`;
-  if (s < 172800) return `${Math.floor(s / 3600)}h`;
-  return `${Math.floor(s / 86400)}d`;
-}
-
-function columns(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return (
-    rows
-      .map((r) =>
-        r
-          .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3)))
-          .join('')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
 }
 
 function table(apps: Application[], withNamespace: boolean): string {

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { loadKubeConfig } from '../core/kube/config.ts';
 import { isLogLevel, Logger } from '../controller/runtime/log.ts';
 import { Manager } from '../controller/runtime/manager.ts';
+import { setupAnalysisController } from '../controller/analysis/controller.ts';
 import { setupRolloutController } from '../controller/rollout/controller.ts';
 import { setupApplicationController } from '../controller/sync/controller.ts';
 import { parseDurationMs } from '../core/duration.ts';
@@ -142,6 +143,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     ...(values['cache-dir'] ? { cacheDir: values['cache-dir'] } : {}),
   });
   setupRolloutController(manager, { namespace: values.namespace, maxConcurrentReconciles: workers });
+  setupAnalysisController(manager, { namespace: values.namespace });
   // The webhook is served by every replica: a push only wakes reconciles, which run on the leader.
   const webhook = createServer((req, res) => {
     if ((req.url ?? '').split('?')[0] !== '/api/webhook') {

@@ -5,6 +5,7 @@ import { appCommand } from './app.ts';
 import { controllerCommand } from './controller.ts';
 import { promoteCommand } from './promote.ts';
 import { renderCommand } from './render.ts';
+import { rolloutCommand } from './rollout.ts';
 
 const USAGE = `usage: kube-actions <command> [options]
 
@@ -13,6 +14,7 @@ commands:
   promote    commit rendered manifests or an image bump to a GitOps repository
   controller run the GitOps controller (Application sync) against a cluster
   app        list, get, diff, sync and roll back Applications
+  rollout    get, watch, promote, abort, retry, undo, pause and set images of Rollouts
   version    print the kube-actions version
 
 Run 'kube-actions <command> --help' for a command's options.
@@ -31,6 +33,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command === 'promote') return await promoteCommand(rest);
   if (command === 'controller') return await controllerCommand(rest);
   if (command === 'app') return await appCommand(rest);
+  if (command === 'rollout') return await rolloutCommand(rest);
   if (values.help || command === undefined || command === 'help') {
     process.stdout.write(USAGE);
     return command === undefined && !values.help ? 2 : 0;

@@ -6,6 +6,9 @@ import { silentLogger } from '../../src/controller/runtime/log.ts';
 import { canaryIngressName } from '../../src/controller/rollout/nginx.ts';
 import { podTemplateHash } from '../../src/controller/rollout/replicas.ts';
 import { RolloutReconciler } from '../../src/controller/rollout/reconciler.ts';
+import { ClusterAnalysisDriver } from '../../src/controller/rollout/analysis.ts';
+import { AnalysisRunReconciler } from '../../src/controller/analysis/reconciler.ts';
+import { createServer, type Server } from 'node:http';
 import {
   INGRESSES,
   POD_TEMPLATE_HASH,
@@ -21,6 +24,7 @@ import { eventually, useTestNamespace } from '../cluster/testing.ts';
 const ns = useTestNamespace('rollout');
 let client: KubeClient;
 let reconciler: RolloutReconciler;
+let analysis: AnalysisRunReconciler;
 
 beforeAll(async () => {
   await installCRDs(ns.kc);
@@ -39,8 +43,10 @@ beforeAll(async () => {
           `/apis/apps/v1/namespaces/${namespace}/replicasets`,
         )
       ).items,
+    analysis: new ClusterAnalysisDriver(client),
     logger: silentLogger,
   });
+  analysis = new AnalysisRunReconciler({ client, logger: silentLogger });
 });
 afterAll(async () => {
   await client?.close();
@@ -76,6 +82,13 @@ async function reconcileUntil(
       what,
       async () => {
         await reconciler.reconcile({ namespace: ns.name, name });
+        // The analysis controller's turn, for the runs this rollout started.
+        const runs = await client.request<{ items: { metadata: { name: string } }[] }>(
+          'GET',
+          `/apis/kube-actions.dev/v1alpha1/namespaces/${ns.name}/analysisruns`,
+        );
+        for (const run of runs.items)
+          await analysis.reconcile({ namespace: ns.name, name: run.metadata.name });
         const ro = await get(name);
         return until(ro, await replicaSets(name)) ? ro : undefined;
       },
@@ -401,5 +414,89 @@ describe('invalid specs', () => {
     expect(cond?.message).toContain('steps[0].setWeight must be an integer from 0 to 100');
     expect(cond?.message).toContain('steps[1].experiment is not supported');
     expect(await replicaSets('bad')).toEqual([]);
+  });
+});
+
+describe('canary with analysis', () => {
+  let metrics: Server;
+  let healthy = true;
+  beforeAll(async () => {
+    metrics = createServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ ok: healthy }));
+    });
+    await new Promise<void>((r) => metrics.listen(0, '127.0.0.1', r));
+  });
+  afterAll(() => new Promise<void>((r) => metrics.close(() => r())));
+
+  test('a passing analysis step lets the canary through; a failing one aborts within one interval, back to 100% stable', async () => {
+    const url = `http://127.0.0.1:${(metrics.address() as { port: number }).port}/health`;
+    await client.create({ apiVersion: 'kube-actions.dev/v1alpha1', resource: 'analysistemplates' }, {
+      apiVersion: 'kube-actions.dev/v1alpha1',
+      kind: 'AnalysisTemplate',
+      metadata: { name: 'health', namespace: ns.name },
+      spec: {
+        args: [{ name: 'hash' }],
+        metrics: [
+          {
+            name: 'ok',
+            interval: '1s',
+            count: 3,
+            successCondition: 'result == true',
+            provider: { web: { url: `${url}?hash={{args.hash}}`, jsonPath: '{$.ok}' } },
+          },
+        ],
+      },
+    } as never);
+    const v1 = template('pay', 'registry.example/pay:1');
+    await client.create(ROLLOUT, {
+      apiVersion: ROLLOUT.apiVersion,
+      kind: 'Rollout',
+      metadata: { name: 'pay', namespace: ns.name },
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: { app: 'pay' } },
+        template: v1,
+        strategy: {
+          canary: {
+            steps: [
+              { setWeight: 50 },
+              {
+                analysis: {
+                  templates: [{ templateName: 'health' }],
+                  args: [{ name: 'hash', valueFrom: { podTemplateHashValue: 'Latest' } }],
+                },
+              },
+            ],
+          },
+        },
+      },
+    } as never);
+    const h1 = podTemplateHash(v1);
+    await reconcileUntil(
+      'pay',
+      (r, rss) => r.status?.phase === 'Healthy' && available(r, rss, h1, 2),
+      'v1 Healthy',
+    );
+
+    const h2 = await setImage('pay', 'registry.example/pay:2');
+    let ro = await reconcileUntil(
+      'pay',
+      (r) => r.status?.stableRS === h2 && r.status.phase === 'Healthy',
+      'v2 through a passing analysis',
+    );
+    expect(ro.status?.canary?.currentStepAnalysisRunStatus).toMatchObject({ status: 'Successful' });
+
+    healthy = false;
+    const started = Date.now();
+    const h3 = await setImage('pay', 'registry.example/pay:3');
+    ro = await reconcileUntil(
+      'pay',
+      (r, rss) => r.status?.phase === 'Degraded' && countsOf(rss)[h3] === 0 && available(r, rss, h2, 2),
+      'aborted by the failing analysis',
+    );
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(ro.status?.abort).toBe(true);
+    expect(ro.status?.message).toMatch(/RolloutAborted: analysis run .* failed/);
+    expect(ro.status?.stableRS).toBe(h2);
   });
 });

@@ -2,9 +2,11 @@
 // promote, abort, retry), their ReplicaSets (pods becoming available move a rollout on), and the
 // analysis runs they start.
 import type { KubeObject } from '../../core/kube/objects.ts';
+import { ANALYSIS_RUN } from '../analysis/types.ts';
 import { enqueueOwner, type Predicate } from '../runtime/controller.ts';
 import { EventRecorder } from '../runtime/events.ts';
 import type { Manager } from '../runtime/manager.ts';
+import { ClusterAnalysisDriver } from './analysis.ts';
 import { RolloutReconciler, type AnalysisDriver } from './reconciler.ts';
 import { REPLICASETS, ROLLOUT, type ReplicaSet, type Rollout } from './types.ts';
 
@@ -47,7 +49,7 @@ export function setupRolloutController(
     // Status writes are guarded by resourceVersion: a stale cache only costs a retry.
     getRollout: (req) => Promise.resolve(rollouts.get(req.namespace, req.name)),
     listReplicaSets: (namespace) => Promise.resolve(replicaSets.list(namespace)),
-    ...(options.analysis ? { analysis: options.analysis } : {}),
+    analysis: options.analysis ?? new ClusterAnalysisDriver(manager.client),
     events,
     logger: manager.logger.child({ controller: 'rollout' }),
   });
@@ -58,5 +60,8 @@ export function setupRolloutController(
   });
   controller.watch(rollouts, undefined, rolloutChanged());
   controller.watch(replicaSets, enqueueOwner({ apiVersion: ROLLOUT.apiVersion, kind: 'Rollout' }));
+  // A run changing phase moves its rollout on (status-only updates: no generation filter here).
+  const runs = manager.informer<KubeObject>(ANALYSIS_RUN, { namespace: options.namespace ?? '' });
+  controller.watch(runs, enqueueOwner({ apiVersion: ROLLOUT.apiVersion, kind: 'Rollout' }));
   return reconciler;
 }

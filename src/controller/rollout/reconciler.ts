@@ -20,6 +20,7 @@ import {
   ROLLOUT,
   SCALE_DOWN_DEADLINE,
   SERVICES,
+  SOURCE_TEMPLATE,
   type PauseReason,
   type ReplicaSet,
   type Rollout,
@@ -37,11 +38,13 @@ export interface AnalysisOutcome {
 
 /** Starts (idempotently, by name) and reads AnalysisRuns for a rollout. */
 export interface AnalysisDriver {
+  /** `recorded` is the run this slot used last (from status): read it rather than start another. */
   ensure(
     rollout: Rollout,
     name: string,
     analysis: RolloutAnalysis,
     podHash: string,
+    recorded?: string,
   ): Promise<AnalysisOutcome>;
   terminate(rollout: Rollout, name: string): Promise<void>;
 }
@@ -131,7 +134,15 @@ export class RolloutReconciler {
       delete status.abort;
       delete status.abortedAt;
       status.progressStartedAt = now.toISOString();
-      if (status.blueGreen) delete status.blueGreen.scaleUpPreviewCheckPoint;
+      if (status.blueGreen) {
+        delete status.blueGreen.scaleUpPreviewCheckPoint;
+        delete status.blueGreen.prePromotionAnalysisRunStatus;
+        delete status.blueGreen.postPromotionAnalysisRunStatus;
+      }
+      if (status.canary) {
+        delete status.canary.currentStepAnalysisRunStatus;
+        delete status.canary.currentBackgroundAnalysisRunStatus;
+      }
       removeCondition(status, 'Progressing');
     }
     if (firstRollout) status.stableRS = hash;
@@ -249,6 +260,7 @@ export class RolloutReconciler {
           ctx,
           `${ro.metadata.name}-${status.currentPodHash}-${index}`,
           step.analysis,
+          status.canary?.currentStepAnalysisRunStatus?.name,
         );
         status.canary = {
           ...status.canary,
@@ -377,6 +389,7 @@ export class RolloutReconciler {
       ctx,
       `${ctx.ro.metadata.name}-${ctx.status.currentPodHash}-background`,
       analysis,
+      ctx.status.canary?.currentBackgroundAnalysisRunStatus?.name,
     );
     ctx.status.canary = {
       ...ctx.status.canary,
@@ -445,6 +458,7 @@ export class RolloutReconciler {
             ctx,
             `${ro.metadata.name}-${status.currentPodHash}-pre`,
             bg.prePromotionAnalysis,
+            status.blueGreen.prePromotionAnalysisRunStatus?.name,
           );
           status.blueGreen.prePromotionAnalysisRunStatus = {
             name: outcome.name,
@@ -488,6 +502,7 @@ export class RolloutReconciler {
         ctx,
         `${ro.metadata.name}-${status.currentPodHash}-post`,
         bg.postPromotionAnalysis,
+        status.blueGreen.postPromotionAnalysisRunStatus?.name,
       );
       status.blueGreen.postPromotionAnalysisRunStatus = {
         name: outcome.name,
@@ -553,13 +568,30 @@ export class RolloutReconciler {
     return false;
   }
 
-  private async runAnalysis(ctx: Context, name: string, analysis: RolloutAnalysis): Promise<AnalysisOutcome> {
+  private async runAnalysis(
+    ctx: Context,
+    name: string,
+    analysis: RolloutAnalysis,
+    recorded: string | undefined,
+  ): Promise<AnalysisOutcome> {
     if (!this.o.analysis)
       return { name, phase: 'Error', message: 'analysis is not available in this controller' };
-    return this.o.analysis.ensure(ctx.ro, name.slice(0, 253), analysis, ctx.status.currentPodHash!);
+    const base = name.slice(0, 240);
+    // A recorded run belongs to this slot only if it was started for this name (this step).
+    const mine = recorded && (recorded === base || recorded.startsWith(`${base}.`)) ? recorded : undefined;
+    return this.o.analysis.ensure(ctx.ro, base, analysis, ctx.status.currentPodHash!, mine);
+  }
+
+  /** Background analysis ends with the update it watched (completion or abort). */
+  private async stopBackgroundAnalysis(ctx: Context): Promise<void> {
+    const run = ctx.status.canary?.currentBackgroundAnalysisRunStatus;
+    if (run && this.o.analysis && !['Successful', 'Failed', 'Error', 'Inconclusive'].includes(run.status)) {
+      await this.o.analysis.terminate(ctx.ro, run.name);
+    }
   }
 
   private async abort(ctx: Context, message: string): Promise<void> {
+    await this.stopBackgroundAnalysis(ctx);
     ctx.status.abort = true;
     ctx.status.abortedAt = ctx.now.toISOString();
     delete ctx.status.pauseConditions;
@@ -570,6 +602,7 @@ export class RolloutReconciler {
 
   private async promote(ctx: Context): Promise<void> {
     const { status } = ctx;
+    await this.stopBackgroundAnalysis(ctx);
     if (status.stableRS !== status.currentPodHash) {
       await this.event(ctx, 'Normal', 'RolloutCompleted', `revision ${status.currentPodHash} is now stable`);
     }
@@ -625,7 +658,9 @@ export class RolloutReconciler {
         name: `${ro.metadata.name}-${hash}`.slice(0, 253),
         namespace: ro.metadata.namespace,
         labels: { ...template.metadata.labels },
-        annotations: { [REVISION]: String(revision) },
+        // The template as the Rollout gave it (the ReplicaSet's copy gets the server's defaults):
+        // `rollout undo` restores this one, so the revision's hash and ReplicaSet are reused.
+        annotations: { [REVISION]: String(revision), [SOURCE_TEMPLATE]: JSON.stringify(ro.spec.template) },
         ownerReferences: [
           {
             apiVersion: ro.apiVersion || ROLLOUT.apiVersion,
@@ -790,7 +825,8 @@ export class RolloutReconciler {
       status.replicas === (ro.spec.replicas ?? 1);
     if (status.abort) {
       status.phase = 'Degraded';
-      status.message ??= 'RolloutAborted';
+      // An abort by a user leaves the last message behind: say what happened.
+      if (!status.message?.startsWith('RolloutAborted')) status.message = 'RolloutAborted';
     } else if (stalled) {
       status.phase = 'Degraded';
       status.message = 'ProgressDeadlineExceeded';

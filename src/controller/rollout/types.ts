@@ -21,6 +21,8 @@ export const POD_TEMPLATE_HASH = 'rollouts-pod-template-hash';
 export const MANAGED_BY = 'argo-rollouts.argoproj.io/managed-by-rollouts';
 /** When an old ReplicaSet may be scaled down (RFC 3339), as Argo Rollouts annotates it. */
 export const SCALE_DOWN_DEADLINE = 'argo-rollouts.argoproj.io/scale-down-deadline';
+/** A ReplicaSet's template as the Rollout had it (JSON), before the server added defaults. */
+export const SOURCE_TEMPLATE = 'kube-actions.dev/rollout-template';
 /** The revision of a ReplicaSet's template, as Deployments number them. */
 export const REVISION = 'rollout.argoproj.io/revision';
 
