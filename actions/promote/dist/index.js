@@ -31370,6 +31370,8 @@ var Git = class {
       GIT_CONFIG_GLOBAL: "/dev/null",
       GIT_TERMINAL_PROMPT: "0",
       GIT_ASKPASS: "/bin/false",
+      // Network transports only: no file://, ext:: or local paths (a URL must not read our disk).
+      GIT_ALLOW_PROTOCOL: "https:http:ssh:git",
       GIT_AUTHOR_NAME: author.name,
       GIT_AUTHOR_EMAIL: author.email,
       GIT_COMMITTER_NAME: author.name,

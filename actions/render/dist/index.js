@@ -27488,7 +27488,8 @@ async function kustomizeTree(workspace, dir, tree = { dirs: [], remote: [] }) {
   let file;
   for (const f of KUSTOMIZATION_FILES) if (await exists2(join4(dir, f))) file = join4(dir, f);
   if (!file) return tree;
-  const k = (0, import_yaml3.parse)(await readFile3(file, "utf8")) ?? {};
+  const real = await resolveInside(workspace, relative3(workspace, file), "kustomization");
+  const k = (0, import_yaml3.parse)(await readFile3(real, "utf8")) ?? {};
   const entries = ["resources", "bases", "components", "transformers", "generators", "validators"].flatMap(
     (key) => Array.isArray(k[key]) ? k[key].filter((v) => typeof v === "string") : []
   );
@@ -27534,7 +27535,12 @@ async function renderKustomize(dir, options, timeoutMs, counter) {
 async function renderHelm(dir, options, timeoutMs, counter) {
   const helm = options.helmBinary ?? "helm";
   const h = options.helm ?? {};
-  const chart = (0, import_yaml3.parse)(await readFile3(join4(dir, "Chart.yaml"), "utf8")) ?? {};
+  const chartFile = await resolveInside(
+    options.workspace,
+    relative3(options.workspace, join4(dir, "Chart.yaml")),
+    "Chart.yaml"
+  );
+  const chart = (0, import_yaml3.parse)(await readFile3(chartFile, "utf8")) ?? {};
   const env = h.allowRepositoryAccess ? {} : NO_NETWORK;
   const deps = chart.dependencies ?? [];
   const remote = deps.filter((d) => d.repository && !d.repository.startsWith("file://"));
