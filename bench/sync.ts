@@ -7,20 +7,12 @@
 //
 //   node bench/sync.ts [--commits 20] [--idle-apps 100] [--fleet 1000]
 // Uses the cluster in $KUBECONFIG when set, else starts a local control plane.
-import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import * as k8s from '@kubernetes/client-node';
-import { KubeClient, PatchType } from '../src/core/kube/client.ts';
+import { PatchType, type KubeClient } from '../src/core/kube/client.ts';
 import { APPLICATION, type Application } from '../src/controller/sync/types.ts';
 import { signature } from '../src/controller/sync/webhook.ts';
-import { ensureBinaries, LocalControlPlane } from '../test/cluster/controlplane.ts';
-import { installCRDs } from '../test/cluster/crds.ts';
 import { GitServer } from '../test/cluster/git-server.ts';
-import { freePort } from '../test/cluster/ports.ts';
-import { NODE24 } from '../test/cluster/run-action.ts';
+import { benchCluster, createNamespace, pct, pool, SECRET, sleep, startController, until } from './lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -32,123 +24,9 @@ const { values } = parseArgs({
 const COMMITS = Number(values.commits);
 const IDLE_APPS = Number(values['idle-apps']);
 const FLEET = Number(values.fleet);
-const SECRET = 'bench-webhook-secret';
-const CLI = resolve(import.meta.dirname, '../dist/cli/index.js');
 
 const configMap = (name: string, v: string) =>
   `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\ndata:\n  v: "${v}"\n`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const pct = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-
-async function until<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs: number,
-  everyMs = 20,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-/** Runs `tasks` with `limit` in flight. */
-async function pool<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: limit }, async () => {
-      while (next < items.length) await task(items[next++]!);
-    }),
-  );
-}
-
-interface Controller {
-  pid: number;
-  metricsPort: number;
-  webhookPort: number;
-  stop: () => Promise<void>;
-  metrics: () => Promise<Map<string, number>>;
-  /** Peak resident set size so far (VmHWM), in MiB. */
-  peakRssMiB: () => Promise<number>;
-}
-
-async function startController(
-  kubeconfig: string,
-  namespace: string,
-  pollInterval: string,
-  workers: number,
-): Promise<Controller> {
-  const metricsPort = await freePort();
-  const webhookPort = await freePort();
-  const cache = await mkdtemp(join(tmpdir(), 'bench-sync-controller-'));
-  const child = spawn(
-    NODE24,
-    [
-      CLI,
-      'controller',
-      '--leader-elect=false',
-      '--namespace',
-      namespace,
-      '--metrics-port',
-      String(metricsPort),
-      '--webhook-port',
-      String(webhookPort),
-      '--poll-interval',
-      pollInterval,
-      '--workers',
-      String(workers),
-      '--cache-dir',
-      cache,
-      '--log-level',
-      'warn',
-    ],
-    {
-      env: { ...process.env, KUBECONFIG: kubeconfig, KUBE_ACTIONS_WEBHOOK_SECRET: SECRET },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
-  );
-  await until(
-    'the controller to be healthy',
-    async () =>
-      (await fetch(`http://127.0.0.1:${metricsPort}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      ))
-        ? true
-        : undefined,
-    30_000,
-    100,
-  );
-  return {
-    pid: child.pid!,
-    metricsPort,
-    webhookPort,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-      await rm(cache, { recursive: true, force: true });
-    },
-    metrics: async () => {
-      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-      const m = new Map<string, number>();
-      for (const line of text.split('\n')) {
-        if (!line || line.startsWith('#')) continue;
-        const at = line.lastIndexOf(' ');
-        m.set(line.slice(0, at), Number(line.slice(at + 1)));
-      }
-      return m;
-    },
-    peakRssMiB: async () => {
-      const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
-      return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
-    },
-  };
-}
-
 /** API requests by verb (summed over status codes) from the controller's /metrics. */
 function requestsByVerb(m: Map<string, number>): Map<string, number> {
   const out = new Map<string, number>();
@@ -194,37 +72,13 @@ async function countSynced(client: KubeClient, namespace: string, revision: stri
     .length;
 }
 
-async function namespace(client: KubeClient, name: string): Promise<string> {
-  await client.create(
-    { apiVersion: 'v1', resource: 'namespaces', namespaced: false },
-    { metadata: { name } },
-  );
-  return name;
-}
-
 async function main(): Promise<void> {
-  let cluster: LocalControlPlane | undefined;
-  let kubeconfig = process.env.KUBECONFIG;
-  const binDir = await ensureBinaries();
-  process.env.PATH = `${binDir}:${process.env.PATH}`;
-  if (!kubeconfig) {
-    cluster = await LocalControlPlane.start({
-      dir: join(tmpdir(), `bench-sync-${process.pid}`),
-      attached: true,
-      binDir,
-    });
-    kubeconfig = cluster.kubeconfig;
-  }
-  const kc = new k8s.KubeConfig();
-  kc.loadFromFile(kubeconfig);
-  const client = new KubeClient(kc);
-  await installCRDs(kc);
+  const { kubeconfig, client, label, stop } = await benchCluster('bench-sync');
+  const namespace = (_client: KubeClient, name: string) => createNamespace(client, name);
   const git = await GitServer.start();
   const run = Date.now().toString(36);
   try {
-    console.log(
-      `kube-actions sync benchmark (${new Date().toISOString()}), ${cluster ? 'local control plane' : kubeconfig}`,
-    );
+    console.log(`kube-actions sync benchmark (${new Date().toISOString()}), ${label}`);
 
     // 1. push → Synced with the webhook.
     {
@@ -393,8 +247,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await git.stop();
-    await client.close();
-    await cluster?.stop();
+    await stop();
   }
 }
 

@@ -9,6 +9,7 @@ import { RolloutReconciler } from '../../src/controller/rollout/reconciler.ts';
 import { ClusterAnalysisDriver } from '../../src/controller/rollout/analysis.ts';
 import { AnalysisRunReconciler } from '../../src/controller/analysis/reconciler.ts';
 import { createServer, type Server } from 'node:http';
+import { parse } from 'yaml';
 import {
   INGRESSES,
   POD_TEMPLATE_HASH,
@@ -498,5 +499,190 @@ describe('canary with analysis', () => {
     expect(ro.status?.abort).toBe(true);
     expect(ro.status?.message).toMatch(/RolloutAborted: analysis run .* failed/);
     expect(ro.status?.stableRS).toBe(h2);
+  });
+});
+
+describe('Argo Rollouts manifests and restarts', () => {
+  test("Argo Rollouts' basic canary example (rollouts-demo, apiVersion changed) runs to completion", async () => {
+    // From argoproj/argo-rollouts examples/rollout-canary.yaml, with the pauses shortened.
+    const manifest = `apiVersion: kube-actions.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: rollouts-demo
+spec:
+  replicas: 5
+  strategy:
+    canary:
+      steps:
+      - setWeight: 20
+      - pause: {}
+      - setWeight: 40
+      - pause: {duration: 1}
+      - setWeight: 60
+      - pause: {duration: 1}
+      - setWeight: 80
+      - pause: {duration: 1}
+  revisionHistoryLimit: 2
+  selector:
+    matchLabels:
+      app: rollouts-demo
+  template:
+    metadata:
+      labels:
+        app: rollouts-demo
+    spec:
+      containers:
+      - name: rollouts-demo
+        image: argoproj/rollouts-demo:blue
+        ports:
+        - name: http
+          containerPort: 8080
+          protocol: TCP
+        resources:
+          requests:
+            memory: 32Mi
+            cpu: 5m
+`;
+    const body = parse(manifest) as Rollout;
+    body.metadata.namespace = ns.name;
+    await client.create(ROLLOUT, body as never);
+    await reconcileUntil('rollouts-demo', (r) => r.status?.phase === 'Healthy', 'blue Healthy');
+    await client.patch(
+      ROLLOUT,
+      ns.name,
+      'rollouts-demo',
+      [
+        {
+          op: 'replace',
+          path: '/spec/template/spec/containers/0/image',
+          value: 'argoproj/rollouts-demo:yellow',
+        },
+      ],
+      'application/json-patch+json',
+    );
+    const paused = await reconcileUntil(
+      'rollouts-demo',
+      (r) => r.status?.phase === 'Paused',
+      'paused at 20%',
+    );
+    expect(Object.values(countsOf(await replicaSets('rollouts-demo'))).sort()).toEqual([1, 4]);
+    expect(paused.status?.currentStepIndex).toBe(1);
+    await patchStatus('rollouts-demo', { pauseConditions: null });
+    const done = await reconcileUntil(
+      'rollouts-demo',
+      (r, rss) =>
+        r.status?.phase === 'Healthy' &&
+        available(r, rss, r.status.currentPodHash!, 5) &&
+        r.status.stableRS === r.status.currentPodHash,
+      'yellow promoted',
+    );
+    expect(done.status?.currentStepIndex).toBe(8);
+  });
+
+  test('blue/green with pre-promotion analysis and autoPromotionSeconds, across a controller restart', async () => {
+    await service('bg-active', 'bg');
+    await service('bg-preview', 'bg');
+    await client.create({ apiVersion: 'kube-actions.dev/v1alpha1', resource: 'analysistemplates' }, {
+      apiVersion: 'kube-actions.dev/v1alpha1',
+      kind: 'AnalysisTemplate',
+      metadata: { name: 'smoke', namespace: ns.name },
+      spec: {
+        metrics: [
+          {
+            name: 'job',
+            provider: {
+              job: {
+                spec: {
+                  backoffLimit: 0,
+                  template: {
+                    spec: {
+                      restartPolicy: 'Never',
+                      containers: [{ name: 'smoke', image: 'registry.example/smoke:1' }],
+                    },
+                  },
+                },
+              },
+            },
+          },
+        ],
+      },
+    } as never);
+    const v1 = template('bg', 'registry.example/bg:1');
+    await client.create(ROLLOUT, {
+      apiVersion: ROLLOUT.apiVersion,
+      kind: 'Rollout',
+      metadata: { name: 'bg', namespace: ns.name },
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: { app: 'bg' } },
+        template: v1,
+        strategy: {
+          blueGreen: {
+            activeService: 'bg-active',
+            previewService: 'bg-preview',
+            previewReplicaCount: 1,
+            autoPromotionSeconds: 2,
+            scaleDownDelaySeconds: 1,
+            prePromotionAnalysis: { templates: [{ templateName: 'smoke' }] },
+          },
+        },
+      },
+    } as never);
+    await reconcileUntil('bg', (r) => r.status?.phase === 'Healthy', 'v1 Healthy');
+    const h2 = await setImage('bg', 'registry.example/bg:2');
+    // The preview runs small; the analysis Job (completed by kwok) passes; then the timed pause.
+    const paused = await reconcileUntil(
+      'bg',
+      (r) => r.status?.pauseConditions?.[0]?.reason === 'BlueGreenPause',
+      'the auto-promotion pause',
+    );
+    expect(paused.status?.blueGreen?.prePromotionAnalysisRunStatus?.status).toBe('Successful');
+    expect(countsOf(await replicaSets('bg'))[h2]).toBe(1);
+    expect(await selectorOf('bg-active')).not.toBe(h2);
+    // A new controller instance (a restart) picks up where the old one stopped.
+    reconciler = new RolloutReconciler({
+      client,
+      getRollout: (req) => client.get<Rollout>(ROLLOUT, req.namespace, req.name),
+      listReplicaSets: async (namespace) =>
+        (
+          await client.request<{ items: ReplicaSet[] }>(
+            'GET',
+            `/apis/apps/v1/namespaces/${namespace}/replicasets`,
+          )
+        ).items,
+      analysis: new ClusterAnalysisDriver(client),
+      logger: silentLogger,
+    });
+    const promoted = await reconcileUntil('bg', (r) => r.status?.stableRS === h2, 'auto-promoted after 2 s');
+    expect(Date.now() - Date.parse(paused.status!.pauseConditions![0]!.startTime)).toBeGreaterThanOrEqual(
+      2000,
+    );
+    expect(promoted.status?.blueGreen?.activeSelector).toBe(h2);
+    expect(await selectorOf('bg-active')).toBe(h2);
+    expect(countsOf(await replicaSets('bg'))[h2]).toBe(2);
+    // Exactly one analysis run: the restart did not start another.
+    const runs = await client.request<{ items: { metadata: { name: string } }[] }>(
+      'GET',
+      `/apis/kube-actions.dev/v1alpha1/namespaces/${ns.name}/analysisruns`,
+    );
+    expect(runs.items.filter((r) => r.metadata.name.startsWith(`bg-${h2}`))).toHaveLength(1);
+  });
+
+  test('a strategy naming Services that do not exist is InvalidSpec, not a crash loop', async () => {
+    await client.create(ROLLOUT, {
+      apiVersion: ROLLOUT.apiVersion,
+      kind: 'Rollout',
+      metadata: { name: 'ghost', namespace: ns.name },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: 'ghost' } },
+        template: template('ghost', 'registry.example/ghost:1'),
+        strategy: { blueGreen: { activeService: 'ghost-active' } },
+      },
+    } as never);
+    const ro = await reconcileUntil('ghost', (r) => r.status?.phase === 'Degraded', 'Degraded');
+    expect(ro.status?.conditions?.find((c) => c.type === 'InvalidSpec')?.message).toBe(
+      `service "ghost-active" does not exist in namespace ${ns.name}`,
+    );
   });
 });

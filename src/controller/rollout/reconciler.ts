@@ -13,6 +13,7 @@ import type { Logger } from '../runtime/log.ts';
 import { syncCanaryIngress } from './nginx.ts';
 import { canaryCounts, pauseDurationMs, podTemplateHash, validateSteps, weightAt } from './replicas.ts';
 import {
+  INGRESSES,
   MANAGED_BY,
   POD_TEMPLATE_HASH,
   REPLICASETS,
@@ -97,6 +98,7 @@ export class RolloutReconciler {
     const status: RolloutStatus = structuredClone(previous);
 
     const invalid = this.validate(ro);
+    if (invalid.length === 0) invalid.push(...(await this.missingReferences(ro)));
     if (invalid.length) {
       status.phase = 'Degraded';
       status.message = `InvalidSpec: ${invalid.join('; ')}`;
@@ -195,6 +197,34 @@ export class RolloutReconciler {
       }
       problems.push(...validateSteps(canary.steps ?? [], Boolean(router?.nginx)));
     }
+    return problems;
+  }
+
+  /** Services and Ingresses the strategy names must exist (Argo's InvalidSpec, not a crash loop). */
+  private async missingReferences(ro: Rollout): Promise<string[]> {
+    const { canary, blueGreen } = ro.spec.strategy ?? {};
+    const services = [
+      canary?.stableService,
+      canary?.canaryService,
+      blueGreen?.activeService,
+      blueGreen?.previewService,
+    ];
+    const ingresses = [
+      canary?.trafficRouting?.nginx?.stableIngress,
+      ...(canary?.trafficRouting?.nginx?.stableIngresses ?? []),
+    ];
+    const problems: string[] = [];
+    const check = async (ref: typeof SERVICES, kind: string, name: string | undefined) => {
+      if (!name) return;
+      try {
+        await this.o.client.get(ref, ro.metadata.namespace, name);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        problems.push(`${kind} "${name}" does not exist in namespace ${ro.metadata.namespace}`);
+      }
+    };
+    for (const name of new Set(services)) await check(SERVICES, 'service', name);
+    for (const name of new Set(ingresses)) await check(INGRESSES, 'ingress', name);
     return problems;
   }
 

@@ -1,0 +1,171 @@
+// Shared by the benchmarks that run on a cluster: polling, a bounded pool, percentiles, and the
+// controller run as it ships (the bundled CLI in its own process, so its RSS is its own).
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import * as k8s from '@kubernetes/client-node';
+import { KubeClient } from '../src/core/kube/client.ts';
+import { ensureBinaries, LocalControlPlane } from '../test/cluster/controlplane.ts';
+import { installCRDs } from '../test/cluster/crds.ts';
+import { freePort } from '../test/cluster/ports.ts';
+import { NODE24 } from '../test/cluster/run-action.ts';
+
+export const CLI = resolve(import.meta.dirname, '../dist/cli/index.js');
+export const SECRET = 'bench-webhook-secret';
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+
+export async function until<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs: number,
+  everyMs = 20,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+/** Runs `tasks` with `limit` in flight. */
+export async function pool<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (next < items.length) await task(items[next++]!);
+    }),
+  );
+}
+
+export interface Controller {
+  pid: number;
+  metricsPort: number;
+  webhookPort: number;
+  stop: () => Promise<void>;
+  metrics: () => Promise<Map<string, number>>;
+  /** Peak resident set size so far (VmHWM), in MiB. */
+  peakRssMiB: () => Promise<number>;
+}
+
+export async function startController(
+  kubeconfig: string,
+  namespace: string,
+  pollInterval: string,
+  workers: number,
+): Promise<Controller> {
+  const metricsPort = await freePort();
+  const webhookPort = await freePort();
+  const cache = await mkdtemp(join(tmpdir(), 'bench-sync-controller-'));
+  const child = spawn(
+    NODE24,
+    [
+      CLI,
+      'controller',
+      '--leader-elect=false',
+      '--namespace',
+      namespace,
+      '--metrics-port',
+      String(metricsPort),
+      '--webhook-port',
+      String(webhookPort),
+      '--poll-interval',
+      pollInterval,
+      '--workers',
+      String(workers),
+      '--cache-dir',
+      cache,
+      '--log-level',
+      'warn',
+    ],
+    {
+      env: { ...process.env, KUBECONFIG: kubeconfig, KUBE_ACTIONS_WEBHOOK_SECRET: SECRET },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
+  await until(
+    'the controller to be healthy',
+    async () =>
+      (await fetch(`http://127.0.0.1:${metricsPort}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      ))
+        ? true
+        : undefined,
+    30_000,
+    100,
+  );
+  return {
+    pid: child.pid!,
+    metricsPort,
+    webhookPort,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      await rm(cache, { recursive: true, force: true });
+    },
+    metrics: async () => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const m = new Map<string, number>();
+      for (const line of text.split('\n')) {
+        if (!line || line.startsWith('#')) continue;
+        const at = line.lastIndexOf(' ');
+        m.set(line.slice(0, at), Number(line.slice(at + 1)));
+      }
+      return m;
+    },
+    peakRssMiB: async () => {
+      const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
+      return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
+    },
+  };
+}
+
+/** The cluster in $KUBECONFIG, or a local control plane started (and stopped) for the run. */
+export async function benchCluster(name: string): Promise<{
+  kubeconfig: string;
+  client: KubeClient;
+  kc: k8s.KubeConfig;
+  label: string;
+  stop: () => Promise<void>;
+}> {
+  const binDir = await ensureBinaries();
+  process.env.PATH = `${binDir}:${process.env.PATH}`;
+  let cluster: LocalControlPlane | undefined;
+  let kubeconfig = process.env.KUBECONFIG;
+  if (!kubeconfig) {
+    cluster = await LocalControlPlane.start({
+      dir: join(tmpdir(), `${name}-${process.pid}`),
+      attached: true,
+      binDir,
+    });
+    kubeconfig = cluster.kubeconfig;
+  }
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  const client = new KubeClient(kc);
+  await installCRDs(kc);
+  return {
+    kubeconfig,
+    client,
+    kc,
+    label: cluster ? 'local control plane' : kubeconfig,
+    stop: async () => {
+      await client.close();
+      await cluster?.stop();
+    },
+  };
+}
+
+export async function createNamespace(client: KubeClient, name: string): Promise<string> {
+  await client.create(
+    { apiVersion: 'v1', resource: 'namespaces', namespaced: false },
+    { metadata: { name } },
+  );
+  return name;
+}
