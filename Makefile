@@ -63,6 +63,7 @@ demo-down: ## stop the demo's local control plane
 bench: deps binaries build ## run the benchmarks under bench/ and print their figures
 	node bench/render.ts
 	node bench/sync.ts
+	node bench/rollout.ts
 
 .PHONY: clean
 clean: ## remove build output (the binary cache in ~/.cache/kube-actions is kept)

@@ -156,7 +156,15 @@ export class RolloutReconciler {
 
     await this.cleanupOldReplicaSets(ctx);
     this.summarize(ctx);
-    await this.writeStatus(ro, previous, status);
+    try {
+      await this.writeStatus(ro, previous, status);
+    } catch (err) {
+      // The Rollout changed since it was read (a stale cache, or a promote/abort just now): read
+      // it again soon rather than overwrite. Every step above is idempotent.
+      const code = (err as { code?: number }).code;
+      if (code === 409 || code === 422) return { requeueAfter: 200 };
+      throw err;
+    }
     const next = ctx.wake.filter((t) => t > now.getTime());
     return next.length ? { requeueAfter: Math.max(50, Math.min(...next) - now.getTime()) } : {};
   }
