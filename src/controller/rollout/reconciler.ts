@@ -4,6 +4,7 @@
 // promote, retry. Every decision is read from and written to the Rollout's status and annotations,
 // so a restarted controller resumes mid-rollout; timed events (pause expiry, scale-down deadlines)
 // are precise requeues, not polling.
+import { stableJSON } from '../../core/json.ts';
 import type { KubeClient } from '../../core/kube/client.ts';
 import { isConflict, isNotFound, PatchType } from '../../core/kube/client.ts';
 import type { Request } from '../../core/kube/objects.ts';
@@ -912,7 +913,7 @@ export class RolloutReconciler {
   }
 
   private async writeStatus(ro: Rollout, previous: RolloutStatus, status: RolloutStatus): Promise<void> {
-    if (JSON.stringify(sortKeys(previous)) === JSON.stringify(sortKeys(status))) return;
+    if (stableJSON(previous) === stableJSON(status)) return;
     // Replaced whole (a merge patch would keep fields this controller removed, e.g. pause
     // conditions), guarded by the resourceVersion: a promote/abort from the CLI in between wins.
     await this.o.client.request(
@@ -970,14 +971,4 @@ function setCondition(
 function removeCondition(status: RolloutStatus, type: RolloutCondition['type']): void {
   if (!status.conditions?.some((c) => c.type === type)) return;
   status.conditions = status.conditions.filter((c) => c.type !== type);
-}
-
-function sortKeys(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(sortKeys);
-  if (typeof v !== 'object' || v === null) return v;
-  return Object.fromEntries(
-    Object.keys(v)
-      .sort()
-      .map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]),
-  );
 }

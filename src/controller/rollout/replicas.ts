@@ -2,20 +2,11 @@
 // each ReplicaSet gets for a canary weight, with or without a traffic router (Argo Rollouts'
 // semantics: without a router the weight is the share of pods, rounded to the nearest pod).
 import { createHash } from 'node:crypto';
+import { sortKeys } from '../../core/json.ts';
 import type { CanaryStep, IntOrString, PodTemplate } from './types.ts';
 
 // Kubernetes' rand.SafeEncodeString alphabet: no vowels (no words), no look-alikes.
 const ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
-
-function stable(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(stable);
-  if (typeof v !== 'object' || v === null) return v;
-  return Object.fromEntries(
-    Object.keys(v)
-      .sort()
-      .map((k) => [k, stable((v as Record<string, unknown>)[k])]),
-  );
-}
 
 /**
  * The hash of a pod template: equal templates give equal hashes whatever their key order, and the
@@ -24,7 +15,7 @@ function stable(v: unknown): unknown {
 export function podTemplateHash(template: PodTemplate, collisionCount = 0): string {
   const labels = { ...template.metadata?.labels };
   delete labels['rollouts-pod-template-hash'];
-  const normalized = stable({ ...template, metadata: { ...template.metadata, labels } });
+  const normalized = sortKeys({ ...template, metadata: { ...template.metadata, labels } });
   const digest = createHash('sha256')
     .update(JSON.stringify(normalized))
     .update(String(collisionCount))

@@ -6,6 +6,7 @@
 // anything; an empty render never prunes unless allowEmpty; only objects carrying this
 // application's tracking id are pruned; a sync that fails part-way reports what it applied.
 import { parseDurationMs } from '../../core/duration.ts';
+import { stableJSON } from '../../core/json.ts';
 import { ApplyError, type ResolvedObject, type ResourceManager } from '../../core/kube/apply.ts';
 import { UnknownKindError, type ResourceMapping, type RESTMapper } from '../../core/kube/discovery.ts';
 import { assessHealth, worstHealth, type HealthStatus } from '../../core/kube/health.ts';
@@ -118,18 +119,7 @@ export class ApplicationReconciler {
         health: { status: 'Unknown', message: invalid },
         conditions: this.conditions(app, [{ type: 'InvalidSpecError', message: invalid }]),
       };
-      if (app.operation) {
-        const outcome: OperationOutcome = {
-          phase: 'Failed',
-          message: invalid,
-          results: [],
-          applied: [],
-          pruned: [],
-        };
-        await this.finishOperation(app, outcome, undefined, app.operation, this.now(), [], failed);
-      } else {
-        await this.writeStatus(app, { ...app.status, ...failed });
-      }
+      await this.reportFailure(app, invalid, failed);
       return {};
     }
     const refreshRequested = app.metadata.annotations?.[REFRESH_ANNOTATION] !== undefined;
@@ -152,18 +142,7 @@ export class ApplicationReconciler {
           : (app.status?.health ?? { status: 'Unknown' }),
         conditions: this.conditions(app, [{ type: 'ComparisonError', message: err.message }]),
       };
-      if (app.operation) {
-        const outcome: OperationOutcome = {
-          phase: 'Failed',
-          message: err.message,
-          results: [],
-          applied: [],
-          pruned: [],
-        };
-        await this.finishOperation(app, outcome, undefined, app.operation, this.now(), [], failed);
-      } else {
-        await this.writeStatus(app, { ...app.status, ...failed });
-      }
+      await this.reportFailure(app, err.message, failed);
       return { requeueAfter: err.degrades ? poll : Math.min(poll, 30_000) };
     }
 
@@ -262,6 +241,17 @@ export class ApplicationReconciler {
       return { requeueAfter: this.o.progressingRequeueMs ?? 2000 };
     if (decision.retryAfterMs !== undefined) return { requeueAfter: Math.min(decision.retryAfterMs, poll) };
     return { requeueAfter: poll };
+  }
+
+  /** Writes a failure's status; a pending operation fails with it (and is cleared). */
+  private async reportFailure(
+    app: Application,
+    message: string,
+    failed: Partial<ApplicationStatus>,
+  ): Promise<void> {
+    if (!app.operation) return this.writeStatus(app, { ...app.status, ...failed });
+    const outcome: OperationOutcome = { phase: 'Failed', message, results: [], applied: [], pruned: [] };
+    await this.finishOperation(app, outcome, undefined, app.operation, this.now(), [], failed);
   }
 
   // ---- validation -------------------------------------------------------------------------
@@ -943,16 +933,6 @@ export function backoffMs(
   const base = parseDurationMs(backoff?.duration) ?? 5000;
   const cap = parseDurationMs(backoff?.maxDuration) ?? 180_000;
   return Math.min(cap, base * (backoff?.factor ?? 2) ** attempt);
-}
-
-function stableJSON(v: unknown): string {
-  return JSON.stringify(v, (_k, value: unknown) =>
-    value && typeof value === 'object' && !Array.isArray(value)
-      ? Object.fromEntries(
-          Object.entries(value as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)),
-        )
-      : value,
-  );
 }
 
 export { TransientError };

@@ -8,6 +8,7 @@ import { PatchType, statusCode } from './client.ts';
 import { resourcePath } from './objects.ts';
 import type { ResourceMapping, RESTMapper } from './discovery.ts';
 import { UnknownKindError } from './discovery.ts';
+import { sortKeys } from '../json.ts';
 import { apiGroup, describeObject, isRecord, type KubeResource } from './resource.ts';
 
 export const FIELD_MANAGER = 'kube-actions';
@@ -239,16 +240,6 @@ export function comparable(obj: KubeResource): unknown {
   }
   if (meta.annotations && Object.keys(meta.annotations).length === 0) delete meta.annotations;
   return sortKeys({ ...rest, metadata: meta });
-}
-
-function sortKeys(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(sortKeys);
-  if (!isRecord(v)) return v;
-  return Object.fromEntries(
-    Object.keys(v)
-      .sort()
-      .map((k) => [k, sortKeys(v[k])]),
-  );
 }
 
 /** Whether applying would change the live object: the dry-run result differs from it. */
