@@ -686,3 +686,36 @@ spec:
     );
   });
 });
+
+describe('scale subresource', () => {
+  test('an HPA-style scale through /scale resizes the stable ReplicaSet; status carries the selector HPAs need', async () => {
+    const v1 = template('hpa', 'registry.example/hpa:1');
+    await client.create(ROLLOUT, {
+      apiVersion: ROLLOUT.apiVersion,
+      kind: 'Rollout',
+      metadata: { name: 'hpa', namespace: ns.name },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: 'hpa' } },
+        template: v1,
+        strategy: { canary: { steps: [{ setWeight: 50 }] } },
+      },
+    } as never);
+    await reconcileUntil('hpa', (r) => r.status?.phase === 'Healthy', 'Healthy at 1');
+    const scalePath = `/apis/kube-actions.dev/v1alpha1/namespaces/${ns.name}/rollouts/hpa/scale`;
+    await client.request('PATCH', scalePath, {
+      body: { spec: { replicas: 3 } },
+      contentType: 'application/merge-patch+json',
+    });
+    await reconcileUntil(
+      'hpa',
+      (r, rss) => r.status?.phase === 'Healthy' && available(r, rss, podTemplateHash(v1), 3),
+      'Healthy at 3',
+    );
+    const scale = await client.request<{
+      spec: { replicas: number };
+      status: { replicas: number; selector: string };
+    }>('GET', scalePath);
+    expect(scale).toMatchObject({ spec: { replicas: 3 }, status: { replicas: 3, selector: 'app=hpa' } });
+  });
+});
