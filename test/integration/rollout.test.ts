@@ -719,3 +719,41 @@ describe('scale subresource', () => {
     expect(scale).toMatchObject({ spec: { replicas: 3 }, status: { replicas: 3, selector: 'app=hpa' } });
   });
 });
+
+describe('maxSurge and maxUnavailable', () => {
+  test('without a router pods move like a rolling update: never more than replicas + maxSurge, never fewer than replicas - maxUnavailable available', async () => {
+    const v1 = template('roll', 'registry.example/roll:1');
+    await client.create(ROLLOUT, {
+      apiVersion: ROLLOUT.apiVersion,
+      kind: 'Rollout',
+      metadata: { name: 'roll', namespace: ns.name },
+      spec: {
+        replicas: 4,
+        selector: { matchLabels: { app: 'roll' } },
+        template: v1,
+        strategy: { canary: { maxSurge: 1, maxUnavailable: 0, steps: [{ setWeight: 100 }] } },
+      },
+    } as never);
+    await reconcileUntil('roll', (r) => r.status?.phase === 'Healthy', 'v1 Healthy');
+    const h2 = await setImage('roll', 'registry.example/roll:2');
+    let maxPods = 0;
+    let minAvailable = Infinity;
+    const seen = new Set<string>();
+    await reconcileUntil(
+      'roll',
+      (r, rss) => {
+        const desired = rss.reduce((n, rs) => n + (rs.spec.replicas ?? 0), 0);
+        const availableNow = rss.reduce((n, rs) => n + (rs.status?.availableReplicas ?? 0), 0);
+        maxPods = Math.max(maxPods, desired);
+        minAvailable = Math.min(minAvailable, availableNow);
+        seen.add(JSON.stringify(countsOf(rss)));
+        return r.status?.stableRS === h2 && r.status.phase === 'Healthy';
+      },
+      'v2 rolled out',
+    );
+    expect(maxPods).toBeLessThanOrEqual(5);
+    expect(minAvailable).toBeGreaterThanOrEqual(4);
+    // It went in steps, not all at once.
+    expect(seen.size).toBeGreaterThan(3);
+  });
+});

@@ -12,7 +12,14 @@ import { resourcePath } from '../../core/kube/objects.ts';
 import type { EventRecorder } from '../runtime/events.ts';
 import type { Logger } from '../runtime/log.ts';
 import { syncCanaryIngress } from './nginx.ts';
-import { canaryCounts, pauseDurationMs, podTemplateHash, validateSteps, weightAt } from './replicas.ts';
+import {
+  canaryCounts,
+  pauseDurationMs,
+  podTemplateHash,
+  resolveIntOrPercent,
+  validateSteps,
+  weightAt,
+} from './replicas.ts';
 import {
   INGRESSES,
   MANAGED_BY,
@@ -363,11 +370,30 @@ export class RolloutReconciler {
     if (canaryScale?.replicas !== undefined) target.canary = canaryScale.replicas;
     else if (canaryScale?.weight !== undefined)
       target.canary = Math.ceil((replicas * canaryScale.weight) / 100);
-    await this.scale(newRS, target.canary);
-    // The stable shrinks only by what the canary already serves: availability never drops.
-    const canaryAvailable = Math.min(newRS.status?.availableReplicas ?? 0, target.canary);
-    const stableTarget = router ? replicas : Math.max(target.stable, replicas - canaryAvailable);
-    await this.scale(stableRS, stableTarget);
+    if (router) {
+      // The router splits traffic: the stable keeps all its pods, the canary gets its share.
+      await this.scale(newRS, target.canary);
+      await this.scale(stableRS, replicas);
+    } else {
+      // Pods move like a rolling update (Argo's basic canary): at most replicas + maxSurge pods in
+      // all, and at least replicas - maxUnavailable of them available, until the weight is reached.
+      const canary = ctx.ro.spec.strategy!.canary!;
+      let surge = resolveIntOrPercent(canary.maxSurge, replicas, true, '25%');
+      const unavailable = resolveIntOrPercent(canary.maxUnavailable, replicas, false, '25%');
+      if (surge === 0 && unavailable === 0) surge = 1;
+      const stableNow = stableRS.spec.replicas ?? 0;
+      const canaryNow = newRS.spec.replicas ?? 0;
+      const canaryWant = Math.min(target.canary, Math.max(canaryNow, replicas + surge - stableNow));
+      await this.scale(newRS, canaryWant);
+      const available =
+        Math.min(newRS.status?.availableReplicas ?? 0, canaryWant) +
+        (stableRS.status?.availableReplicas ?? 0);
+      // Stable pods that can go without dropping below replicas - maxUnavailable available.
+      const removable = Math.max(0, available - (replicas - unavailable));
+      const stableWant = Math.max(target.stable, Math.min(stableNow, stableNow - removable));
+      // Never grow the stable here unless the weight went down (setWeight to a lower value).
+      await this.scale(stableRS, stableNow > target.stable ? stableWant : target.stable);
+    }
     const ready =
       (newRS.status?.availableReplicas ?? 0) >= target.canary &&
       (stableRS.spec.replicas ?? 0) === target.stable;
