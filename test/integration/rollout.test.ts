@@ -757,3 +757,60 @@ describe('maxSurge and maxUnavailable', () => {
     expect(seen.size).toBeGreaterThan(3);
   });
 });
+
+describe('workloadRef', () => {
+  test('a Rollout taking its template from a Deployment scales the Deployment down progressively, and follows its template', async () => {
+    const deployments = { apiVersion: 'apps/v1', resource: 'deployments' };
+    await client.create(deployments, {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'legacy', namespace: ns.name },
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: { app: 'legacy' } },
+        template: template('legacy', 'registry.example/legacy:1'),
+      },
+    } as never);
+    await client.create(ROLLOUT, {
+      apiVersion: ROLLOUT.apiVersion,
+      kind: 'Rollout',
+      metadata: { name: 'legacy', namespace: ns.name },
+      spec: {
+        replicas: 2,
+        workloadRef: {
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          name: 'legacy',
+          scaleDown: 'progressively',
+        },
+        strategy: { canary: { steps: [{ setWeight: 50 }, { pause: {} }] } },
+      },
+    } as never);
+    const deploymentReplicas = async () =>
+      (await client.get<{ metadata?: object; spec: { replicas: number } }>(deployments, ns.name, 'legacy'))
+        .spec.replicas;
+    const ro = await reconcileUntil(
+      'legacy',
+      (r) => r.status?.phase === 'Healthy',
+      'Healthy from the Deployment template',
+    );
+    expect(ro.status?.stableRS).toBe(
+      podTemplateHash(
+        (await client.get<{ metadata?: object; spec: { template: never } }>(deployments, ns.name, 'legacy'))
+          .spec.template,
+      ),
+    );
+    expect(await deploymentReplicas()).toBe(0);
+    // A new image in the Deployment is a new revision of the Rollout.
+    await client.patch(deployments, ns.name, 'legacy', {
+      spec: { template: template('legacy', 'registry.example/legacy:2') },
+    });
+    const paused = await reconcileUntil(
+      'legacy',
+      (r) => r.status?.phase === 'Paused',
+      'canary of the Deployment change',
+    );
+    expect(paused.status?.currentPodHash).not.toBe(paused.status?.stableRS);
+    expect(await deploymentReplicas()).toBe(0);
+  });
+});

@@ -8,7 +8,7 @@ import { EventRecorder } from '../runtime/events.ts';
 import type { Manager } from '../runtime/manager.ts';
 import { ClusterAnalysisDriver } from './analysis.ts';
 import { RolloutReconciler, type AnalysisDriver } from './reconciler.ts';
-import { REPLICASETS, ROLLOUT, type ReplicaSet, type Rollout } from './types.ts';
+import { DEPLOYMENTS, REPLICASETS, ROLLOUT, type ReplicaSet, type Rollout } from './types.ts';
 
 export interface RolloutControllerOptions {
   namespace?: string;
@@ -60,6 +60,17 @@ export function setupRolloutController(
   });
   controller.watch(rollouts, undefined, rolloutChanged());
   controller.watch(replicaSets, enqueueOwner({ apiVersion: ROLLOUT.apiVersion, kind: 'Rollout' }));
+  // A Deployment a workloadRef points at: its template changes start a rollout.
+  const deployments = manager.informer<KubeObject>(DEPLOYMENTS, { namespace: options.namespace ?? '' });
+  controller.watch(deployments, (dep) =>
+    rollouts
+      .list(dep.metadata?.namespace)
+      .filter(
+        (ro) =>
+          ro.spec.workloadRef?.name === dep.metadata?.name && ro.spec.workloadRef?.kind === 'Deployment',
+      )
+      .map((ro) => ({ namespace: ro.metadata.namespace, name: ro.metadata.name })),
+  );
   // A run changing phase moves its rollout on (status-only updates: no generation filter here).
   const runs = manager.informer<KubeObject>(ANALYSIS_RUN, { namespace: options.namespace ?? '' });
   controller.watch(runs, enqueueOwner({ apiVersion: ROLLOUT.apiVersion, kind: 'Rollout' }));

@@ -21,6 +21,7 @@ import {
   weightAt,
 } from './replicas.ts';
 import {
+  DEPLOYMENTS,
   INGRESSES,
   MANAGED_BY,
   POD_TEMPLATE_HASH,
@@ -30,6 +31,7 @@ import {
   SCALE_DOWN_DEADLINE,
   SERVICES,
   SOURCE_TEMPLATE,
+  type Deployment,
   type PauseReason,
   type ReplicaSet,
   type Rollout,
@@ -99,13 +101,15 @@ export class RolloutReconciler {
   }
 
   async reconcile(req: Request): Promise<ReconcileResult> {
-    const ro = await this.o.getRollout(req);
-    if (!ro || (ro.metadata as { deletionTimestamp?: string }).deletionTimestamp) return {};
+    const given = await this.o.getRollout(req);
+    if (!given || (given.metadata as { deletionTimestamp?: string }).deletionTimestamp) return {};
     const now = this.now();
-    const previous: RolloutStatus = structuredClone(ro.status ?? {});
+    const previous: RolloutStatus = structuredClone(given.status ?? {});
     const status: RolloutStatus = structuredClone(previous);
 
-    const invalid = this.validate(ro);
+    // workloadRef: the pod template (and, by default, the selector) come from a Deployment.
+    const { rollout: ro, problems: refProblems } = await this.resolveWorkload(given);
+    const invalid = [...refProblems, ...(refProblems.length ? [] : this.validate(ro))];
     if (invalid.length === 0) invalid.push(...(await this.missingReferences(ro)));
     if (invalid.length) {
       status.phase = 'Degraded';
@@ -164,6 +168,7 @@ export class RolloutReconciler {
 
     await this.cleanupOldReplicaSets(ctx);
     this.summarize(ctx);
+    await this.scaleDownWorkload(ctx);
     try {
       await this.writeStatus(ro, previous, status);
     } catch (err) {
@@ -182,8 +187,7 @@ export class RolloutReconciler {
   private validate(ro: Rollout): string[] {
     const problems: string[] = [];
     const { canary, blueGreen } = ro.spec.strategy ?? {};
-    if (ro.spec.workloadRef) problems.push('spec.workloadRef is not supported yet: use spec.template');
-    if (!ro.spec.template) problems.push('spec.template is required');
+    if (!ro.spec.template) problems.push('spec.template (or spec.workloadRef) is required');
     if (!canary === !blueGreen) problems.push('spec.strategy must set exactly one of canary or blueGreen');
     const matchLabels = ro.spec.selector?.matchLabels ?? {};
     if (Object.keys(matchLabels).length === 0)
@@ -214,6 +218,75 @@ export class RolloutReconciler {
       problems.push(...validateSteps(canary.steps ?? [], Boolean(router?.nginx)));
     }
     return problems;
+  }
+
+  /** The rollout with the template and selector of its workloadRef's Deployment filled in. */
+  private async resolveWorkload(ro: Rollout): Promise<{ rollout: Rollout; problems: string[] }> {
+    const ref = ro.spec.workloadRef;
+    if (!ref) return { rollout: ro, problems: [] };
+    if (ro.spec.template)
+      return { rollout: ro, problems: ['set either spec.template or spec.workloadRef, not both'] };
+    if (ref.kind !== 'Deployment' || (ref.apiVersion ?? 'apps/v1') !== 'apps/v1') {
+      return {
+        rollout: ro,
+        problems: [
+          `spec.workloadRef must reference an apps/v1 Deployment, got ${ref.apiVersion} ${ref.kind}`,
+        ],
+      };
+    }
+    const scaleDown = ref.scaleDown ?? 'never';
+    if (!['never', 'onsuccess', 'progressively'].includes(scaleDown)) {
+      return {
+        rollout: ro,
+        problems: [
+          `spec.workloadRef.scaleDown must be never, onsuccess or progressively, got "${scaleDown}"`,
+        ],
+      };
+    }
+    let deployment: Deployment;
+    try {
+      deployment = await this.o.client.get<Deployment>(DEPLOYMENTS, ro.metadata.namespace, ref.name);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      return {
+        rollout: ro,
+        problems: [
+          `deployment "${ref.name}" (spec.workloadRef) does not exist in namespace ${ro.metadata.namespace}`,
+        ],
+      };
+    }
+    const spec = {
+      ...ro.spec,
+      template: deployment.spec.template,
+      selector: ro.spec.selector?.matchLabels ? ro.spec.selector : deployment.spec.selector,
+    };
+    return { rollout: { ...ro, spec }, problems: [] };
+  }
+
+  /**
+   * workloadRef's scaleDown: `onsuccess` scales the Deployment to 0 once the rollout is Healthy,
+   * `progressively` by as many pods as the rollout has available; `never` leaves it alone.
+   */
+  private async scaleDownWorkload(ctx: Context): Promise<void> {
+    const ref = ctx.ro.spec.workloadRef;
+    const mode = ref?.scaleDown ?? 'never';
+    if (!ref || mode === 'never') return;
+    const deployment = await this.o.client.get<Deployment>(DEPLOYMENTS, ctx.ro.metadata.namespace, ref.name);
+    const want =
+      mode === 'onsuccess'
+        ? ctx.status.phase === 'Healthy'
+          ? 0
+          : (deployment.spec.replicas ?? 1)
+        : Math.max(0, ctx.replicas - (ctx.status.availableReplicas ?? 0));
+    if (want < (deployment.spec.replicas ?? 1)) {
+      await this.o.client.patch(
+        DEPLOYMENTS,
+        ctx.ro.metadata.namespace,
+        ref.name,
+        { spec: { replicas: want } },
+        PatchType.merge,
+      );
+    }
   }
 
   /** Services and Ingresses the strategy names must exist (Argo's InvalidSpec, not a crash loop). */

@@ -9,6 +9,7 @@ export const ROLLOUT: ResourceRef = {
 };
 export const REPLICASETS: ResourceRef = { apiVersion: 'apps/v1', resource: 'replicasets', namespaced: true };
 export const SERVICES: ResourceRef = { apiVersion: 'v1', resource: 'services', namespaced: true };
+export const DEPLOYMENTS: ResourceRef = { apiVersion: 'apps/v1', resource: 'deployments', namespaced: true };
 export const INGRESSES: ResourceRef = {
   apiVersion: 'networking.k8s.io/v1',
   resource: 'ingresses',
@@ -150,7 +151,12 @@ export interface Rollout extends KubeObject {
     replicas?: number;
     selector?: { matchLabels?: Record<string, string>; matchExpressions?: unknown[] };
     template?: PodTemplate;
-    workloadRef?: { apiVersion: string; kind: string; name: string };
+    workloadRef?: {
+      apiVersion: string;
+      kind: string;
+      name: string;
+      scaleDown?: 'never' | 'onsuccess' | 'progressively';
+    };
     minReadySeconds?: number;
     revisionHistoryLimit?: number;
     paused?: boolean;
@@ -184,4 +190,9 @@ export interface ReplicaSet extends KubeObject {
     availableReplicas?: number;
     observedGeneration?: number;
   };
+}
+
+/** The parts of a Deployment a workloadRef reads and scales. */
+export interface Deployment extends KubeObject {
+  spec: { replicas?: number; selector: { matchLabels?: Record<string, string> }; template: PodTemplate };
 }
