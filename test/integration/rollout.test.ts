@@ -814,3 +814,76 @@ describe('workloadRef', () => {
     expect(await deploymentReplicas()).toBe(0);
   });
 });
+
+describe('blue/green post-promotion analysis', () => {
+  let server: Server;
+  beforeAll(async () => {
+    server = createServer((_req, res) =>
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"errors": 7}'),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  test('a failing post-promotion analysis switches the active Service back to the stable revision and aborts', async () => {
+    await service('post-active', 'post');
+    await client.create({ apiVersion: 'kube-actions.dev/v1alpha1', resource: 'analysistemplates' }, {
+      apiVersion: 'kube-actions.dev/v1alpha1',
+      kind: 'AnalysisTemplate',
+      metadata: { name: 'errors', namespace: ns.name },
+      spec: {
+        metrics: [
+          {
+            name: 'errors',
+            successCondition: 'result < 1',
+            provider: {
+              web: {
+                url: `http://127.0.0.1:${(server.address() as { port: number }).port}/`,
+                jsonPath: '{$.errors}',
+              },
+            },
+          },
+        ],
+      },
+    } as never);
+    const v1 = template('post', 'registry.example/post:1');
+    await client.create(ROLLOUT, {
+      apiVersion: ROLLOUT.apiVersion,
+      kind: 'Rollout',
+      metadata: { name: 'post', namespace: ns.name },
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: { app: 'post' } },
+        template: v1,
+        strategy: {
+          blueGreen: {
+            activeService: 'post-active',
+            abortScaleDownDelaySeconds: 0,
+            postPromotionAnalysis: { templates: [{ templateName: 'errors' }] },
+          },
+        },
+      },
+    } as never);
+    const h1 = podTemplateHash(v1);
+    await reconcileUntil('post', (r) => r.status?.phase === 'Healthy', 'v1 Healthy');
+    const h2 = await setImage('post', 'registry.example/post:2');
+    let switched = false;
+    const ro = await reconcileUntil(
+      'post',
+      (r) => {
+        // It did switch (post-promotion analysis runs against the new active revision)...
+        if (r.status?.blueGreen?.activeSelector === h2) switched = true;
+        return r.status?.phase === 'Degraded';
+      },
+      'aborted by the post-promotion analysis',
+    );
+    expect(switched).toBe(true);
+    // ...and switched back.
+    expect(ro.status?.blueGreen?.activeSelector).toBe(h1);
+    expect(await selectorOf('post-active')).toBe(h1);
+    expect(ro.status?.stableRS).toBe(h1);
+    expect(ro.status?.blueGreen?.postPromotionAnalysisRunStatus?.status).toBe('Failed');
+    // abortScaleDownDelaySeconds: 0 keeps the aborted revision's pods for inspection.
+    expect(countsOf(await replicaSets('post'))[h2]).toBe(2);
+  });
+});
