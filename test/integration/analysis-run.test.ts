@@ -432,7 +432,11 @@ describe('templates and termination', () => {
       }),
     ).rejects.toThrow(TemplateError);
 
-    await eventually('a few measurements', () => Promise.resolve(r.requests.length >= 3 ? true : undefined));
+    await eventually(
+      'a few measurements',
+      () => Promise.resolve(r.requests.length >= 3 ? true : undefined),
+      60_000,
+    );
     const before = await getRun('from-templates');
     expect(before!.status!.phase).toBe('Running');
     await terminateAnalysisRun(client, ns.name, 'from-templates');
