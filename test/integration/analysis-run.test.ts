@@ -401,12 +401,12 @@ describe('templates and termination', () => {
         metrics: [{ name: 'once', provider: { web: { url: `${base}/tmpl`, jsonPath: '{$.v}' } } }],
       },
     } as never);
-    const owner = {
-      apiVersion: 'v1',
-      kind: 'ConfigMap',
-      name: 'owner',
-      uid: '00000000-0000-0000-0000-000000000001',
-    };
+    // A real owner: the garbage collector deletes a run whose owner does not exist.
+    const ownerObject = await client.create<{ metadata: { name: string; namespace: string; uid?: string } }>(
+      { apiVersion: 'v1', resource: 'configmaps' },
+      { metadata: { name: 'owner', namespace: ns.name } },
+    );
+    const owner = { apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: ownerObject.metadata.uid! };
     const created = await createAnalysisRun(client, {
       namespace: ns.name,
       name: 'from-templates',
