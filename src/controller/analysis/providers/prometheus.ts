@@ -4,7 +4,7 @@
 // Error measurement (never a crash). Matrices and strings are not supported.
 import { evaluateConditions } from '../expression.ts';
 import type { Measurement, Metric } from '../types.ts';
-import { errorMeasurement, headerMap, sendHttp, type Provider, type ProviderContext } from './provider.ts';
+import { errorMeasurement, headerMap, InlineProvider, sendHttp, type ProviderContext } from './provider.ts';
 
 export const RESOLVED_QUERY_KEY = 'ResolvedPrometheusQuery';
 
@@ -61,10 +61,11 @@ export function prometheusResult(data: ApiResponse['data']): { result: number | 
   }
 }
 
-export class PrometheusProvider implements Provider {
+export class PrometheusProvider extends InlineProvider {
   private readonly options: PrometheusProviderOptions;
 
   constructor(options: PrometheusProviderOptions = {}) {
+    super();
     this.options = options;
   }
 
@@ -133,17 +134,5 @@ export class PrometheusProvider implements Provider {
       if (ctx.signal.aborted) throw err;
       return errorMeasurement(m, err, ctx.now());
     }
-  }
-
-  resume(ctx: ProviderContext, measurement: Measurement): Promise<Measurement> {
-    return Promise.resolve(errorMeasurement(measurement, new Error('measurement interrupted'), ctx.now()));
-  }
-
-  terminate(ctx: ProviderContext, measurement: Measurement): Promise<Measurement> {
-    return Promise.resolve({ ...measurement, phase: 'Successful', finishedAt: ctx.now().toISOString() });
-  }
-
-  garbageCollect(): Promise<void> {
-    return Promise.resolve();
   }
 }

@@ -25,6 +25,26 @@ export interface Provider {
   metadata?(metric: Metric): Record<string, string> | undefined;
 }
 
+/**
+ * A provider whose measurement completes within run() (web, prometheus): one found in flight was
+ * interrupted by a restart, terminating ends it as is, and nothing is left behind to collect.
+ */
+export abstract class InlineProvider implements Provider {
+  abstract run(ctx: ProviderContext): Promise<Measurement>;
+
+  resume(ctx: ProviderContext, measurement: Measurement): Promise<Measurement> {
+    return Promise.resolve(errorMeasurement(measurement, new Error('measurement interrupted'), ctx.now()));
+  }
+
+  terminate(ctx: ProviderContext, measurement: Measurement): Promise<Measurement> {
+    return Promise.resolve({ ...measurement, phase: 'Successful', finishedAt: ctx.now().toISOString() });
+  }
+
+  garbageCollect(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
 export function errorMeasurement(m: Measurement, err: unknown, now: Date): Measurement {
   return {
     ...m,

@@ -4,11 +4,11 @@
 import { evaluateConditions } from '../expression.ts';
 import { parseJsonPath } from '../jsonpath.ts';
 import type { Measurement } from '../types.ts';
-import { errorMeasurement, headerMap, sendHttp, type Provider, type ProviderContext } from './provider.ts';
+import { errorMeasurement, headerMap, InlineProvider, sendHttp, type ProviderContext } from './provider.ts';
 
 const METHODS = new Set(['GET', 'POST', 'PUT']);
 
-export class WebProvider implements Provider {
+export class WebProvider extends InlineProvider {
   async run(ctx: ProviderContext): Promise<Measurement> {
     const started = ctx.now();
     const m: Measurement = { phase: 'Running', startedAt: started.toISOString() };
@@ -68,18 +68,5 @@ export class WebProvider implements Provider {
       if (ctx.signal.aborted) throw err;
       return errorMeasurement(m, err, ctx.now());
     }
-  }
-
-  // A web measurement completes within run(); one found in flight was interrupted.
-  resume(ctx: ProviderContext, measurement: Measurement): Promise<Measurement> {
-    return Promise.resolve(errorMeasurement(measurement, new Error('measurement interrupted'), ctx.now()));
-  }
-
-  terminate(ctx: ProviderContext, measurement: Measurement): Promise<Measurement> {
-    return Promise.resolve({ ...measurement, phase: 'Successful', finishedAt: ctx.now().toISOString() });
-  }
-
-  garbageCollect(): Promise<void> {
-    return Promise.resolve();
   }
 }
