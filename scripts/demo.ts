@@ -9,6 +9,8 @@
 //   4. A promotion (`kube-actions promote`) bumps the image in Git; a signed push webhook makes the
 //      controller apply it at once.
 //   5. Drift (someone scales the Deployment by hand) is healed.
+//   6. Progressive delivery: checkout in production is a canary Rollout; a promotion pauses it at
+//      50% (the Application shows Suspended) until `kube-actions rollout promote` lets it finish.
 import * as k8s from '@kubernetes/client-node';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -26,7 +28,7 @@ const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '..');
 const demoDir = process.env.DEMO_DIR ?? join(root, '.test-cluster', 'demo');
 const CLI = join(root, 'dist', 'cli', 'index.js');
-const STEPS = 5;
+const STEPS = 6;
 const step = (n: number, text: string) => console.log(`\n\x1b[1m[${n}/${STEPS}] ${text}\x1b[0m`);
 const TOKEN = `demo-${Math.random().toString(36).slice(2)}`;
 const WEBHOOK_SECRET = `demo-webhook-${Math.random().toString(36).slice(2)}`;
@@ -238,7 +240,63 @@ async function main(): Promise<void> {
         : undefined,
     );
     console.log(`  back to 2 replicas, as Git says, ${Date.now() - healed} ms later\n`);
-    console.log(indent(await cli(['app', 'list', '-n', CONTROLLER_NS], { KUBECONFIG: kubeconfigPath(how) })));
+
+    step(6, 'progressive delivery: a canary Rollout for checkout in production');
+    const kube = { KUBECONFIG: kubeconfigPath(how) };
+    await client.patch(
+      APPLICATION,
+      CONTROLLER_NS,
+      'checkout-production',
+      JSON.stringify({
+        ...appBody,
+        metadata: { name: 'checkout-production', namespace: CONTROLLER_NS },
+        spec: {
+          ...appBody.spec,
+          source: { repoURL, targetRevision: 'main', path: 'apps/checkout/overlays/production' },
+          destination: { server: 'https://kubernetes.default.svc', namespace: 'checkout-production' },
+        },
+      }),
+      PatchType.apply,
+      { fieldManager: 'kube-actions-demo', force: true },
+    );
+    const appState = async () => {
+      const app = await client.get<Application & { metadata: object }>(
+        APPLICATION,
+        CONTROLLER_NS,
+        'checkout-production',
+      );
+      return `${app.status?.sync?.status ?? '?'}/${app.status?.health?.status ?? '?'}`;
+    };
+    await until('checkout Synced/Healthy', async () =>
+      (await appState()) === 'Synced/Healthy' ? true : undefined,
+    );
+    console.log('  checkout 1.0.0 runs as a Rollout: Synced/Healthy');
+    console.log(
+      `  ${(await cli(['promote', '--repo', repoURL, '--kustomization', 'apps/checkout/overlays/production/kustomization.yaml', '--image', 'ghcr.io/kube-actions/checkout:1.1.0', '-m', 'checkout: 1.1.0 to production'], { GIT_TOKEN: TOKEN })).trim()}`,
+    );
+    await fetch(`http://127.0.0.1:${webhookPort}/api/webhook`, {
+      method: 'POST',
+      body,
+      headers: {
+        'X-GitHub-Event': 'push',
+        'X-Hub-Signature-256': signature(WEBHOOK_SECRET, Buffer.from(body)),
+      },
+    });
+    await until('the canary to pause at 50%', async () =>
+      (await appState()) === 'Synced/Suspended' ? true : undefined,
+    );
+    console.log(`  the canary paused at 50%; the Application is ${await appState()}\n`);
+    console.log(indent(await cli(['rollout', 'get', 'checkout', '-n', 'checkout-production'], kube)));
+    console.log(
+      `\n  ${(await cli(['rollout', 'promote', 'checkout', '-n', 'checkout-production'], kube)).trim()}`,
+    );
+    await until('checkout Healthy on 1.1.0', async () =>
+      (await appState()) === 'Synced/Healthy' ? true : undefined,
+    );
+    console.log(
+      `  ${(await cli(['rollout', 'status', 'checkout', '-n', 'checkout-production', '--timeout', '60s'], kube)).trim().split('\n').at(-1)}: checkout 1.1.0 is stable; the Application is ${await appState()}\n`,
+    );
+    console.log(indent(await cli(['app', 'list', '-n', CONTROLLER_NS], kube)));
   } finally {
     controller?.kill('SIGTERM');
     if (controller) await new Promise((r) => controller!.once('exit', r));
