@@ -58,6 +58,21 @@ const template = (app: string, image: string) => ({
   spec: { containers: [{ name: 'main', image }] },
 });
 
+/** Creates a Rollout whose pods are labelled app=<name>, image registry.example/<name>:1; returns that template. */
+async function createRollout(
+  name: string,
+  spec: Record<string, unknown>,
+): Promise<ReturnType<typeof template>> {
+  const first = template(name, `registry.example/${name}:1`);
+  await client.create(ROLLOUT, {
+    apiVersion: ROLLOUT.apiVersion,
+    kind: 'Rollout',
+    metadata: { name, namespace: ns.name },
+    spec: { selector: { matchLabels: { app: name } }, template: first, ...spec },
+  } as never);
+  return first;
+}
+
 async function service(name: string, app: string): Promise<void> {
   await client.create(SERVICES, {
     apiVersion: 'v1',
@@ -161,24 +176,16 @@ describe('canary without a traffic router', () => {
   test('setWeight by replica counts, an indefinite pause until promoted, a timed pause, then the canary becomes stable', async () => {
     await service('web-stable', 'web');
     await service('web-canary', 'web');
-    const v1 = template('web', 'registry.example/web:1');
-    await client.create(ROLLOUT, {
-      apiVersion: ROLLOUT.apiVersion,
-      kind: 'Rollout',
-      metadata: { name: 'web', namespace: ns.name },
-      spec: {
-        replicas: 4,
-        selector: { matchLabels: { app: 'web' } },
-        template: v1,
-        strategy: {
-          canary: {
-            stableService: 'web-stable',
-            canaryService: 'web-canary',
-            steps: [{ setWeight: 25 }, { pause: {} }, { setWeight: 50 }, { pause: { duration: 1 } }],
-          },
+    const v1 = await createRollout('web', {
+      replicas: 4,
+      strategy: {
+        canary: {
+          stableService: 'web-stable',
+          canaryService: 'web-canary',
+          steps: [{ setWeight: 25 }, { pause: {} }, { setWeight: 50 }, { pause: { duration: 1 } }],
         },
       },
-    } as never);
+    });
     const h1 = podTemplateHash(v1);
     // The first revision skips the steps.
     let ro = await reconcileUntil(
@@ -248,25 +255,17 @@ describe('blue/green', () => {
   test('preview first, manual promotion switches the active Service, the old ReplicaSet goes after scaleDownDelaySeconds', async () => {
     await service('shop-active', 'shop');
     await service('shop-preview', 'shop');
-    const v1 = template('shop', 'registry.example/shop:1');
-    await client.create(ROLLOUT, {
-      apiVersion: ROLLOUT.apiVersion,
-      kind: 'Rollout',
-      metadata: { name: 'shop', namespace: ns.name },
-      spec: {
-        replicas: 2,
-        selector: { matchLabels: { app: 'shop' } },
-        template: v1,
-        strategy: {
-          blueGreen: {
-            activeService: 'shop-active',
-            previewService: 'shop-preview',
-            autoPromotionEnabled: false,
-            scaleDownDelaySeconds: 2,
-          },
+    const v1 = await createRollout('shop', {
+      replicas: 2,
+      strategy: {
+        blueGreen: {
+          activeService: 'shop-active',
+          previewService: 'shop-preview',
+          autoPromotionEnabled: false,
+          scaleDownDelaySeconds: 2,
         },
       },
-    } as never);
+    });
     const h1 = podTemplateHash(v1);
     await reconcileUntil(
       'shop',
@@ -338,25 +337,17 @@ describe('canary with nginx', () => {
         ],
       },
     } as never);
-    const v1 = template('api', 'registry.example/api:1');
-    await client.create(ROLLOUT, {
-      apiVersion: ROLLOUT.apiVersion,
-      kind: 'Rollout',
-      metadata: { name: 'api', namespace: ns.name },
-      spec: {
-        replicas: 5,
-        selector: { matchLabels: { app: 'api' } },
-        template: v1,
-        strategy: {
-          canary: {
-            stableService: 'api-stable',
-            canaryService: 'api-canary',
-            trafficRouting: { nginx: { stableIngress: 'api' } },
-            steps: [{ setWeight: 20 }, { pause: {} }],
-          },
+    const v1 = await createRollout('api', {
+      replicas: 5,
+      strategy: {
+        canary: {
+          stableService: 'api-stable',
+          canaryService: 'api-canary',
+          trafficRouting: { nginx: { stableIngress: 'api' } },
+          steps: [{ setWeight: 20 }, { pause: {} }],
         },
       },
-    } as never);
+    });
     await reconcileUntil(
       'api',
       (r, rss) => r.status?.phase === 'Healthy' && available(r, rss, podTemplateHash(v1), 5),
@@ -448,30 +439,22 @@ describe('canary with analysis', () => {
         ],
       },
     } as never);
-    const v1 = template('pay', 'registry.example/pay:1');
-    await client.create(ROLLOUT, {
-      apiVersion: ROLLOUT.apiVersion,
-      kind: 'Rollout',
-      metadata: { name: 'pay', namespace: ns.name },
-      spec: {
-        replicas: 2,
-        selector: { matchLabels: { app: 'pay' } },
-        template: v1,
-        strategy: {
-          canary: {
-            steps: [
-              { setWeight: 50 },
-              {
-                analysis: {
-                  templates: [{ templateName: 'health' }],
-                  args: [{ name: 'hash', valueFrom: { podTemplateHashValue: 'Latest' } }],
-                },
+    const v1 = await createRollout('pay', {
+      replicas: 2,
+      strategy: {
+        canary: {
+          steps: [
+            { setWeight: 50 },
+            {
+              analysis: {
+                templates: [{ templateName: 'health' }],
+                args: [{ name: 'hash', valueFrom: { podTemplateHashValue: 'Latest' } }],
               },
-            ],
-          },
+            },
+          ],
         },
       },
-    } as never);
+    });
     const h1 = podTemplateHash(v1);
     await reconcileUntil(
       'pay',
@@ -607,27 +590,19 @@ spec:
         ],
       },
     } as never);
-    const v1 = template('bg', 'registry.example/bg:1');
-    await client.create(ROLLOUT, {
-      apiVersion: ROLLOUT.apiVersion,
-      kind: 'Rollout',
-      metadata: { name: 'bg', namespace: ns.name },
-      spec: {
-        replicas: 2,
-        selector: { matchLabels: { app: 'bg' } },
-        template: v1,
-        strategy: {
-          blueGreen: {
-            activeService: 'bg-active',
-            previewService: 'bg-preview',
-            previewReplicaCount: 1,
-            autoPromotionSeconds: 2,
-            scaleDownDelaySeconds: 1,
-            prePromotionAnalysis: { templates: [{ templateName: 'smoke' }] },
-          },
+    await createRollout('bg', {
+      replicas: 2,
+      strategy: {
+        blueGreen: {
+          activeService: 'bg-active',
+          previewService: 'bg-preview',
+          previewReplicaCount: 1,
+          autoPromotionSeconds: 2,
+          scaleDownDelaySeconds: 1,
+          prePromotionAnalysis: { templates: [{ templateName: 'smoke' }] },
         },
       },
-    } as never);
+    });
     await reconcileUntil('bg', (r) => r.status?.phase === 'Healthy', 'v1 Healthy');
     const h2 = await setImage('bg', 'registry.example/bg:2');
     // The preview runs small; the analysis Job (completed by kwok) passes; then the timed pause.
@@ -689,18 +664,10 @@ spec:
 
 describe('scale subresource', () => {
   test('an HPA-style scale through /scale resizes the stable ReplicaSet; status carries the selector HPAs need', async () => {
-    const v1 = template('hpa', 'registry.example/hpa:1');
-    await client.create(ROLLOUT, {
-      apiVersion: ROLLOUT.apiVersion,
-      kind: 'Rollout',
-      metadata: { name: 'hpa', namespace: ns.name },
-      spec: {
-        replicas: 1,
-        selector: { matchLabels: { app: 'hpa' } },
-        template: v1,
-        strategy: { canary: { steps: [{ setWeight: 50 }] } },
-      },
-    } as never);
+    const v1 = await createRollout('hpa', {
+      replicas: 1,
+      strategy: { canary: { steps: [{ setWeight: 50 }] } },
+    });
     await reconcileUntil('hpa', (r) => r.status?.phase === 'Healthy', 'Healthy at 1');
     const scalePath = `/apis/kube-actions.dev/v1alpha1/namespaces/${ns.name}/rollouts/hpa/scale`;
     await client.request('PATCH', scalePath, {
@@ -722,18 +689,10 @@ describe('scale subresource', () => {
 
 describe('maxSurge and maxUnavailable', () => {
   test('without a router pods move like a rolling update: never more than replicas + maxSurge, never fewer than replicas - maxUnavailable available', async () => {
-    const v1 = template('roll', 'registry.example/roll:1');
-    await client.create(ROLLOUT, {
-      apiVersion: ROLLOUT.apiVersion,
-      kind: 'Rollout',
-      metadata: { name: 'roll', namespace: ns.name },
-      spec: {
-        replicas: 4,
-        selector: { matchLabels: { app: 'roll' } },
-        template: v1,
-        strategy: { canary: { maxSurge: 1, maxUnavailable: 0, steps: [{ setWeight: 100 }] } },
-      },
-    } as never);
+    await createRollout('roll', {
+      replicas: 4,
+      strategy: { canary: { maxSurge: 1, maxUnavailable: 0, steps: [{ setWeight: 100 }] } },
+    });
     await reconcileUntil('roll', (r) => r.status?.phase === 'Healthy', 'v1 Healthy');
     const h2 = await setImage('roll', 'registry.example/roll:2');
     let maxPods = 0;
@@ -846,24 +805,16 @@ describe('blue/green post-promotion analysis', () => {
         ],
       },
     } as never);
-    const v1 = template('post', 'registry.example/post:1');
-    await client.create(ROLLOUT, {
-      apiVersion: ROLLOUT.apiVersion,
-      kind: 'Rollout',
-      metadata: { name: 'post', namespace: ns.name },
-      spec: {
-        replicas: 2,
-        selector: { matchLabels: { app: 'post' } },
-        template: v1,
-        strategy: {
-          blueGreen: {
-            activeService: 'post-active',
-            abortScaleDownDelaySeconds: 0,
-            postPromotionAnalysis: { templates: [{ templateName: 'errors' }] },
-          },
+    const v1 = await createRollout('post', {
+      replicas: 2,
+      strategy: {
+        blueGreen: {
+          activeService: 'post-active',
+          abortScaleDownDelaySeconds: 0,
+          postPromotionAnalysis: { templates: [{ templateName: 'errors' }] },
         },
       },
-    } as never);
+    });
     const h1 = podTemplateHash(v1);
     await reconcileUntil('post', (r) => r.status?.phase === 'Healthy', 'v1 Healthy');
     const h2 = await setImage('post', 'registry.example/post:2');
