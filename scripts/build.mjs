@@ -1,7 +1,9 @@
-// Bundles every action (actions/<name>/action.yml + src/actions/<name>.ts -> actions/<name>/dist/
-// index.js, committed, as GitHub requires) and the CLI (src/cli/index.ts -> dist/cli/index.js)
-// into single ESM files for Node 24. Output is deterministic, so CI can check that the committed
-// bundles are current with `git diff --exit-code actions/*/dist`.
+// Bundles every action (<name>/action.yml + src/actions/<name>.ts -> <name>/dist/index.js,
+// committed, as GitHub requires) and the CLI (src/cli/index.ts -> dist/cli/index.js) into single
+// ESM files for Node 24. An action lives in a top-level directory because GitHub resolves
+// `uses: OWNER/REPO/PATH@REF` to PATH/action.yml from the repository root, so
+// `<org>/kube-actions/build@v1` needs build/action.yml. Output is deterministic, so CI can check
+// that the committed bundles are current with `git diff --exit-code '*/dist'`.
 import { build } from 'esbuild';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,13 +25,11 @@ const common = {
 };
 
 const targets = [];
-const actionsDir = join(root, 'actions');
-for (const name of existsSync(actionsDir) ? readdirSync(actionsDir).sort() : []) {
-  if (!existsSync(join(actionsDir, name, 'action.yml'))) continue;
+for (const name of readdirSync(root).sort()) {
+  if (name === 'node_modules' || !existsSync(join(root, name, 'action.yml'))) continue;
   const entry = join(root, 'src', 'actions', `${name}.ts`);
-  if (!existsSync(entry))
-    throw new Error(`actions/${name}/action.yml has no entry point src/actions/${name}.ts`);
-  targets.push({ entry, outfile: join(actionsDir, name, 'dist', 'index.js') });
+  if (!existsSync(entry)) throw new Error(`${name}/action.yml has no entry point src/actions/${name}.ts`);
+  targets.push({ entry, outfile: join(root, name, 'dist', 'index.js') });
 }
 const cli = join(root, 'src', 'cli', 'index.ts');
 if (existsSync(cli)) targets.push({ entry: cli, outfile: join(root, 'dist', 'cli', 'index.js') });

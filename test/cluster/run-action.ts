@@ -1,4 +1,4 @@
-// Runs a bundled action the way the GitHub runner does: `node24 actions/<name>/dist/index.js`
+// Runs a bundled action the way the GitHub runner does: `node24 <name>/dist/index.js`
 // with INPUT_* variables (action.yml defaults filled in), and GITHUB_OUTPUT / GITHUB_STEP_SUMMARY
 // files whose contents are parsed back for the test.
 import { execFile } from 'node:child_process';
@@ -44,14 +44,14 @@ export async function runAction(
   inputs: Record<string, string>,
   env: Record<string, string> = {},
 ): Promise<ActionRun> {
-  const action = parse(await readFile(join(ROOT, 'actions', name, 'action.yml'), 'utf8')) as {
+  const action = parse(await readFile(join(ROOT, name, 'action.yml'), 'utf8')) as {
     inputs?: Record<string, { default?: string }>;
     runs: { using: string; main: string };
   };
   if (action.runs.using !== 'node24')
-    throw new Error(`actions/${name} runs on ${action.runs.using}, expected node24`);
+    throw new Error(`${name}/action.yml runs on ${action.runs.using}, expected node24`);
   const unknown = Object.keys(inputs).filter((k) => !(k in (action.inputs ?? {})));
-  if (unknown.length) throw new Error(`actions/${name} has no inputs ${unknown.join(', ')}`);
+  if (unknown.length) throw new Error(`${name}/action.yml has no inputs ${unknown.join(', ')}`);
 
   const dir = await mkdtemp(join(tmpdir(), `action-${name}-`));
   try {
@@ -64,7 +64,7 @@ export async function runAction(
       // The runner's naming: upper case, spaces to underscores, hyphens kept.
       inputEnv[`INPUT_${key.replace(/ /g, '_').toUpperCase()}`] = inputs[key] ?? spec.default ?? '';
     }
-    const result = await run(NODE24, [join(ROOT, 'actions', name, action.runs.main)], {
+    const result = await run(NODE24, [join(ROOT, name, action.runs.main)], {
       env: {
         PATH: process.env.PATH,
         HOME: process.env.HOME,

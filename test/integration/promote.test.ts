@@ -182,7 +182,7 @@ describe('promote over git', () => {
   });
 });
 
-describe('actions/promote (as the runner runs it)', () => {
+describe('promote action (as the runner runs it)', () => {
   const runEnv = (ws: string) => ({
     GITHUB_WORKSPACE: ws,
     GITHUB_REPOSITORY: 'acme/guestbook',

@@ -19,7 +19,7 @@ beforeAll(async () => {
 });
 afterAll(() => rm(ws, { recursive: true, force: true }));
 
-describe('actions/render', () => {
+describe('render action', () => {
   const inputs = {
     path: 'gitops/apps/guestbook/overlays/staging',
     output: 'rendered/guestbook/staging',

@@ -31065,6 +31065,8 @@ var package_default = {
     "@kubernetes/client-node": "^2.0.1",
     "@octokit/rest": "^22.0.1",
     diff: "^9.0.0",
+    re2js: "^2.10.0",
+    "tar-stream": "^3.2.2",
     yaml: "^2.9.1"
   },
   devDependencies: {
