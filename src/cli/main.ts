@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { VERSION } from '../version.ts';
 import { appCommand } from './app.ts';
+import { buildCommand } from './build.ts';
 import { controllerCommand } from './controller.ts';
 import { promoteCommand } from './promote.ts';
 import { renderCommand } from './render.ts';
@@ -10,6 +11,7 @@ import { rolloutCommand } from './rollout.ts';
 const USAGE = `usage: kube-actions <command> [options]
 
 commands:
+  build      build an image (layers without a daemon, or a Dockerfile through BuildKit) and push it
   render     render kustomize / Helm / plain YAML into final manifests
   promote    commit rendered manifests or an image bump to a GitOps repository
   controller run the GitOps controller (Application sync) against a cluster
@@ -29,6 +31,7 @@ export async function main(argv: string[]): Promise<number> {
   });
   const [command] = positionals;
   const rest = argv.slice(argv.indexOf(command ?? '') + 1);
+  if (command === 'build') return await buildCommand(rest);
   if (command === 'render') return await renderCommand(rest);
   if (command === 'promote') return await promoteCommand(rest);
   if (command === 'controller') return await controllerCommand(rest);

@@ -22,7 +22,8 @@ function referencedActions(text: string): string[] {
   for (const match of text.matchAll(/uses:\s*['"]?([^\s'"#]+)/g)) {
     const ref = match[1]!;
     const ours = /^[^/]+\/kube-actions\/([^@]+)@/.exec(ref);
-    if (ours) paths.push(ours[1]!);
+    // `<org>/kube-actions/<name>@v1` in prose names no action in particular.
+    if (ours && !ours[1]!.includes('<')) paths.push(ours[1]!);
     else if (ref.startsWith('./')) paths.push(ref.slice(2).replace(/\/$/, ''));
   }
   return paths;
@@ -31,7 +32,7 @@ function referencedActions(text: string): string[] {
 describe('action references', () => {
   test('the scanner finds both remote and local references', () => {
     const text =
-      'uses: <org>/kube-actions/build@v1\n  - uses: acme/kube-actions/render@v1.2\nuses: ./promote\nuses: actions/checkout@v5\n';
+      'uses: <org>/kube-actions/<name>@v1\nuses: <org>/kube-actions/build@v1\n  - uses: acme/kube-actions/render@v1.2\nuses: ./promote\nuses: actions/checkout@v5\n';
     expect(referencedActions(text)).toEqual(['build', 'render', 'promote']);
   });
 

@@ -59,6 +59,8 @@ export interface LayersBuildOptions {
 }
 
 export interface PushStats {
+  /** What happened to each blob, by digest (for the last image pushed to). */
+  blobs: Record<string, BlobPushResult>;
   uploaded: number;
   skipped: number;
   mounted: number;
@@ -366,8 +368,9 @@ export async function buildLayersImage(options: LayersBuildOptions): Promise<Lay
     return { base, config, manifest, body: json(manifest) };
   });
 
-  const stats: PushStats = { uploaded: 0, skipped: 0, mounted: 0, bytesUploaded: 0 };
-  const count = (result: BlobPushResult, size: number) => {
+  const stats: PushStats = { blobs: {}, uploaded: 0, skipped: 0, mounted: 0, bytesUploaded: 0 };
+  const count = (digest: string, result: BlobPushResult, size: number) => {
+    stats.blobs[digest] = result;
     if (result === 'uploaded') {
       stats.uploaded++;
       stats.bytesUploaded += size;
@@ -445,7 +448,7 @@ export async function buildLayersImage(options: LayersBuildOptions): Promise<Lay
             { digest: blobDigest, data: blob.data },
             mountFrom,
           );
-          count(pushed, blob.size);
+          count(blobDigest, pushed, blob.size);
         }
       }),
     );
