@@ -58,6 +58,7 @@
 //   default branch gets no `latest` under latest=auto (use `type=raw,value=latest,
 //   enable={{is_default_branch}}`); a pull_request_target event is treated as refs/pull/<N>/merge.
 import { RE2JS } from 're2js';
+import { HOST, PATH_COMPONENT, isValidTag } from './reference.ts';
 
 export interface GitHubContext {
   eventName: string;
@@ -162,11 +163,9 @@ const TYPE_ATTRS: Record<TagType, string[]> = {
 const REF_EVENTS: readonly string[] = ['branch', 'tag', 'pr', 'pr-branch'];
 
 const SHORT_SHA_LENGTH = 7;
-const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const MAX_IMAGE_NAME = 255;
-const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const DOMAIN_RE =
-  /^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$/;
+const PATH_COMPONENT_RE = PATH_COMPONENT;
+const DOMAIN_RE = HOST;
 
 /** Quotes a value for a message, escaping only `"` and control characters (regexes stay readable). */
 function q(s: string): string {
@@ -189,9 +188,7 @@ export function sanitizeTag(s: string): string {
 }
 
 /** Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`. */
-export function isValidTag(s: string): boolean {
-  return TAG_RE.test(s);
-}
+export { isValidTag };
 
 /** Lowercases an image name (registry[:port]/path, no tag or digest) and checks Docker's grammar. */
 export function normalizeImageName(name: string): string {

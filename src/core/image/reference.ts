@@ -11,12 +11,14 @@ export interface ImageReference {
   digest?: string;
 }
 
-// The distribution spec's grammar (reference/regexp.go), anchored.
+// The distribution spec's grammar (reference/regexp.go), anchored; metadata.ts checks names with
+// the same expressions.
 const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+export const PATH_COMPONENT = new RegExp(`^${COMPONENT}$`);
 const REPOSITORY = new RegExp(`^${COMPONENT}(?:/${COMPONENT})*$`);
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
-const HOST =
+export const HOST =
   /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$/;
 
 export const DOCKER_HUB = 'docker.io';
