@@ -4,7 +4,7 @@ import * as core from '@actions/core';
 import { buildImage, resolveSourceDateEpoch, type BuildResult } from '../core/image/build.ts';
 import { parseSecrets, serveCredentialHelper } from '../core/image/buildkit.ts';
 import { parseLayerSpec } from '../core/image/layer.ts';
-import { parsePlatform } from '../core/image/layers-builder.ts';
+import { parsePlatform } from '../core/image/platform.ts';
 import { computeMetadata, normalizeImageName } from '../core/image/metadata.ts';
 import { parseReference } from '../core/image/reference.ts';
 import { githubContext } from './github-context.ts';

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { buildImage, resolveSourceDateEpoch } from '../core/image/build.ts';
 import { parseSecrets } from '../core/image/buildkit.ts';
 import { parseLayerSpec } from '../core/image/layer.ts';
-import { parsePlatform } from '../core/image/layers-builder.ts';
+import { parsePlatform } from '../core/image/platform.ts';
 import { parseReference } from '../core/image/reference.ts';
 
 export const BUILD_USAGE = `usage: kube-actions build IMAGE... [options]

@@ -7,11 +7,10 @@ import { withExplicitCredentials, dockerConfigCredentials, type RegistryCredenti
 import {
   buildLayersImage,
   clientCache,
-  formatPlatform,
   type ImageConfigOverrides,
-  type Platform,
   type PushStats,
 } from './layers-builder.ts';
+import { formatPlatform, type Platform } from './platform.ts';
 import type { LayerSpec } from './layer.ts';
 import { formatReference, imageName, isValidTag, parseReference } from './reference.ts';
 

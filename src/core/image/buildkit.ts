@@ -18,7 +18,7 @@ import {
   withExplicitCredentials,
   type RegistryCredentials,
 } from './credentials.ts';
-import { formatPlatform, type Platform } from './layers-builder.ts';
+import { formatPlatform, type Platform } from './platform.ts';
 import { imageName, isLoopbackRegistry, parseReference } from './reference.ts';
 
 export type BuildKitDriver = 'buildctl' | 'buildx';

@@ -8,6 +8,7 @@ import { join, posix, relative, resolve, sep } from 'node:path';
 import { gzip as gzipCallback } from 'node:zlib';
 import { promisify } from 'node:util';
 import { pack as tarPack, type Header } from 'tar-stream';
+import { formatPlatform, parsePlatform, type Platform } from './platform.ts';
 import { sha256Digest } from './registry.ts';
 
 const gzip = promisify(gzipCallback);
@@ -17,6 +18,8 @@ export interface LayerSpec {
   source: string;
   /** Where it lands in the image (absolute). A directory's contents go under it. */
   destination: string;
+  /** Only in this platform's image (a native binary); every platform's when unset. */
+  platform?: Platform;
 }
 
 export interface LayerOptions {
@@ -35,6 +38,7 @@ export interface Layer {
   size: number;
   /** Which spec made it, for logs and summaries. */
   description: string;
+  platform?: Platform;
 }
 
 interface Entry {
@@ -43,17 +47,36 @@ interface Entry {
   file?: string;
 }
 
-/** Parses `source:destination` (destination absolute); a bare source lands at /<basename>. */
-export function parseLayerSpec(spec: string, workspace: string): LayerSpec {
+/** A tar file is appended as it is, as `crane append -f layer.tar` does (a rootfs, say). */
+function isTarball(path: string): boolean {
+  return path.endsWith('.tar');
+}
+
+/**
+ * Parses `[os/arch=]source:destination` (destination absolute); a bare source lands at
+ * /<basename>, and a `.tar` source unpacks at the root. With a platform prefix the layer goes
+ * only into that platform's image.
+ */
+export function parseLayerSpec(text: string, workspace: string): LayerSpec {
+  const prefixed = /^([a-z0-9]+\/[a-z0-9]+(?:\/[a-z0-9]+)?)=(.+)$/.exec(text);
+  const platform = prefixed ? parsePlatform(prefixed[1]!) : undefined;
+  const spec = prefixed ? prefixed[2]! : text;
   const colon = spec.lastIndexOf(':');
   const [source, destination] = colon > 0 ? [spec.slice(0, colon), spec.slice(colon + 1)] : [spec, ''];
   if (!source) throw new Error(`layer "${spec}": no source path`);
-  const dest = destination || `/${posix.basename(source.replace(/\/+$/, ''))}`;
+  if (isTarball(source) && destination && destination !== '/') {
+    throw new Error(`layer "${spec}": a .tar is appended at the root as it is; give no destination`);
+  }
+  const dest = destination || (isTarball(source) ? '/' : `/${posix.basename(source.replace(/\/+$/, ''))}`);
   if (!dest.startsWith('/'))
     throw new Error(`layer "${spec}": the destination "${dest}" must be an absolute path in the image`);
   if (dest.split('/').includes('..'))
     throw new Error(`layer "${spec}": the destination may not contain ".."`);
-  return { source: resolve(workspace, source), destination: posix.normalize(dest) };
+  return {
+    source: resolve(workspace, source),
+    destination: posix.normalize(dest),
+    ...(platform ? { platform } : {}),
+  };
 }
 
 async function collect(spec: LayerSpec, options: LayerOptions): Promise<Entry[]> {
@@ -104,17 +127,21 @@ async function collect(spec: LayerSpec, options: LayerOptions): Promise<Entry[]>
   return entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-/** Builds one layer from a file or directory. */
+/** Builds one layer from a file or directory, or takes a .tar as it is. */
 export async function buildLayer(spec: LayerSpec, options: LayerOptions): Promise<Layer> {
-  const entries = await collect(spec, options);
-  const tar = await packTar(entries, new Date(options.mtime * 1000));
+  const tar = isTarball(spec.source)
+    ? await readFile(spec.source).catch(() => {
+        throw new Error(`layer source ${spec.source} does not exist`);
+      })
+    : await packTar(await collect(spec, options), new Date(options.mtime * 1000));
   const data = await gzip(tar, { level: 6 });
   return {
     data,
     digest: sha256Digest(data),
     diffId: sha256Digest(tar),
     size: data.length,
-    description: `${relativeForLog(spec.source)} -> ${spec.destination}`,
+    description: `${spec.platform ? `${formatPlatform(spec.platform)}: ` : ''}${relativeForLog(spec.source)} -> ${spec.destination}`,
+    ...(spec.platform ? { platform: spec.platform } : {}),
   };
 }
 

@@ -6,22 +6,7 @@ import { MEDIA_TYPES, RegistryClient, sha256Digest, type BlobPushResult, type Ma
 import { buildLayer, type Layer, type LayerSpec } from './layer.ts';
 import { formatReference, imageName, parseReference, type ImageReference } from './reference.ts';
 import type { CredentialSource } from './credentials.ts';
-
-export interface Platform {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
-
-export function parsePlatform(text: string): Platform {
-  const [os, architecture, variant, ...rest] = text.trim().split('/');
-  if (!os || !architecture || rest.length) throw new Error(`platform "${text}" is not os/arch[/variant]`);
-  return { os, architecture, ...(variant ? { variant } : {}) };
-}
-
-export function formatPlatform(p: Platform): string {
-  return [p.os, p.architecture, p.variant].filter(Boolean).join('/');
-}
+import { formatPlatform, samePlatform, type Platform } from './platform.ts';
 
 export interface ImageConfigOverrides {
   entrypoint?: string[];
@@ -138,10 +123,6 @@ const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
 function isIndex(mediaType: string) {
   return mediaType === MEDIA_TYPES.ociIndex || mediaType === MEDIA_TYPES.dockerList;
-}
-
-function samePlatform(a: Platform, b: Platform) {
-  return a.os === b.os && a.architecture === b.architecture && (a.variant ?? '') === (b.variant ?? '');
 }
 
 /** A registry client per registry, reused within one build. */
@@ -327,10 +308,19 @@ export async function buildLayersImage(options: LayersBuildOptions): Promise<Lay
   // An index exactly when there is more than one platform, as ko does.
   const baseIsIndex = bases.length > 1;
 
-  // The manifests and configs, per platform.
+  for (const l of layers) {
+    if (l.platform && !bases.some((b) => samePlatform(b.platform, l.platform!))) {
+      throw new Error(
+        `layer ${l.description} is for ${formatPlatform(l.platform)}, which is not being built`,
+      );
+    }
+  }
+
+  // The manifests and configs, per platform; a platform's own layers (a binary, say) only in its image.
   const built = bases.map((base) => {
     const docker = base.manifest.mediaType === MEDIA_TYPES.dockerManifest;
-    const config = json(applyConfig(base.config, options.config ?? {}, layers, created));
+    const mine = layers.filter((l) => !l.platform || samePlatform(l.platform, base.platform));
+    const config = json(applyConfig(base.config, options.config ?? {}, mine, created));
     const manifest: ImageManifest = {
       schemaVersion: 2,
       mediaType: docker ? MEDIA_TYPES.dockerManifest : MEDIA_TYPES.ociManifest,
@@ -341,7 +331,7 @@ export async function buildLayersImage(options: LayersBuildOptions): Promise<Lay
       },
       layers: [
         ...base.manifest.layers,
-        ...layers.map((l) => ({
+        ...mine.map((l) => ({
           mediaType: docker ? MEDIA_TYPES.dockerLayerGzip : MEDIA_TYPES.ociLayerGzip,
           digest: l.digest,
           size: l.size,

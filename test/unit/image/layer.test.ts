@@ -99,6 +99,22 @@ describe('buildLayer', () => {
     expect(list.map((e) => e.name)).toEqual(['etc/', 'etc/app/', 'etc/app/config.yaml']);
   });
 
+  test('a platform prefix makes a per-platform layer; a .tar is appended as it is', async () => {
+    expect(parseLayerSpec('linux/arm64=out/arm64/node:/usr/local/bin/node', '/ws')).toEqual({
+      source: '/ws/out/arm64/node',
+      destination: '/usr/local/bin/node',
+      platform: { os: 'linux', architecture: 'arm64' },
+    });
+    expect(parseLayerSpec('rootfs.tar', '/ws')).toEqual({ source: '/ws/rootfs.tar', destination: '/' });
+    expect(() => parseLayerSpec('rootfs.tar:/opt', '/ws')).toThrow(/appended at the root/);
+    const dir = await tree('for-tar', 0o644, new Date());
+    const fromDir = await buildLayer(parseLayerSpec(`${dir}:/x`, work), { mtime: 5 });
+    const tarFile = join(work, 'layer.tar');
+    await writeFile(tarFile, gunzipSync(fromDir.data));
+    const fromTar = await buildLayer(parseLayerSpec(tarFile, work), { mtime: 99 });
+    expect(fromTar.diffId).toBe(fromDir.diffId);
+  });
+
   test('bad specs are refused clearly', async () => {
     expect(() => parseLayerSpec('dist:relative/path', work)).toThrow(/must be an absolute path/);
     expect(() => parseLayerSpec('dist:/a/../etc', work)).toThrow(/may not contain/);
