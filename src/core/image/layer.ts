@@ -3,7 +3,7 @@
 // 0755 (directories, executables) or 0644, no uname/gname, no extended headers. The same files
 // give the same tar, and so the same gzip and digest on any machine running the same zlib
 // (gzip's header carries no timestamp here: node writes MTIME 0).
-import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { join, posix, relative, resolve, sep } from 'node:path';
 import { gzip as gzipCallback } from 'node:zlib';
 import { promisify } from 'node:util';
@@ -89,8 +89,10 @@ async function collect(spec: LayerSpec, options: LayerOptions): Promise<Entry[]>
   for (let i = 1; i < parts.length; i++)
     entries.push({ path: parts.slice(0, i).join('/') + '/', header: dirHeader });
 
-  const walk = async (abs: string, dest: string): Promise<void> => {
-    const st = await lstat(abs);
+  // Links inside a directory stay links; the source itself is followed (a symlinked binary is
+  // meant for its content).
+  const walk = async (abs: string, dest: string, follow = false): Promise<void> => {
+    const st = await (follow ? stat : lstat)(abs);
     if (st.isSymbolicLink()) {
       // Kept as a link: it resolves inside the image, not on the build machine.
       entries.push({
@@ -111,7 +113,7 @@ async function collect(spec: LayerSpec, options: LayerOptions): Promise<Entry[]>
       throw new Error(`${abs}: only files, directories and symlinks can go into a layer`);
     }
   };
-  const st = await lstat(spec.source).catch(() => {
+  const st = await stat(spec.source).catch(() => {
     throw new Error(`layer source ${spec.source} does not exist`);
   });
   const root = parts.join('/');
@@ -121,7 +123,7 @@ async function collect(spec: LayerSpec, options: LayerOptions): Promise<Entry[]>
       await walk(join(spec.source, name), root ? `${root}/${name}` : name);
     }
   } else {
-    await walk(spec.source, root);
+    await walk(spec.source, root, true);
   }
   // Byte order, the same everywhere (readdir order is not).
   return entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));

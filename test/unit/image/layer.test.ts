@@ -90,6 +90,19 @@ describe('buildLayer', () => {
     expect(list.find((e) => e.name === 'srv/app/run')?.linkname).toBe('bin/server');
   });
 
+  test('a symlinked source file is layered with its content', async () => {
+    await writeFile(join(work, 'real-binary'), 'ELF...');
+    await symlink(join(work, 'real-binary'), join(work, 'linked-binary'));
+    const list = await entries(
+      (
+        await buildLayer(parseLayerSpec(`${join(work, 'linked-binary')}:/usr/local/bin/tool`, work), {
+          mtime: 0,
+        })
+      ).data,
+    );
+    expect(list.at(-1)).toMatchObject({ name: 'usr/local/bin/tool', type: 'file' });
+  });
+
   test('a single file lands at its destination', async () => {
     const file = join(work, 'config.yaml');
     await writeFile(file, 'a: 1\n');
