@@ -13,7 +13,9 @@
 // a commit that changes only the controller uploads one small layer, and it builds wherever Node
 // runs, this project's machines included, which have no container engine.
 //
-//   node scripts/image.ts stage --platform linux/amd64,linux/arm64   print the layer lines (for the build action)
+//   node scripts/image.ts stage --platform linux/amd64,linux/arm64 [--github-output]
+//        print the layer lines, or with --github-output the build action's layers, entrypoint,
+//        cmd, env, user, workdir and ports inputs as step outputs (the release workflow)
 //   node scripts/image.ts build --image NAME [--base REF] [--platform ...] [--tag T]... [--insecure-registry R]
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -35,7 +37,8 @@ const log = (line: string) => process.stderr.write(`[image] ${line}\n`);
 
 /** Go's and npm's names for an architecture. */
 function arch(p: Platform): { go: string; node: string } {
-  if (p.os !== 'linux') throw new Error(`the controller image is built for linux only, not ${formatPlatform(p)}`);
+  if (p.os !== 'linux')
+    throw new Error(`the controller image is built for linux only, not ${formatPlatform(p)}`);
   if (p.architecture === 'amd64') return { go: 'amd64', node: 'x64' };
   if (p.architecture === 'arm64') return { go: 'arm64', node: 'arm64' };
   throw new Error(`no node and Go builds set up for ${formatPlatform(p)}`);
@@ -51,7 +54,13 @@ async function nodeBinary(p: Platform): Promise<string> {
     log(`fetching node-linux-${node}@${version}`);
     const tmp = `${dir}.tmp.${process.pid}`;
     await mkdir(tmp, { recursive: true });
-    const { stdout } = await run('npm', ['pack', '--silent', `node-linux-${node}@${version}`, '--pack-destination', tmp]);
+    const { stdout } = await run('npm', [
+      'pack',
+      '--silent',
+      `node-linux-${node}@${version}`,
+      '--pack-destination',
+      tmp,
+    ]);
     await run('tar', ['-xzf', join(tmp, stdout.trim().split('\n').pop()!), '-C', tmp]);
     await rm(dir, { recursive: true, force: true });
     await rename(tmp, dir);
@@ -190,15 +199,34 @@ async function main(): Promise<number> {
       platform: { type: 'string', default: 'linux/amd64' },
       tag: { type: 'string', multiple: true, default: [] },
       'insecure-registry': { type: 'string', multiple: true, default: [] },
+      'github-output': { type: 'boolean', default: false },
     },
   });
   const platforms = values.platform.split(',').map(parsePlatform);
   if (positionals[0] === 'stage') {
-    process.stdout.write(`${(await stage(platforms)).join('\n')}\n`);
+    const layers = await stage(platforms);
+    if (!values['github-output']) {
+      process.stdout.write(`${layers.join('\n')}\n`);
+      return 0;
+    }
+    const outputs: Record<string, string[]> = {
+      layers,
+      entrypoint: IMAGE_CONFIG.entrypoint,
+      cmd: IMAGE_CONFIG.cmd,
+      env: IMAGE_CONFIG.env,
+      user: [IMAGE_CONFIG.user],
+      workdir: [IMAGE_CONFIG.workdir],
+      ports: IMAGE_CONFIG.ports,
+    };
+    for (const [name, lines] of Object.entries(outputs)) {
+      process.stdout.write(`${name}<<KUBE_ACTIONS_EOF\n${lines.join('\n')}\nKUBE_ACTIONS_EOF\n`);
+    }
     return 0;
   }
   if (positionals[0] !== 'build' || !values.image) {
-    process.stderr.write('usage: node scripts/image.ts stage|build --image NAME [--base REF] [--platform LIST] [--tag T]...\n');
+    process.stderr.write(
+      'usage: node scripts/image.ts stage|build --image NAME [--base REF] [--platform LIST] [--tag T]...\n',
+    );
     return 2;
   }
   const result = await buildControllerImage({
@@ -209,7 +237,9 @@ async function main(): Promise<number> {
     insecureRegistries: values['insecure-registry'],
   });
   const { uploaded, skipped, mounted, bytesUploaded } = result.stats!;
-  log(`${result.platforms.join(', ')}: ${uploaded} blobs uploaded (${bytesUploaded} bytes), ${skipped} already there, ${mounted} mounted`);
+  log(
+    `${result.platforms.join(', ')}: ${uploaded} blobs uploaded (${bytesUploaded} bytes), ${skipped} already there, ${mounted} mounted`,
+  );
   process.stdout.write(`${result.images[0]}\n`);
   return 0;
 }
