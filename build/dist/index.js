@@ -22097,10 +22097,10 @@ import { execFile } from "node:child_process";
 
 // src/core/image/buildkit.ts
 import { spawn as spawn2 } from "node:child_process";
-import { chmod as chmod2, mkdir as mkdir2, mkdtemp, readFile as readFile3, rm as rm2, symlink as symlink2, writeFile as writeFile2 } from "node:fs/promises";
+import { chmod as chmod2, mkdir as mkdir2, mkdtemp, readFile as readFile2, rm as rm2, symlink as symlink2, writeFile as writeFile2 } from "node:fs/promises";
 import { existsSync as existsSync2 } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, dirname, join as join3, resolve as resolve2 } from "node:path";
+import { basename, dirname, join as join2, resolve } from "node:path";
 
 // src/core/image/credentials.ts
 import { spawn } from "node:child_process";
@@ -22110,6 +22110,7 @@ import { join } from "node:path";
 
 // src/core/image/reference.ts
 var COMPONENT = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+var PATH_COMPONENT = new RegExp(`^${COMPONENT}$`);
 var REPOSITORY = new RegExp(`^${COMPONENT}(?:/${COMPONENT})*$`);
 var TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 var DIGEST = /^sha256:[a-f0-9]{64}$/;
@@ -22276,6 +22277,272 @@ function withExplicitCredentials(explicit, fallback) {
     configKeys(explicit.registry).map((k) => k.replace(/^https?:\/\//, "").replace(/\/v[12]\/$/, ""))
   );
   return async (registry) => hosts.has(registry) ? explicit.credentials : fallback(registry);
+}
+
+// src/core/image/platform.ts
+function parsePlatform(text) {
+  const [os5, architecture, variant, ...rest] = text.trim().split("/");
+  if (!os5 || !architecture || rest.length) throw new Error(`platform "${text}" is not os/arch[/variant]`);
+  return { os: os5, architecture, ...variant ? { variant } : {} };
+}
+function formatPlatform(p) {
+  return [p.os, p.architecture, p.variant].filter(Boolean).join("/");
+}
+function samePlatform(a, b) {
+  return a.os === b.os && a.architecture === b.architecture && (a.variant ?? "") === (b.variant ?? "");
+}
+
+// src/core/image/buildkit.ts
+function parseSecrets(lines, workspace) {
+  const split = (line, kind) => {
+    const eq = line.indexOf("=");
+    const id = eq > 0 ? line.slice(0, eq).trim() : "";
+    if (!/^[A-Za-z0-9_.-]+$/.test(id))
+      throw new Error(`a ${kind} line is not id=... with an id of letters, digits, "_", "." or "-"`);
+    return [id, line.slice(eq + 1)];
+  };
+  return [
+    ...(lines.values ?? []).map((l) => {
+      const [id, value] = split(l, "secrets");
+      return { id, value };
+    }),
+    ...(lines.files ?? []).map((l) => {
+      const [id, file] = split(l, "secret-files");
+      return { id, file: resolve(workspace, file.trim()) };
+    }),
+    ...(lines.envs ?? []).map((l) => {
+      const [id, env] = split(l, "secret-envs");
+      return { id, env: env.trim() };
+    })
+  ];
+}
+function csvField(value) {
+  return /[",]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+}
+function buildkitCommand(options, driver, metadataFile) {
+  const context = resolve(options.context);
+  const file = resolve(context, options.file ?? "Dockerfile");
+  const env = {};
+  const secretArgs = (options.secrets ?? []).map((s, i) => {
+    if ([s.value, s.file, s.env].filter((v) => v !== void 0).length !== 1) {
+      throw new Error(`secret "${s.id}" needs exactly one of a value, a file or an environment variable`);
+    }
+    if (s.file) return `id=${s.id},src=${s.file}`;
+    if (s.env) return `id=${s.id},env=${s.env}`;
+    const name = `KUBE_ACTIONS_BUILD_SECRET_${i}`;
+    env[name] = s.value;
+    return `id=${s.id},env=${name}`;
+  });
+  const names = options.images.map((n) => {
+    const ref = parseReference(n);
+    if (ref.tag || ref.digest)
+      throw new Error(`image "${n}" must be a name without a tag or digest; tags come from the tags input`);
+    return imageName(ref);
+  });
+  const insecure = options.images.some((n) => {
+    const { registry } = parseReference(n);
+    return isLoopbackRegistry(registry) || options.insecureRegistries?.includes(registry);
+  });
+  const imageOutput = names.length > 0 ? [
+    "type=image",
+    csvField(`name=${names.join(",")}`),
+    `push=${options.push}`,
+    ...options.push ? ["push-by-digest=true"] : [],
+    ...insecure ? ["registry.insecure=true"] : [],
+    ...Object.entries(options.annotations ?? {}).map(([k, v]) => csvField(`annotation.${k}=${v}`))
+  ].join(",") : void 0;
+  const outputs = [
+    ...imageOutput && (options.push || !options.outputs?.length) ? [imageOutput] : [],
+    ...options.outputs ?? []
+  ];
+  if (driver === "buildctl") {
+    const address = options.address ?? options.env?.BUILDKIT_HOST ?? process.env.BUILDKIT_HOST;
+    const args2 = [
+      ...address ? ["--addr", address] : [],
+      "build",
+      "--progress",
+      "plain",
+      "--frontend",
+      "dockerfile.v0",
+      "--local",
+      `context=${context}`,
+      "--local",
+      `dockerfile=${dirname(file)}`,
+      "--opt",
+      `filename=${basename(file)}`,
+      ...options.target ? ["--opt", `target=${options.target}`] : [],
+      ...options.platforms?.length ? ["--opt", `platform=${options.platforms.map(formatPlatform).join(",")}`] : [],
+      ...(options.buildArgs ?? []).flatMap((a) => ["--opt", `build-arg:${a}`]),
+      ...Object.entries(options.labels ?? {}).flatMap(([k, v]) => ["--opt", `label:${k}=${v}`]),
+      ...secretArgs.flatMap((s) => ["--secret", s]),
+      ...(options.cacheFrom ?? []).flatMap((c) => ["--import-cache", c]),
+      ...(options.cacheTo ?? []).flatMap((c) => ["--export-cache", c]),
+      ...outputs.flatMap((o) => ["--output", o]),
+      "--metadata-file",
+      metadataFile
+    ];
+    return { command: "buildctl", args: args2, env };
+  }
+  const args = [
+    "buildx",
+    "build",
+    "--progress",
+    "plain",
+    "--file",
+    file,
+    ...options.target ? ["--target", options.target] : [],
+    ...options.platforms?.length ? ["--platform", options.platforms.map(formatPlatform).join(",")] : [],
+    ...(options.buildArgs ?? []).flatMap((a) => ["--build-arg", a]),
+    ...Object.entries(options.labels ?? {}).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
+    ...secretArgs.flatMap((s) => ["--secret", s]),
+    ...(options.cacheFrom ?? []).flatMap((c) => ["--cache-from", c]),
+    ...(options.cacheTo ?? []).flatMap((c) => ["--cache-to", c]),
+    ...outputs.flatMap((o) => ["--output", o]),
+    "--metadata-file",
+    metadataFile,
+    context
+  ];
+  return { command: "docker", args, env };
+}
+async function commandWorks(command, args) {
+  return new Promise((res) => {
+    const child = spawn2(command, args, { stdio: "ignore" });
+    child.on("error", () => res(false));
+    child.on("close", (code) => res(code === 0));
+  });
+}
+async function chooseDriver(options) {
+  if (options.driver) return options.driver;
+  if (options.address || (options.env ?? process.env).BUILDKIT_HOST) return "buildctl";
+  if (await commandWorks("docker", ["buildx", "version"])) return "buildx";
+  throw new Error(
+    "no BuildKit to build with: give buildkit-addr (or set BUILDKIT_HOST) to a buildkitd address, or run where `docker buildx` works"
+  );
+}
+var HELPER_FLAG = "KUBE_ACTIONS_CREDENTIAL_HELPER";
+async function serveCredentialHelper() {
+  if (process.env[HELPER_FLAG] !== "1" || process.argv[2] !== "get") return false;
+  const chunks = [];
+  for await (const chunk of process.stdin) chunks.push(chunk);
+  const server = Buffer.concat(chunks).toString("utf8").trim().replace(/^https?:\/\//, "").replace(/\/.*$/, "");
+  const env = process.env;
+  const explicit = env.KUBE_ACTIONS_HELPER_REGISTRY && env.KUBE_ACTIONS_HELPER_PASSWORD !== void 0 ? {
+    registry: env.KUBE_ACTIONS_HELPER_REGISTRY,
+    credentials: {
+      username: env.KUBE_ACTIONS_HELPER_USERNAME ?? "",
+      password: env.KUBE_ACTIONS_HELPER_PASSWORD
+    }
+  } : void 0;
+  const creds = await withExplicitCredentials(
+    explicit,
+    dockerConfigCredentials(env.KUBE_ACTIONS_HELPER_CONFIG ?? dockerConfigPath())
+  )(server === "index.docker.io" ? "docker.io" : server);
+  if (!creds) {
+    process.stdout.write("credentials not found in native keychain\n");
+    process.exitCode = 1;
+  } else {
+    process.stdout.write(
+      JSON.stringify({
+        ServerURL: server,
+        Username: creds.identityToken ? "<token>" : creds.username,
+        Secret: creds.identityToken ?? creds.password
+      })
+    );
+  }
+  return true;
+}
+async function helperDockerConfig(options) {
+  const dir = await mkdtemp(join2(tmpdir(), "kube-actions-docker-config-"));
+  const original = dockerConfigPath(options.env ?? process.env);
+  await writeFile2(join2(dir, "config.json"), JSON.stringify({ credsStore: "kube-actions" }), { mode: 384 });
+  for (const sub of ["buildx", "contexts", "cli-plugins"]) {
+    if (existsSync2(join2(dirname(original), sub))) await symlink2(join2(dirname(original), sub), join2(dir, sub));
+  }
+  const command = options.helperCommand ?? [process.execPath, process.argv[1]];
+  const quoted = command.map((c) => `'${c.replace(/'/g, `'\\''`)}'`).join(" ");
+  const bin = join2(dir, "bin");
+  await mkdir2(bin);
+  await writeFile2(join2(bin, "docker-credential-kube-actions"), `#!/bin/sh
+exec ${quoted} "$@"
+`);
+  await chmod2(join2(bin, "docker-credential-kube-actions"), 493);
+  const env = {
+    DOCKER_CONFIG: dir,
+    PATH: `${bin}:${(options.env ?? process.env).PATH ?? ""}`,
+    [HELPER_FLAG]: "1",
+    KUBE_ACTIONS_HELPER_CONFIG: original
+  };
+  if (options.credentials) {
+    env.KUBE_ACTIONS_HELPER_REGISTRY = options.credentials.registry;
+    env.KUBE_ACTIONS_HELPER_USERNAME = options.credentials.credentials.username;
+    env.KUBE_ACTIONS_HELPER_PASSWORD = options.credentials.credentials.password;
+  }
+  return { env, dispose: () => rm2(dir, { recursive: true, force: true }) };
+}
+async function buildDockerfile(options) {
+  const log = options.log ?? (() => {
+  });
+  const context = resolve(options.context);
+  if (!existsSync2(context)) throw new Error(`build context ${options.context} does not exist`);
+  const file = resolve(context, options.file ?? "Dockerfile");
+  if (!existsSync2(file))
+    throw new Error(`Dockerfile ${options.file ?? join2(options.context, "Dockerfile")} does not exist`);
+  for (const s of options.secrets ?? []) {
+    if (s.file && !existsSync2(s.file)) throw new Error(`secret "${s.id}": file ${s.file} does not exist`);
+  }
+  const driver = await chooseDriver(options);
+  const work = await mkdtemp(join2(tmpdir(), "kube-actions-build-"));
+  const metadataFile = join2(work, "metadata.json");
+  const { command, args, env } = buildkitCommand(options, driver, metadataFile);
+  const helper = options.credentials ? await helperDockerConfig(options) : void 0;
+  const secretValues = (options.secrets ?? []).flatMap((s) => s.value ? [s.value] : []);
+  if (options.credentials) secretValues.push(options.credentials.credentials.password);
+  const scrub = (text) => secretValues.reduce((t, v) => v.length >= 3 ? t.split(v).join("***") : t, text);
+  try {
+    log(`${command} ${args.join(" ")}`);
+    const tail = [];
+    const code = await new Promise((res) => {
+      const child = spawn2(command, args, {
+        env: { ...options.env ?? process.env, ...env, ...helper?.env },
+        stdio: ["ignore", "pipe", "pipe"]
+      });
+      const onData = (chunk) => {
+        for (const line of scrub(chunk.toString("utf8")).split("\n")) {
+          if (!line) continue;
+          log(line);
+          tail.push(line);
+          if (tail.length > 30) tail.shift();
+        }
+      };
+      child.stdout.on("data", onData);
+      child.stderr.on("data", onData);
+      child.on(
+        "error",
+        (err) => res(err.code === "ENOENT" ? `${command} is not on PATH` : err.message)
+      );
+      child.on("close", (c, signal) => res(c ?? signal ?? "unknown"));
+    });
+    if (code !== 0) {
+      throw new Error(
+        `${driver === "buildctl" ? "buildctl build" : "docker buildx build"} failed (${typeof code === "number" ? `exit ${code}` : code}):
+${tail.join("\n")}`
+      );
+    }
+    const metadata = JSON.parse(await readFile2(metadataFile, "utf8").catch(() => "{}"));
+    const digest = metadata["containerimage.digest"];
+    const configDigest = metadata["containerimage.config.digest"] ?? void 0;
+    if (options.push && !digest)
+      throw new Error(`${command} finished without an image digest in its metadata file`);
+    return {
+      ...digest ? { digest } : {},
+      ...configDigest ? { imageId: configDigest } : {},
+      metadata,
+      driver
+    };
+  } finally {
+    await helper?.dispose();
+    await rm2(work, { recursive: true, force: true });
+  }
 }
 
 // src/core/image/registry.ts
@@ -22668,21 +22935,34 @@ function registryErrorMessage(text) {
 
 // src/core/image/layer.ts
 var import_tar_stream = __toESM(require_tar_stream(), 1);
-import { lstat as lstat2, readdir as readdir2, readFile as readFile2, readlink as readlink2 } from "node:fs/promises";
-import { join as join2, posix, relative, resolve, sep } from "node:path";
+import { lstat as lstat2, readdir as readdir2, readFile as readFile3, readlink as readlink2, stat as stat2 } from "node:fs/promises";
+import { join as join3, posix, relative, resolve as resolve2, sep } from "node:path";
 import { gzip as gzipCallback } from "node:zlib";
 import { promisify } from "node:util";
 var gzip = promisify(gzipCallback);
-function parseLayerSpec(spec, workspace) {
+function isTarball(path) {
+  return path.endsWith(".tar");
+}
+function parseLayerSpec(text, workspace) {
+  const prefixed = /^([a-z0-9]+\/[a-z0-9]+(?:\/[a-z0-9]+)?)=(.+)$/.exec(text);
+  const platform2 = prefixed ? parsePlatform(prefixed[1]) : void 0;
+  const spec = prefixed ? prefixed[2] : text;
   const colon = spec.lastIndexOf(":");
   const [source, destination] = colon > 0 ? [spec.slice(0, colon), spec.slice(colon + 1)] : [spec, ""];
   if (!source) throw new Error(`layer "${spec}": no source path`);
-  const dest = destination || `/${posix.basename(source.replace(/\/+$/, ""))}`;
+  if (isTarball(source) && destination && destination !== "/") {
+    throw new Error(`layer "${spec}": a .tar is appended at the root as it is; give no destination`);
+  }
+  const dest = destination || (isTarball(source) ? "/" : `/${posix.basename(source.replace(/\/+$/, ""))}`);
   if (!dest.startsWith("/"))
     throw new Error(`layer "${spec}": the destination "${dest}" must be an absolute path in the image`);
   if (dest.split("/").includes(".."))
     throw new Error(`layer "${spec}": the destination may not contain ".."`);
-  return { source: resolve(workspace, source), destination: posix.normalize(dest) };
+  return {
+    source: resolve2(workspace, source),
+    destination: posix.normalize(dest),
+    ...platform2 ? { platform: platform2 } : {}
+  };
 }
 async function collect(spec, options) {
   const uid = options.uid ?? 0;
@@ -22692,8 +22972,8 @@ async function collect(spec, options) {
   const parts = spec.destination.split("/").filter(Boolean);
   for (let i = 1; i < parts.length; i++)
     entries.push({ path: parts.slice(0, i).join("/") + "/", header: dirHeader });
-  const walk = async (abs, dest) => {
-    const st2 = await lstat2(abs);
+  const walk = async (abs, dest, follow = false) => {
+    const st2 = await (follow ? stat2 : lstat2)(abs);
     if (st2.isSymbolicLink()) {
       entries.push({
         path: dest,
@@ -22702,7 +22982,7 @@ async function collect(spec, options) {
     } else if (st2.isDirectory()) {
       if (dest) entries.push({ path: `${dest}/`, header: dirHeader });
       for (const name of (await readdir2(abs)).sort())
-        await walk(join2(abs, name), dest ? `${dest}/${name}` : name);
+        await walk(join3(abs, name), dest ? `${dest}/${name}` : name);
     } else if (st2.isFile()) {
       entries.push({
         path: dest,
@@ -22713,30 +22993,32 @@ async function collect(spec, options) {
       throw new Error(`${abs}: only files, directories and symlinks can go into a layer`);
     }
   };
-  const st = await lstat2(spec.source).catch(() => {
+  const st = await stat2(spec.source).catch(() => {
     throw new Error(`layer source ${spec.source} does not exist`);
   });
   const root = parts.join("/");
   if (st.isDirectory()) {
     if (root) entries.push({ path: `${root}/`, header: dirHeader });
     for (const name of (await readdir2(spec.source)).sort()) {
-      await walk(join2(spec.source, name), root ? `${root}/${name}` : name);
+      await walk(join3(spec.source, name), root ? `${root}/${name}` : name);
     }
   } else {
-    await walk(spec.source, root);
+    await walk(spec.source, root, true);
   }
   return entries.sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
 }
 async function buildLayer(spec, options) {
-  const entries = await collect(spec, options);
-  const tar = await packTar(entries, new Date(options.mtime * 1e3));
+  const tar = isTarball(spec.source) ? await readFile3(spec.source).catch(() => {
+    throw new Error(`layer source ${spec.source} does not exist`);
+  }) : await packTar(await collect(spec, options), new Date(options.mtime * 1e3));
   const data = await gzip(tar, { level: 6 });
   return {
     data,
     digest: sha256Digest(data),
     diffId: sha256Digest(tar),
     size: data.length,
-    description: `${relativeForLog(spec.source)} -> ${spec.destination}`
+    description: `${spec.platform ? `${formatPlatform(spec.platform)}: ` : ""}${relativeForLog(spec.source)} -> ${spec.destination}`,
+    ...spec.platform ? { platform: spec.platform } : {}
   };
 }
 async function packTar(entries, mtime) {
@@ -22749,7 +23031,7 @@ async function packTar(entries, mtime) {
   });
   for (const entry of entries) {
     const header = { ...entry.header, name: entry.path, mtime, uname: "", gname: "" };
-    const body = entry.file ? await readFile2(entry.file) : void 0;
+    const body = entry.file ? await readFile3(entry.file) : void 0;
     if (body && body.length !== entry.header.size)
       throw new Error(`${entry.file} changed while it was being layered`);
     await new Promise((res, rej) => {
@@ -22768,20 +23050,9 @@ function relativeForLog(path) {
 }
 
 // src/core/image/layers-builder.ts
-function parsePlatform(text) {
-  const [os5, architecture, variant, ...rest] = text.trim().split("/");
-  if (!os5 || !architecture || rest.length) throw new Error(`platform "${text}" is not os/arch[/variant]`);
-  return { os: os5, architecture, ...variant ? { variant } : {} };
-}
-function formatPlatform(p) {
-  return [p.os, p.architecture, p.variant].filter(Boolean).join("/");
-}
 var json = (value) => Buffer.from(JSON.stringify(value));
 function isIndex(mediaType) {
   return mediaType === MEDIA_TYPES.ociIndex || mediaType === MEDIA_TYPES.dockerList;
-}
-function samePlatform(a, b) {
-  return a.os === b.os && a.architecture === b.architecture && (a.variant ?? "") === (b.variant ?? "");
 }
 function clientCache(options) {
   const clients = /* @__PURE__ */ new Map();
@@ -22942,9 +23213,17 @@ async function buildLayersImage(options) {
     scratchPlatform
   );
   const baseIsIndex = bases.length > 1;
+  for (const l of layers) {
+    if (l.platform && !bases.some((b) => samePlatform(b.platform, l.platform))) {
+      throw new Error(
+        `layer ${l.description} is for ${formatPlatform(l.platform)}, which is not being built`
+      );
+    }
+  }
   const built = bases.map((base) => {
     const docker = base.manifest.mediaType === MEDIA_TYPES.dockerManifest;
-    const config = json(applyConfig(base.config, options.config ?? {}, layers, created));
+    const mine = layers.filter((l) => !l.platform || samePlatform(l.platform, base.platform));
+    const config = json(applyConfig(base.config, options.config ?? {}, mine, created));
     const manifest = {
       schemaVersion: 2,
       mediaType: docker ? MEDIA_TYPES.dockerManifest : MEDIA_TYPES.ociManifest,
@@ -22955,7 +23234,7 @@ async function buildLayersImage(options) {
       },
       layers: [
         ...base.manifest.layers,
-        ...layers.map((l) => ({
+        ...mine.map((l) => ({
           mediaType: docker ? MEDIA_TYPES.dockerLayerGzip : MEDIA_TYPES.ociLayerGzip,
           digest: l.digest,
           size: l.size
@@ -23065,259 +23344,6 @@ async function buildLayersImage(options) {
     log(`pushed ${imageName(target)}@${digest}${options.tags.length ? ` (${options.tags.join(", ")})` : ""}`);
   }
   return result;
-}
-
-// src/core/image/buildkit.ts
-function parseSecrets(lines, workspace) {
-  const split = (line, kind) => {
-    const eq = line.indexOf("=");
-    const id = eq > 0 ? line.slice(0, eq).trim() : "";
-    if (!/^[A-Za-z0-9_.-]+$/.test(id))
-      throw new Error(`a ${kind} line is not id=... with an id of letters, digits, "_", "." or "-"`);
-    return [id, line.slice(eq + 1)];
-  };
-  return [
-    ...(lines.values ?? []).map((l) => {
-      const [id, value] = split(l, "secrets");
-      return { id, value };
-    }),
-    ...(lines.files ?? []).map((l) => {
-      const [id, file] = split(l, "secret-files");
-      return { id, file: resolve2(workspace, file.trim()) };
-    }),
-    ...(lines.envs ?? []).map((l) => {
-      const [id, env] = split(l, "secret-envs");
-      return { id, env: env.trim() };
-    })
-  ];
-}
-function csvField(value) {
-  return /[",]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
-}
-function buildkitCommand(options, driver, metadataFile) {
-  const context = resolve2(options.context);
-  const file = resolve2(context, options.file ?? "Dockerfile");
-  const env = {};
-  const secretArgs = (options.secrets ?? []).map((s, i) => {
-    if ([s.value, s.file, s.env].filter((v) => v !== void 0).length !== 1) {
-      throw new Error(`secret "${s.id}" needs exactly one of a value, a file or an environment variable`);
-    }
-    if (s.file) return `id=${s.id},src=${s.file}`;
-    if (s.env) return `id=${s.id},env=${s.env}`;
-    const name = `KUBE_ACTIONS_BUILD_SECRET_${i}`;
-    env[name] = s.value;
-    return `id=${s.id},env=${name}`;
-  });
-  const names = options.images.map((n) => {
-    const ref = parseReference(n);
-    if (ref.tag || ref.digest)
-      throw new Error(`image "${n}" must be a name without a tag or digest; tags come from the tags input`);
-    return imageName(ref);
-  });
-  const insecure = options.images.some((n) => {
-    const { registry } = parseReference(n);
-    return isLoopbackRegistry(registry) || options.insecureRegistries?.includes(registry);
-  });
-  const imageOutput = names.length > 0 ? [
-    "type=image",
-    csvField(`name=${names.join(",")}`),
-    `push=${options.push}`,
-    ...options.push ? ["push-by-digest=true"] : [],
-    ...insecure ? ["registry.insecure=true"] : [],
-    ...Object.entries(options.annotations ?? {}).map(([k, v]) => csvField(`annotation.${k}=${v}`))
-  ].join(",") : void 0;
-  const outputs = [
-    ...imageOutput && (options.push || !options.outputs?.length) ? [imageOutput] : [],
-    ...options.outputs ?? []
-  ];
-  if (driver === "buildctl") {
-    const address = options.address ?? options.env?.BUILDKIT_HOST ?? process.env.BUILDKIT_HOST;
-    const args2 = [
-      ...address ? ["--addr", address] : [],
-      "build",
-      "--progress",
-      "plain",
-      "--frontend",
-      "dockerfile.v0",
-      "--local",
-      `context=${context}`,
-      "--local",
-      `dockerfile=${dirname(file)}`,
-      "--opt",
-      `filename=${basename(file)}`,
-      ...options.target ? ["--opt", `target=${options.target}`] : [],
-      ...options.platforms?.length ? ["--opt", `platform=${options.platforms.map(formatPlatform).join(",")}`] : [],
-      ...(options.buildArgs ?? []).flatMap((a) => ["--opt", `build-arg:${a}`]),
-      ...Object.entries(options.labels ?? {}).flatMap(([k, v]) => ["--opt", `label:${k}=${v}`]),
-      ...secretArgs.flatMap((s) => ["--secret", s]),
-      ...(options.cacheFrom ?? []).flatMap((c) => ["--import-cache", c]),
-      ...(options.cacheTo ?? []).flatMap((c) => ["--export-cache", c]),
-      ...outputs.flatMap((o) => ["--output", o]),
-      "--metadata-file",
-      metadataFile
-    ];
-    return { command: "buildctl", args: args2, env };
-  }
-  const args = [
-    "buildx",
-    "build",
-    "--progress",
-    "plain",
-    "--file",
-    file,
-    ...options.target ? ["--target", options.target] : [],
-    ...options.platforms?.length ? ["--platform", options.platforms.map(formatPlatform).join(",")] : [],
-    ...(options.buildArgs ?? []).flatMap((a) => ["--build-arg", a]),
-    ...Object.entries(options.labels ?? {}).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
-    ...secretArgs.flatMap((s) => ["--secret", s]),
-    ...(options.cacheFrom ?? []).flatMap((c) => ["--cache-from", c]),
-    ...(options.cacheTo ?? []).flatMap((c) => ["--cache-to", c]),
-    ...outputs.flatMap((o) => ["--output", o]),
-    "--metadata-file",
-    metadataFile,
-    context
-  ];
-  return { command: "docker", args, env };
-}
-async function commandWorks(command, args) {
-  return new Promise((res) => {
-    const child = spawn2(command, args, { stdio: "ignore" });
-    child.on("error", () => res(false));
-    child.on("close", (code) => res(code === 0));
-  });
-}
-async function chooseDriver(options) {
-  if (options.driver) return options.driver;
-  if (options.address || (options.env ?? process.env).BUILDKIT_HOST) return "buildctl";
-  if (await commandWorks("docker", ["buildx", "version"])) return "buildx";
-  throw new Error(
-    "no BuildKit to build with: give buildkit-addr (or set BUILDKIT_HOST) to a buildkitd address, or run where `docker buildx` works"
-  );
-}
-var HELPER_FLAG = "KUBE_ACTIONS_CREDENTIAL_HELPER";
-async function serveCredentialHelper() {
-  if (process.env[HELPER_FLAG] !== "1" || process.argv[2] !== "get") return false;
-  const chunks = [];
-  for await (const chunk of process.stdin) chunks.push(chunk);
-  const server = Buffer.concat(chunks).toString("utf8").trim().replace(/^https?:\/\//, "").replace(/\/.*$/, "");
-  const env = process.env;
-  const explicit = env.KUBE_ACTIONS_HELPER_REGISTRY && env.KUBE_ACTIONS_HELPER_PASSWORD !== void 0 ? {
-    registry: env.KUBE_ACTIONS_HELPER_REGISTRY,
-    credentials: {
-      username: env.KUBE_ACTIONS_HELPER_USERNAME ?? "",
-      password: env.KUBE_ACTIONS_HELPER_PASSWORD
-    }
-  } : void 0;
-  const creds = await withExplicitCredentials(
-    explicit,
-    dockerConfigCredentials(env.KUBE_ACTIONS_HELPER_CONFIG ?? dockerConfigPath())
-  )(server === "index.docker.io" ? "docker.io" : server);
-  if (!creds) {
-    process.stdout.write("credentials not found in native keychain\n");
-    process.exitCode = 1;
-  } else {
-    process.stdout.write(
-      JSON.stringify({
-        ServerURL: server,
-        Username: creds.identityToken ? "<token>" : creds.username,
-        Secret: creds.identityToken ?? creds.password
-      })
-    );
-  }
-  return true;
-}
-async function helperDockerConfig(options) {
-  const dir = await mkdtemp(join3(tmpdir(), "kube-actions-docker-config-"));
-  const original = dockerConfigPath(options.env ?? process.env);
-  await writeFile2(join3(dir, "config.json"), JSON.stringify({ credsStore: "kube-actions" }), { mode: 384 });
-  for (const sub of ["buildx", "contexts", "cli-plugins"]) {
-    if (existsSync2(join3(dirname(original), sub))) await symlink2(join3(dirname(original), sub), join3(dir, sub));
-  }
-  const command = options.helperCommand ?? [process.execPath, process.argv[1]];
-  const quoted = command.map((c) => `'${c.replace(/'/g, `'\\''`)}'`).join(" ");
-  const bin = join3(dir, "bin");
-  await mkdir2(bin);
-  await writeFile2(join3(bin, "docker-credential-kube-actions"), `#!/bin/sh
-exec ${quoted} "$@"
-`);
-  await chmod2(join3(bin, "docker-credential-kube-actions"), 493);
-  const env = {
-    DOCKER_CONFIG: dir,
-    PATH: `${bin}:${(options.env ?? process.env).PATH ?? ""}`,
-    [HELPER_FLAG]: "1",
-    KUBE_ACTIONS_HELPER_CONFIG: original
-  };
-  if (options.credentials) {
-    env.KUBE_ACTIONS_HELPER_REGISTRY = options.credentials.registry;
-    env.KUBE_ACTIONS_HELPER_USERNAME = options.credentials.credentials.username;
-    env.KUBE_ACTIONS_HELPER_PASSWORD = options.credentials.credentials.password;
-  }
-  return { env, dispose: () => rm2(dir, { recursive: true, force: true }) };
-}
-async function buildDockerfile(options) {
-  const log = options.log ?? (() => {
-  });
-  const context = resolve2(options.context);
-  if (!existsSync2(context)) throw new Error(`build context ${options.context} does not exist`);
-  const file = resolve2(context, options.file ?? "Dockerfile");
-  if (!existsSync2(file))
-    throw new Error(`Dockerfile ${options.file ?? join3(options.context, "Dockerfile")} does not exist`);
-  for (const s of options.secrets ?? []) {
-    if (s.file && !existsSync2(s.file)) throw new Error(`secret "${s.id}": file ${s.file} does not exist`);
-  }
-  const driver = await chooseDriver(options);
-  const work = await mkdtemp(join3(tmpdir(), "kube-actions-build-"));
-  const metadataFile = join3(work, "metadata.json");
-  const { command, args, env } = buildkitCommand(options, driver, metadataFile);
-  const helper = options.credentials ? await helperDockerConfig(options) : void 0;
-  const secretValues = (options.secrets ?? []).flatMap((s) => s.value ? [s.value] : []);
-  if (options.credentials) secretValues.push(options.credentials.credentials.password);
-  const scrub = (text) => secretValues.reduce((t, v) => v.length >= 3 ? t.split(v).join("***") : t, text);
-  try {
-    log(`${command} ${args.join(" ")}`);
-    const tail = [];
-    const code = await new Promise((res) => {
-      const child = spawn2(command, args, {
-        env: { ...options.env ?? process.env, ...env, ...helper?.env },
-        stdio: ["ignore", "pipe", "pipe"]
-      });
-      const onData = (chunk) => {
-        for (const line of scrub(chunk.toString("utf8")).split("\n")) {
-          if (!line) continue;
-          log(line);
-          tail.push(line);
-          if (tail.length > 30) tail.shift();
-        }
-      };
-      child.stdout.on("data", onData);
-      child.stderr.on("data", onData);
-      child.on(
-        "error",
-        (err) => res(err.code === "ENOENT" ? `${command} is not on PATH` : err.message)
-      );
-      child.on("close", (c, signal) => res(c ?? signal ?? "unknown"));
-    });
-    if (code !== 0) {
-      throw new Error(
-        `${driver === "buildctl" ? "buildctl build" : "docker buildx build"} failed (${typeof code === "number" ? `exit ${code}` : code}):
-${tail.join("\n")}`
-      );
-    }
-    const metadata = JSON.parse(await readFile3(metadataFile, "utf8").catch(() => "{}"));
-    const digest = metadata["containerimage.digest"];
-    const configDigest = metadata["containerimage.config.digest"] ?? void 0;
-    if (options.push && !digest)
-      throw new Error(`${command} finished without an image digest in its metadata file`);
-    return {
-      ...digest ? { digest } : {},
-      ...configDigest ? { imageId: configDigest } : {},
-      metadata,
-      driver
-    };
-  } finally {
-    await helper?.dispose();
-    await rm2(work, { recursive: true, force: true });
-  }
 }
 
 // src/core/image/build.ts
@@ -30111,10 +30137,9 @@ var TYPE_ATTRS = {
 };
 var REF_EVENTS = ["branch", "tag", "pr", "pr-branch"];
 var SHORT_SHA_LENGTH = 7;
-var TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 var MAX_IMAGE_NAME = 255;
-var PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-var DOMAIN_RE = /^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$/;
+var PATH_COMPONENT_RE = PATH_COMPONENT;
+var DOMAIN_RE = HOST;
 function q(s) {
   let out = '"';
   for (const c of s) {
@@ -30127,9 +30152,6 @@ function q(s) {
 }
 function sanitizeTag(s) {
   return s.replace(/[^a-zA-Z0-9._-]+/g, "-");
-}
-function isValidTag2(s) {
-  return TAG_RE.test(s);
 }
 function normalizeImageName(name) {
   const lower = name.trim().toLowerCase();
@@ -30792,7 +30814,7 @@ function computeMetadata(input, ctx) {
     const add = (val, latestIfAuto) => {
       if (val === "") return;
       const tag = sanitizeTag(val);
-      if (!isValidTag2(tag)) {
+      if (!isValidTag(tag)) {
         throw new MetadataError(
           `${where} produced ${q(tag)}, which is not a valid image tag: ${tagProblem(tag)}`
         );
@@ -30900,7 +30922,7 @@ function computeMetadata(input, ctx) {
       const prefix = flavor.prefixLatest ? evalGlobal(flavor.prefix, "flavor prefix") : "";
       const suffix = flavor.suffixLatest ? evalGlobal(flavor.suffix, "flavor suffix") : "";
       const latest = sanitizeTag(`${prefix}latest${suffix}`);
-      if (!isValidTag2(latest)) {
+      if (!isValidTag(latest)) {
         throw new MetadataError(
           `flavor produced the latest tag ${q(latest)}, which is not valid: ${tagProblem(latest)}`
         );
