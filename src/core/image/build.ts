@@ -2,6 +2,8 @@
 // the daemonless layers builder, or a Dockerfile through BuildKit. Either way the image is pushed
 // by digest first and only then tagged, and the result reads the same.
 import { execFile } from 'node:child_process';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { buildDockerfile, type BuildSecret, type BuildKitDriver } from './buildkit.ts';
 import { withExplicitCredentials, dockerConfigCredentials, type RegistryCredentials } from './credentials.ts';
 import {
@@ -32,6 +34,8 @@ export interface BuildOptions {
     layers: LayerSpec[];
     config: ImageConfigOverrides;
     sourceDateEpoch: number;
+    /** Default: $KUBE_ACTIONS_CACHE/layers (~/.cache/kube-actions/layers). */
+    cacheDir?: string;
   };
   dockerfile?: {
     context: string;
@@ -89,8 +93,12 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
   });
 
   if (options.layers) {
+    const { cacheDir, ...layers } = options.layers;
     const result = await buildLayersImage({
-      ...options.layers,
+      ...layers,
+      layerCacheDir:
+        cacheDir ??
+        join(process.env.KUBE_ACTIONS_CACHE ?? join(homedir(), '.cache', 'kube-actions'), 'layers'),
       images: options.images,
       tags: options.tags,
       ...(options.platforms ? { platforms: options.platforms } : {}),

@@ -34,6 +34,8 @@ export interface LayersBuildOptions {
   annotations?: Record<string, string>;
   /** SOURCE_DATE_EPOCH: every file's mtime and the config's `created`. */
   sourceDateEpoch: number;
+  /** Where compressed layers are kept between builds (see layer.ts). */
+  layerCacheDir?: string;
   credentials?: CredentialSource;
   /** Registries to reach over plain HTTP (loopback ones always are). */
   insecureRegistries?: string[];
@@ -294,17 +296,27 @@ export async function buildLayersImage(options: LayersBuildOptions): Promise<Lay
     return ref;
   });
 
-  // Layers first: bad inputs fail before any network traffic.
-  const layers: Layer[] = [];
-  for (const spec of options.layers) layers.push(await buildLayer(spec, { mtime: options.sourceDateEpoch }));
+  // The layers compress (on the thread pool, every core) while the base is read and the target
+  // registries are asked how they authenticate: these overlap, nothing is written before all end.
+  const baseRef = options.base === 'scratch' ? undefined : parseReference(options.base);
+  const [layers, bases] = await Promise.all([
+    Promise.all(
+      options.layers.map((spec) =>
+        buildLayer(spec, {
+          mtime: options.sourceDateEpoch,
+          ...(options.layerCacheDir ? { cacheDir: options.layerCacheDir } : {}),
+        }),
+      ),
+    ),
+    baseRef
+      ? readBase(baseRef, clientFor(baseRef.registry), options.platforms)
+      : (options.platforms?.length ? options.platforms : [{ os: 'linux', architecture: 'amd64' }]).map(
+          scratchPlatform,
+        ),
+    ...(options.push === false ? [] : targets.map((t) => clientFor(t.registry).prepare())),
+  ]);
   for (const l of layers) log(`layer ${l.digest.slice(7, 19)} ${l.size} bytes  ${l.description}`);
 
-  const baseRef = options.base === 'scratch' ? undefined : parseReference(options.base);
-  const bases = baseRef
-    ? await readBase(baseRef, clientFor(baseRef.registry), options.platforms)
-    : (options.platforms?.length ? options.platforms : [{ os: 'linux', architecture: 'amd64' }]).map(
-        scratchPlatform,
-      );
   // An index exactly when there is more than one platform, as ko does.
   const baseIsIndex = bases.length > 1;
 

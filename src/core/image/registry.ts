@@ -139,6 +139,12 @@ export class RegistryClient {
     this.fetchImpl = options.fetch ?? fetch;
   }
 
+  /** Learns how the registry authenticates (GET /v2/), once; later requests go out authorised. */
+  async prepare(): Promise<void> {
+    this.challenge ??= this.ping();
+    await this.challenge;
+  }
+
   /** Whether the repository already has the blob. */
   async hasBlob(repository: string, digest: string): Promise<boolean> {
     const res = await this.request(`/v2/${repository}/blobs/${digest}`, {
