@@ -22094,6 +22094,8 @@ function info(message) {
 
 // src/core/image/build.ts
 import { execFile } from "node:child_process";
+import { homedir as homedir2 } from "node:os";
+import { join as join4 } from "node:path";
 
 // src/core/image/buildkit.ts
 import { spawn as spawn2 } from "node:child_process";
@@ -22617,6 +22619,11 @@ var RegistryClient = class {
     this.userAgent = options.userAgent ?? "kube-actions";
     this.fetchImpl = options.fetch ?? fetch;
   }
+  /** Learns how the registry authenticates (GET /v2/), once; later requests go out authorised. */
+  async prepare() {
+    this.challenge ??= this.ping();
+    await this.challenge;
+  }
   /** Whether the repository already has the blob. */
   async hasBlob(repository, digest) {
     const res = await this.request(`/v2/${repository}/blobs/${digest}`, {
@@ -22839,17 +22846,17 @@ var RegistryClient = class {
       return creds ? `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString("base64")}` : void 0;
     }
     const key = [...scopes].sort().join(" ");
-    let cached = this.tokens.get(key);
-    if (cached) {
-      const token = await cached.catch(() => void 0);
-      if (!token || token.expiresAt <= Date.now()) cached = void 0;
+    let cached2 = this.tokens.get(key);
+    if (cached2) {
+      const token = await cached2.catch(() => void 0);
+      if (!token || token.expiresAt <= Date.now()) cached2 = void 0;
     }
-    if (!cached) {
-      cached = this.fetchToken(challenge, scopes, creds);
-      this.tokens.set(key, cached);
-      cached.catch(() => this.tokens.delete(key));
+    if (!cached2) {
+      cached2 = this.fetchToken(challenge, scopes, creds);
+      this.tokens.set(key, cached2);
+      cached2.catch(() => this.tokens.delete(key));
     }
-    return `Bearer ${(await cached).token}`;
+    return `Bearer ${(await cached2).token}`;
   }
   async fetchToken(challenge, scopes, creds) {
     if (!challenge.realm) throw new RegistryError(`${this.registry}: bearer challenge without a realm`, 401);
@@ -22935,11 +22942,23 @@ function registryErrorMessage(text) {
 
 // src/core/image/layer.ts
 var import_tar_stream = __toESM(require_tar_stream(), 1);
-import { lstat as lstat2, readdir as readdir2, readFile as readFile3, readlink as readlink2, stat as stat2 } from "node:fs/promises";
+import { existsSync as existsSync3, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { mkdir as mkdir3, readdir as readdir2, readFile as readFile3, rename as rename2, rm as rm3, stat as fsStat, utimes, writeFile as writeFile3 } from "node:fs/promises";
+import { createHash as createHash2 } from "node:crypto";
 import { join as join3, posix, relative, resolve as resolve2, sep } from "node:path";
-import { gzip as gzipCallback } from "node:zlib";
+import { gunzipSync, gzip as gzipCallback } from "node:zlib";
 import { promisify } from "node:util";
 var gzip = promisify(gzipCallback);
+var GZIP_OPTIONS = { level: 1, memLevel: 9 };
+var GZIP_CHUNK = 1024 * 1024;
+async function compress(tar) {
+  const pieces = [];
+  for (let offset = 0; offset < tar.length || offset === 0; offset += GZIP_CHUNK) {
+    pieces.push(gzip(tar.subarray(offset, offset + GZIP_CHUNK), GZIP_OPTIONS));
+  }
+  return Buffer.concat(await Promise.all(pieces));
+}
+var CACHE_BYTES = 2 * 1024 * 1024 * 1024;
 function isTarball(path) {
   return path.endsWith(".tar");
 }
@@ -22964,7 +22983,7 @@ function parseLayerSpec(text, workspace) {
     ...platform2 ? { platform: platform2 } : {}
   };
 }
-async function collect(spec, options) {
+function collect(spec, options) {
   const uid = options.uid ?? 0;
   const gid = options.gid ?? 0;
   const entries = [];
@@ -22972,17 +22991,16 @@ async function collect(spec, options) {
   const parts = spec.destination.split("/").filter(Boolean);
   for (let i = 1; i < parts.length; i++)
     entries.push({ path: parts.slice(0, i).join("/") + "/", header: dirHeader });
-  const walk = async (abs, dest, follow = false) => {
-    const st2 = await (follow ? stat2 : lstat2)(abs);
+  const walk = (abs, dest, follow = false) => {
+    const st2 = (follow ? statSync : lstatSync)(abs);
     if (st2.isSymbolicLink()) {
       entries.push({
         path: dest,
-        header: { type: "symlink", linkname: await readlink2(abs), mode: 511, uid, gid }
+        header: { type: "symlink", linkname: readlinkSync(abs), mode: 511, uid, gid }
       });
     } else if (st2.isDirectory()) {
       if (dest) entries.push({ path: `${dest}/`, header: dirHeader });
-      for (const name of (await readdir2(abs)).sort())
-        await walk(join3(abs, name), dest ? `${dest}/${name}` : name);
+      for (const name of readdirSync(abs).sort()) walk(join3(abs, name), dest ? `${dest}/${name}` : name);
     } else if (st2.isFile()) {
       entries.push({
         path: dest,
@@ -22993,56 +23011,126 @@ async function collect(spec, options) {
       throw new Error(`${abs}: only files, directories and symlinks can go into a layer`);
     }
   };
-  const st = await stat2(spec.source).catch(() => {
+  let st;
+  try {
+    st = statSync(spec.source);
+  } catch {
     throw new Error(`layer source ${spec.source} does not exist`);
-  });
+  }
   const root = parts.join("/");
   if (st.isDirectory()) {
     if (root) entries.push({ path: `${root}/`, header: dirHeader });
-    for (const name of (await readdir2(spec.source)).sort()) {
-      await walk(join3(spec.source, name), root ? `${root}/${name}` : name);
-    }
+    for (const name of readdirSync(spec.source).sort())
+      walk(join3(spec.source, name), root ? `${root}/${name}` : name);
   } else {
-    await walk(spec.source, root, true);
+    walk(spec.source, root, true);
   }
   return entries.sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
 }
 async function buildLayer(spec, options) {
-  const tar = isTarball(spec.source) ? await readFile3(spec.source).catch(() => {
-    throw new Error(`layer source ${spec.source} does not exist`);
-  }) : await packTar(await collect(spec, options), new Date(options.mtime * 1e3));
-  const data = await gzip(tar, { level: 6 });
+  let diffId;
+  let data;
+  if (isTarball(spec.source)) {
+    const tar = await readFile3(spec.source).catch(() => {
+      throw new Error(`layer source ${spec.source} does not exist`);
+    });
+    diffId = sha256Digest(tar);
+    data = options.cacheDir && await cached(options.cacheDir, diffId) || await compress(tar);
+    if (options.cacheDir) await remember(options.cacheDir, diffId, data);
+  } else {
+    ({ diffId, data } = await packAndCompress(collect(spec, options), new Date(options.mtime * 1e3)));
+  }
   return {
     data,
     digest: sha256Digest(data),
-    diffId: sha256Digest(tar),
+    diffId,
     size: data.length,
+    destination: spec.destination,
     description: `${spec.platform ? `${formatPlatform(spec.platform)}: ` : ""}${relativeForLog(spec.source)} -> ${spec.destination}`,
     ...spec.platform ? { platform: spec.platform } : {}
   };
 }
-async function packTar(entries, mtime) {
+async function packAndCompress(entries, mtime) {
   const pack = (0, import_tar_stream.pack)();
-  const chunks = [];
-  pack.on("data", (c) => void chunks.push(c));
+  const hash = createHash2("sha256");
+  const pieces = [];
+  let pending = [];
+  let pendingBytes = 0;
+  const flush = (all) => {
+    while (pendingBytes >= GZIP_CHUNK || all && pendingBytes > 0) {
+      const joined = Buffer.concat(pending);
+      const piece = joined.subarray(0, GZIP_CHUNK);
+      pending = piece.length < joined.length ? [joined.subarray(GZIP_CHUNK)] : [];
+      pendingBytes = joined.length - piece.length;
+      pieces.push(gzip(piece, GZIP_OPTIONS));
+    }
+  };
+  pack.on("data", (chunk) => {
+    const c = chunk;
+    hash.update(c);
+    pending.push(c);
+    pendingBytes += c.length;
+    flush(false);
+  });
   const done = new Promise((resolveDone, reject) => {
     pack.on("end", resolveDone);
     pack.on("error", reject);
   });
+  let sinceYield = 0;
   for (const entry of entries) {
     const header = { ...entry.header, name: entry.path, mtime, uname: "", gname: "" };
-    const body = entry.file ? await readFile3(entry.file) : void 0;
+    const body = entry.file ? readFileSync(entry.file) : void 0;
     if (body && body.length !== entry.header.size)
       throw new Error(`${entry.file} changed while it was being layered`);
-    await new Promise((res, rej) => {
-      const done2 = (err) => err ? rej(err) : res();
-      if (body) pack.entry(header, body, done2);
-      else pack.entry(header, done2);
-    });
+    if (body) pack.entry(header, body);
+    else pack.entry(header);
+    sinceYield += (body?.length ?? 0) + 512;
+    if (sinceYield >= GZIP_CHUNK) {
+      sinceYield = 0;
+      await new Promise((r) => setImmediate(r));
+    }
   }
   pack.finalize();
   await done;
-  return Buffer.concat(chunks);
+  flush(true);
+  if (!pieces.length) pieces.push(gzip(Buffer.alloc(0), GZIP_OPTIONS));
+  return { diffId: `sha256:${hash.digest("hex")}`, data: Buffer.concat(await Promise.all(pieces)) };
+}
+async function cached(dir, diffId) {
+  const data = await readFile3(join3(dir, diffId.replace(":", "-"))).catch(() => void 0);
+  if (!data) return void 0;
+  try {
+    if (sha256Digest(gunzipSync(data)) === diffId) return data;
+  } catch {
+  }
+  return void 0;
+}
+async function remember(dir, diffId, data) {
+  const file = join3(dir, diffId.replace(":", "-"));
+  try {
+    await mkdir3(dir, { recursive: true });
+    if (existsSync3(file)) {
+      const now = /* @__PURE__ */ new Date();
+      await utimes(file, now, now);
+      return;
+    }
+    const tmp = `${file}.${process.pid}.tmp`;
+    await writeFile3(tmp, data);
+    await rename2(tmp, file);
+    const entries = await Promise.all(
+      (await readdir2(dir)).map(async (name) => ({
+        name,
+        st: await fsStat(join3(dir, name)).catch(() => void 0)
+      }))
+    );
+    let total = entries.reduce((n, e) => n + (e.st?.size ?? 0), 0);
+    for (const e of entries.filter((x) => x.st).sort((a, b) => a.st.mtimeMs - b.st.mtimeMs)) {
+      if (total <= CACHE_BYTES) break;
+      await rm3(join3(dir, e.name), { force: true });
+      total -= e.st.size;
+    }
+  } catch {
+  }
 }
 function relativeForLog(path) {
   const rel = relative(process.cwd(), path);
@@ -23183,7 +23271,8 @@ function applyConfig(base, overrides, layers, created) {
       ...base.history ?? [],
       ...layers.map((l) => ({
         created,
-        created_by: `kube-actions build: ${l.description}`,
+        // Only what is in the image: a build machine's paths would change the digest.
+        created_by: `kube-actions build: files at ${l.destination}`,
         comment: "kube-actions"
       }))
     ]
@@ -23205,13 +23294,22 @@ async function buildLayersImage(options) {
       );
     return ref;
   });
-  const layers = [];
-  for (const spec of options.layers) layers.push(await buildLayer(spec, { mtime: options.sourceDateEpoch }));
-  for (const l of layers) log(`layer ${l.digest.slice(7, 19)} ${l.size} bytes  ${l.description}`);
   const baseRef = options.base === "scratch" ? void 0 : parseReference(options.base);
-  const bases = baseRef ? await readBase(baseRef, clientFor(baseRef.registry), options.platforms) : (options.platforms?.length ? options.platforms : [{ os: "linux", architecture: "amd64" }]).map(
-    scratchPlatform
-  );
+  const [layers, bases] = await Promise.all([
+    Promise.all(
+      options.layers.map(
+        (spec) => buildLayer(spec, {
+          mtime: options.sourceDateEpoch,
+          ...options.layerCacheDir ? { cacheDir: options.layerCacheDir } : {}
+        })
+      )
+    ),
+    baseRef ? readBase(baseRef, clientFor(baseRef.registry), options.platforms) : (options.platforms?.length ? options.platforms : [{ os: "linux", architecture: "amd64" }]).map(
+      scratchPlatform
+    ),
+    ...options.push === false ? [] : targets.map((t) => clientFor(t.registry).prepare())
+  ]);
+  for (const l of layers) log(`layer ${l.digest.slice(7, 19)} ${l.size} bytes  ${l.description}`);
   const baseIsIndex = bases.length > 1;
   for (const l of layers) {
     if (l.platform && !bases.some((b) => samePlatform(b.platform, l.platform))) {
@@ -23372,8 +23470,10 @@ async function buildImage(options) {
     ...options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}
   });
   if (options.layers) {
+    const { cacheDir, ...layers } = options.layers;
     const result = await buildLayersImage({
-      ...options.layers,
+      ...layers,
+      layerCacheDir: cacheDir ?? join4(process.env.KUBE_ACTIONS_CACHE ?? join4(homedir2(), ".cache", "kube-actions"), "layers"),
       images: options.images,
       tags: options.tags,
       ...options.platforms ? { platforms: options.platforms } : {},
@@ -25703,19 +25803,19 @@ var DFA = class DFA2 {
   }
   getState(pcs, flag, ids) {
     const hash = hashState(pcs, flag, ids);
-    const cached = this.stateCache.get(hash);
-    if (cached instanceof DFAState) {
-      if (isState(cached, pcs, flag, ids)) return cached;
-    } else if (cached !== void 0) {
-      for (let i = 0; i < cached.length; i++) if (isState(cached[i], pcs, flag, ids)) return cached[i];
+    const cached2 = this.stateCache.get(hash);
+    if (cached2 instanceof DFAState) {
+      if (isState(cached2, pcs, flag, ids)) return cached2;
+    } else if (cached2 !== void 0) {
+      for (let i = 0; i < cached2.length; i++) if (isState(cached2[i], pcs, flag, ids)) return cached2[i];
     }
     const cost = DFA2.stateCost(pcs, ids);
     if (this.memBudget < cost) return null;
     this.memBudget -= cost;
     const state = new DFAState(pcs, flag, ids);
-    if (cached === void 0) this.stateCache.set(hash, state);
-    else if (cached instanceof DFAState) this.stateCache.set(hash, [cached, state]);
-    else cached.push(state);
+    if (cached2 === void 0) this.stateCache.set(hash, state);
+    else if (cached2 instanceof DFAState) this.stateCache.set(hash, [cached2, state]);
+    else cached2.push(state);
     this.stateCount++;
     return state;
   }
@@ -25724,8 +25824,8 @@ var DFA = class DFA2 {
     return DFA2.STATE_OVERHEAD + DFA2.ELEMENT_SIZE * pcs.length + idsCost;
   }
   *cachedStates() {
-    for (const cached of this.stateCache.values()) if (cached instanceof DFAState) yield cached;
-    else yield* cached;
+    for (const cached2 of this.stateCache.values()) if (cached2 instanceof DFAState) yield cached2;
+    else yield* cached2;
   }
   makeState(pcs, flag, ids) {
     const closure = this.closure(pcs, flag & DFA2.FLAG_EMPTY_MASK);
@@ -25757,8 +25857,8 @@ var DFA = class DFA2 {
   step(state, cls, rune, anchor) {
     let table = anchor === RE2Flags.UNANCHORED ? state.next : state.nextAnchored;
     if (table !== null) {
-      const cached = table[cls];
-      if (cached !== null) return cached;
+      const cached2 = table[cls];
+      if (cached2 !== null) return cached2;
     } else {
       table = this.allocTable(state, anchor);
       if (table === null) return null;
@@ -30983,12 +31083,12 @@ function tagProblem(tag) {
 }
 
 // src/actions/github-context.ts
-import { readFileSync } from "node:fs";
+import { readFileSync as readFileSync2 } from "node:fs";
 function githubContext(env = process.env) {
   let payload = {};
   if (env.GITHUB_EVENT_PATH) {
     try {
-      payload = JSON.parse(readFileSync(env.GITHUB_EVENT_PATH, "utf8"));
+      payload = JSON.parse(readFileSync2(env.GITHUB_EVENT_PATH, "utf8"));
     } catch {
     }
   }

@@ -66,8 +66,10 @@ export interface Layer {
   /** sha256 of the uncompressed tar: the config's rootfs.diff_ids entry. */
   diffId: string;
   size: number;
-  /** Which spec made it, for logs and summaries. */
+  /** Which spec made it, for logs and summaries (holds paths of the build machine). */
   description: string;
+  /** Where it lands in the image. */
+  destination: string;
   platform?: Platform;
 }
 
@@ -183,6 +185,7 @@ export async function buildLayer(spec: LayerSpec, options: LayerOptions): Promis
     digest: sha256Digest(data),
     diffId,
     size: data.length,
+    destination: spec.destination,
     description: `${spec.platform ? `${formatPlatform(spec.platform)}: ` : ''}${relativeForLog(spec.source)} -> ${spec.destination}`,
     ...(spec.platform ? { platform: spec.platform } : {}),
   };

@@ -273,7 +273,8 @@ export function applyConfig(
       ...(base.history ?? []),
       ...layers.map((l) => ({
         created,
-        created_by: `kube-actions build: ${l.description}`,
+        // Only what is in the image: a build machine's paths would change the digest.
+        created_by: `kube-actions build: files at ${l.destination}`,
         comment: 'kube-actions',
       })),
     ],

@@ -151,6 +151,7 @@ describe('applyConfig', () => {
     diffId: 'sha256:d',
     size: 0,
     description: 'app -> /app',
+    destination: '/app',
   };
 
   test('overrides as docker does: env replaced by key, a new entrypoint resets the base cmd, ports and labels merged', () => {
