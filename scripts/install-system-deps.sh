@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system programs the tests and the demo run for real, when a fresh machine lacks
 # them: git (with git-http-backend), openssl (test PKI), the distribution OCI registry and
-# htpasswd (registry auth). Go builds the Kubernetes binaries (test/cluster/build-binaries.sh).
+# htpasswd (registry auth), and for real image builds: runc (BuildKit's OCI worker), umoci and
+# skopeo (base images made and pushed locally) and busybox-static (their rootfs). Go builds the
+# Kubernetes binaries, BuildKit and crane (test/cluster/build-binaries.sh).
 set -euo pipefail
 
 missing=()
@@ -10,6 +12,12 @@ command -v git >/dev/null || missing+=(git)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
+command -v runc >/dev/null || missing+=(runc)
+command -v umoci >/dev/null || missing+=(umoci)
+command -v skopeo >/dev/null || missing+=(skopeo)
+# The package, not just any busybox: base images copy its static binary into a rootfs.
+[[ $(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null) == "install ok installed" ]] ||
+  missing+=(busybox-static)
 
 if (( ${#missing[@]} )); then
   echo "[install-system-deps] installing: ${missing[*]}" >&2

@@ -7,6 +7,8 @@
 #   helm        helm
 #   kustomize   kustomize
 #   actionlint  actionlint (make lint checks the workflows with it)
+#   buildkit    buildkitd, buildctl (image builds on runc; test/cluster/buildkit.ts)
+#   crane       crane (an independent registry client for the image tests)
 #
 #   test/cluster/build-binaries.sh [name...]   build what is missing; print one directory holding
 #                                              (symlinks to) all the binaries
@@ -91,9 +93,29 @@ build_actionlint() {
   gobuild actionlint "-X github.com/rhysd/actionlint.version=$version" "$1/actionlint" github.com/rhysd/actionlint/cmd/actionlint
 }
 
-all=(kubernetes etcd kwok helm kustomize actionlint)
+build_buildkit() {
+  local version pkg=github.com/moby/buildkit
+  version=$(module_version buildkit $pkg)
+  # BuildKit's own release tags minus `seccomp`, which needs cgo and libseccomp: without it RUN
+  # steps get no seccomp filter, which the tests do not rely on.
+  (cd "$modules/buildkit" && go build -trimpath -tags "osusergo netgo static_build" \
+    -ldflags "-s -w -X $pkg/version.Version=$version -X $pkg/version.Revision=$version -X $pkg/version.Package=$pkg" \
+    -o "$1/" $pkg/cmd/buildkitd $pkg/cmd/buildctl) >&2
+}
+
+build_crane() {
+  local version
+  version=$(module_version crane github.com/google/go-containerregistry)
+  gobuild crane "-X github.com/google/go-containerregistry/cmd/crane/cmd.Version=$version" \
+    "$1/crane" github.com/google/go-containerregistry/cmd/crane
+}
+
+all=(kubernetes etcd kwok helm kustomize actionlint buildkit crane)
 wanted=("${@:-${all[@]}}")
 go_version=$(go version)
+# `go version` names the host platform; a cross build (GOOS/GOARCH set) is keyed by its target too.
+target=$(go env GOOS GOARCH | paste -sd/)
+[[ $target == "$(go env GOHOSTOS GOHOSTARCH | paste -sd/)" ]] || go_version+=" target $target"
 links=()
 for name in "${wanted[@]}"; do
   declare -F "build_$name" >/dev/null || { log "unknown module: $name"; exit 2; }
