@@ -64,6 +64,11 @@ bench: deps binaries build ## run the benchmarks under bench/ and print their fi
 	node bench/render.ts
 	node bench/sync.ts
 	node bench/rollout.ts
+	node bench/build.ts
+
+.PHONY: image
+image: deps binaries build ## build the controller's image (layers, no daemon) into a local registry, or IMAGE=name
+	node scripts/image.ts build $(if $(IMAGE),--image $(IMAGE))
 
 .PHONY: clean
 clean: ## remove build output (the binary cache in ~/.cache/kube-actions is kept)

@@ -16,11 +16,13 @@
 //   node scripts/image.ts stage --platform linux/amd64,linux/arm64 [--github-output]
 //        print the layer lines, or with --github-output the build action's layers, entrypoint,
 //        cmd, env, user, workdir and ports inputs as step outputs (the release workflow)
-//   node scripts/image.ts build --image NAME [--base REF] [--platform ...] [--tag T]... [--insecure-registry R]
+//   node scripts/image.ts build [--image NAME] [--base REF] [--platform ...] [--tag T]... [--insecure-registry R]
+//        without --image: into a registry on loopback kept running under ~/.cache/kube-actions
+//        (`make image`); `node scripts/image.ts registry-down` stops it
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -28,6 +30,8 @@ import { buildImage, resolveSourceDateEpoch } from '../src/core/image/build.ts';
 import { parseLayerSpec } from '../src/core/image/layer.ts';
 import { formatPlatform, parsePlatform, type Platform } from '../src/core/image/platform.ts';
 import { VERSION } from '../src/version.ts';
+import { freePort } from '../test/cluster/ports.ts';
+import { logTail, startComponent, stopProcessGroup } from '../test/cluster/process.ts';
 import pkg from '../package.json' with { type: 'json' };
 
 const run = promisify(execFile);
@@ -190,6 +194,65 @@ export async function buildControllerImage(options: {
   });
 }
 
+const LOCAL_REGISTRY_DIR = join(cache, 'registry');
+
+/** A registry on loopback for `make image`, started once, detached, and reused (its storage kept). */
+async function localRegistry(): Promise<string> {
+  const stateFile = join(LOCAL_REGISTRY_DIR, 'state.json');
+  const state = JSON.parse(await readFile(stateFile, 'utf8').catch(() => '{}')) as {
+    host?: string;
+    pid?: number;
+  };
+  if (
+    state.host &&
+    (await fetch(`http://${state.host}/v2/`).then(
+      (r) => r.ok,
+      () => false,
+    ))
+  )
+    return state.host;
+  await mkdir(join(LOCAL_REGISTRY_DIR, 'data'), { recursive: true });
+  const host = `127.0.0.1:${await freePort()}`;
+  const config = join(LOCAL_REGISTRY_DIR, 'config.yml');
+  await writeFile(
+    config,
+    [
+      'version: 0.1',
+      'log: { level: warn, accesslog: { disabled: true } }',
+      `storage: { filesystem: { rootdirectory: ${join(LOCAL_REGISTRY_DIR, 'data')} }, delete: { enabled: true } }`,
+      `http: { addr: "${host}" }`,
+    ].join('\n') + '\n',
+  );
+  const proc = startComponent('docker-registry', 'docker-registry', ['serve', config], {
+    logDir: LOCAL_REGISTRY_DIR,
+    attached: false,
+  });
+  await writeFile(stateFile, JSON.stringify({ host, pid: proc.pid }));
+  for (let i = 0; i < 100; i++) {
+    if (
+      await fetch(`http://${host}/v2/`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    ) {
+      log(`local registry at ${host} (stop it with: node scripts/image.ts registry-down)`);
+      return host;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the local registry did not start:\n${logTail(proc.logFile)}`);
+}
+
+async function stopLocalRegistry(): Promise<void> {
+  const state = JSON.parse(
+    await readFile(join(LOCAL_REGISTRY_DIR, 'state.json'), 'utf8').catch(() => '{}'),
+  ) as {
+    pid?: number;
+  };
+  if (state.pid) await stopProcessGroup(state.pid);
+  await rm(LOCAL_REGISTRY_DIR, { recursive: true, force: true });
+}
+
 async function main(): Promise<number> {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
@@ -223,14 +286,19 @@ async function main(): Promise<number> {
     }
     return 0;
   }
-  if (positionals[0] !== 'build' || !values.image) {
+  if (positionals[0] === 'registry-down') {
+    await stopLocalRegistry();
+    return 0;
+  }
+  if (positionals[0] !== 'build') {
     process.stderr.write(
-      'usage: node scripts/image.ts stage|build --image NAME [--base REF] [--platform LIST] [--tag T]...\n',
+      'usage: node scripts/image.ts stage|build|registry-down [--image NAME] [--base REF] [--platform LIST] [--tag T]...\n',
     );
     return 2;
   }
+  const image = values.image ?? `${await localRegistry()}/kube-actions/kube-actions`;
   const result = await buildControllerImage({
-    image: values.image,
+    image,
     ...(values.base ? { base: values.base } : {}),
     platforms,
     tags: values.tag.length ? values.tag : [VERSION],

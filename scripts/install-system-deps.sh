@@ -15,6 +15,8 @@ command -v htpasswd >/dev/null || missing+=(apache2-utils)
 command -v runc >/dev/null || missing+=(runc)
 command -v umoci >/dev/null || missing+=(umoci)
 command -v skopeo >/dev/null || missing+=(skopeo)
+# The controller image's Debian base (scripts/image.ts) when no base image is given.
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 # The package, not just any busybox: base images copy its static binary into a rootfs.
 [[ $(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null) == "install ok installed" ]] ||
   missing+=(busybox-static)
