@@ -23057,13 +23057,18 @@ async function packAndCompress(entries, mtime) {
   let pending = [];
   let pendingBytes = 0;
   const flush = (all) => {
-    while (pendingBytes >= GZIP_CHUNK || all && pendingBytes > 0) {
-      const joined = Buffer.concat(pending);
-      const piece = joined.subarray(0, GZIP_CHUNK);
-      pending = piece.length < joined.length ? [joined.subarray(GZIP_CHUNK)] : [];
-      pendingBytes = joined.length - piece.length;
-      pieces.push(gzip(piece, GZIP_OPTIONS));
+    if (pendingBytes < GZIP_CHUNK && !(all && pendingBytes > 0)) return;
+    const joined = pending.length === 1 ? pending[0] : Buffer.concat(pending);
+    let offset = 0;
+    for (; joined.length - offset >= GZIP_CHUNK; offset += GZIP_CHUNK) {
+      pieces.push(gzip(joined.subarray(offset, offset + GZIP_CHUNK), GZIP_OPTIONS));
     }
+    if (all && offset < joined.length) {
+      pieces.push(gzip(joined.subarray(offset), GZIP_OPTIONS));
+      offset = joined.length;
+    }
+    pending = offset < joined.length ? [joined.subarray(offset)] : [];
+    pendingBytes = joined.length - offset;
   };
   pack.on("data", (chunk) => {
     const c = chunk;

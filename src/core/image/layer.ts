@@ -201,14 +201,20 @@ async function packAndCompress(entries: Entry[], mtime: Date): Promise<{ diffId:
   const pieces: Promise<Buffer>[] = [];
   let pending: Buffer[] = [];
   let pendingBytes = 0;
+  // One copy of what is pending, then 1 MiB views of it (a big file arrives as one chunk).
   const flush = (all: boolean) => {
-    while (pendingBytes >= GZIP_CHUNK || (all && pendingBytes > 0)) {
-      const joined = Buffer.concat(pending);
-      const piece = joined.subarray(0, GZIP_CHUNK);
-      pending = piece.length < joined.length ? [joined.subarray(GZIP_CHUNK)] : [];
-      pendingBytes = joined.length - piece.length;
-      pieces.push(gzip(piece, GZIP_OPTIONS));
+    if (pendingBytes < GZIP_CHUNK && !(all && pendingBytes > 0)) return;
+    const joined = pending.length === 1 ? pending[0]! : Buffer.concat(pending);
+    let offset = 0;
+    for (; joined.length - offset >= GZIP_CHUNK; offset += GZIP_CHUNK) {
+      pieces.push(gzip(joined.subarray(offset, offset + GZIP_CHUNK), GZIP_OPTIONS));
     }
+    if (all && offset < joined.length) {
+      pieces.push(gzip(joined.subarray(offset), GZIP_OPTIONS));
+      offset = joined.length;
+    }
+    pending = offset < joined.length ? [joined.subarray(offset)] : [];
+    pendingBytes = joined.length - offset;
   };
   pack.on('data', (chunk: unknown) => {
     const c = chunk as Buffer;
