@@ -4,19 +4,26 @@
 // build+push time and, after a one-file change in the app, the rebuild's time and the bytes it
 // uploaded (counted by a proxy in front of the registry, so both are measured the same way).
 //
+// Then the controller's image (scripts/image.ts's recipe) through BuildKit from a Dockerfile, cold and
+// after a change to the bundle (BuildKit's own cache), next to our layers builder doing the same.
+//
 // crane takes layers as tarballs, so its figures include making them with GNU tar (sorted, fixed
-// mtime and owner: as reproducible as ours).
+// mtime and owner: as reproducible as ours). Ours keeps compressed layers by their tar's digest
+// (layer.ts), as the build action does: cold builds start with an empty cache, rebuilds use it.
 //
 //   node bench/build.ts [--runs 3]
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { buildLayersImage, clientCache } from '../src/core/image/layers-builder.ts';
 import { parseLayerSpec } from '../src/core/image/layer.ts';
+import { buildImage } from '../src/core/image/build.ts';
+import { IMAGE_CONFIG, pushBase, stage } from '../scripts/image.ts';
+import { BuildKit, buildKitUnavailableReason } from '../test/cluster/buildkit.ts';
 import { ensureBinaries } from '../test/cluster/controlplane.ts';
 import { OciRegistry } from '../test/cluster/registry.ts';
 
@@ -90,6 +97,8 @@ const seconds = (ms: number) => (ms / 1000).toFixed(2);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const binDir = await ensureBinaries();
+// buildctl, as the build action finds it on a runner.
+process.env.PATH = `${binDir}:${process.env.PATH}`;
 const crane = join(binDir, 'crane');
 const registry = await OciRegistry.start();
 const proxy = await countingProxy(registry.host);
@@ -114,10 +123,13 @@ try {
   });
   const base = `${proxy.host}/bench/base:v1`;
 
+  // Ours keeps compressed layers by their tar's digest, as the build action does by default: a cold
+  // build starts with an empty cache, its rebuild uses what the cold build left.
   const ours = async (repo: string) => {
     const before = proxy.uploaded();
     const start = performance.now();
     await buildLayersImage({
+      layerCacheDir: join(work, 'layer-cache', repo),
       base,
       layers: [parseLayerSpec(`${deps}:/app/node_modules`, work), parseLayerSpec(`${app}:/app/src`, work)],
       images: [`${proxy.host}/${repo}`],
@@ -190,8 +202,104 @@ try {
   console.log(
     `rebuild: kube-actions takes ${(median(o.rebuild) / median(c.rebuild)).toFixed(2)}x crane's time, uploads ${median(o.rebuildBytes)} B against crane's ${median(c.rebuildBytes)} B`,
   );
+
+  await controllerImage();
 } finally {
   await proxy.close();
   await registry.stop();
   await rm(work, { recursive: true, force: true });
+}
+
+/**
+ * The controller's image through BuildKit (a Dockerfile COPYing the same files onto the same
+ * base): cold (a fresh daemon) and rebuilt from its cache after the bundle changes; and the same
+ * image from our layers recipe, cold and after the same change.
+ */
+async function controllerImage(): Promise<void> {
+  const unavailable = await buildKitUnavailableReason();
+  if (unavailable) {
+    console.log(`
+controller image: BuildKit skipped (${unavailable})`);
+    return;
+  }
+  const platforms = [{ os: 'linux', architecture: 'amd64' }];
+  const baseRef = await pushBase(`${proxy.host}/bench/controller-base`, []);
+  const context = join(work, 'controller');
+  await mkdir(context, { recursive: true });
+  const staged = await stage(platforms);
+  const copies: string[] = [];
+  for (const line of staged) {
+    const spec = parseLayerSpec(line, ROOT);
+    const name = spec.destination.split('/').pop()!;
+    await cp(spec.source, join(context, name), { dereference: true });
+    copies.push(`COPY ${name} ${spec.destination}`);
+  }
+  await writeFile(
+    join(context, 'Dockerfile'),
+    ['ARG BASE', 'FROM ${BASE}', ...copies, 'USER 65532:65532', ''].join('\n'),
+  );
+  const bundle = join(context, 'kube-actions.js');
+  const change = (n: number) => appendFile(bundle, `\n// bench change ${n}\n`);
+
+  const buildkit = await BuildKit.start({ registries: [proxy.host] });
+  try {
+    const viaBuildKit = async () => {
+      const start = performance.now();
+      await buildImage({
+        images: [`${proxy.host}/bench/controller-buildkit`],
+        tags: ['latest'],
+        push: true,
+        dockerfile: {
+          context,
+          buildArgs: [`BASE=${baseRef}`],
+          secrets: [],
+          cacheFrom: [],
+          cacheTo: [],
+          outputs: [],
+          address: buildkit.address,
+        },
+      });
+      return performance.now() - start;
+    };
+    const layerCache = join(work, 'controller-layer-cache');
+    const viaLayers = async () => {
+      const start = performance.now();
+      await buildImage({
+        images: [`${proxy.host}/bench/controller-layers`],
+        tags: ['latest'],
+        push: true,
+        platforms,
+        layers: {
+          base: baseRef,
+          layers: [...staged.slice(0, -1), `${bundle}:/app/kube-actions.js`].map((l) =>
+            parseLayerSpec(l, ROOT),
+          ),
+          config: IMAGE_CONFIG,
+          sourceDateEpoch: EPOCH,
+          cacheDir: layerCache,
+        },
+      });
+      return performance.now() - start;
+    };
+    const bkCold = await viaBuildKit();
+    await change(1);
+    const bkWarm = await viaBuildKit();
+    const lyCold = await viaLayers();
+    await change(2);
+    const lyWarm = await viaLayers();
+    console.log(
+      '\ncontroller image (Debian base, node, helm, kustomize, the bundle)   cold (s)   after a bundle change (s)',
+    );
+    console.log(
+      `BuildKit (Dockerfile, its own cache)                                ${seconds(bkCold).padStart(8)}   ${seconds(bkWarm).padStart(8)}`,
+    );
+    console.log(
+      `kube-actions layers                                                 ${seconds(lyCold).padStart(8)}   ${seconds(lyWarm).padStart(8)}`,
+    );
+    console.log(
+      `BuildKit's cached rebuild takes ${(bkWarm / bkCold).toFixed(2)}x its cold build; layers' rebuild ${(lyWarm / lyCold).toFixed(2)}x`,
+    );
+  } finally {
+    await buildkit.stop();
+  }
 }

@@ -22942,11 +22942,10 @@ function registryErrorMessage(text) {
 
 // src/core/image/layer.ts
 var import_tar_stream = __toESM(require_tar_stream(), 1);
-import { existsSync as existsSync3, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { mkdir as mkdir3, readdir as readdir2, readFile as readFile3, rename as rename2, rm as rm3, stat as fsStat, utimes, writeFile as writeFile3 } from "node:fs/promises";
-import { createHash as createHash2 } from "node:crypto";
 import { join as join3, posix, relative, resolve as resolve2, sep } from "node:path";
-import { gunzipSync, gzip as gzipCallback } from "node:zlib";
+import { gzip as gzipCallback } from "node:zlib";
 import { promisify } from "node:util";
 var gzip = promisify(gzipCallback);
 var GZIP_OPTIONS = { level: 1, memLevel: 9 };
@@ -23028,21 +23027,17 @@ function collect(spec, options) {
   return entries.sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
 }
 async function buildLayer(spec, options) {
-  let diffId;
-  let data;
-  if (isTarball(spec.source)) {
-    const tar = await readFile3(spec.source).catch(() => {
-      throw new Error(`layer source ${spec.source} does not exist`);
-    });
-    diffId = sha256Digest(tar);
-    data = options.cacheDir && await cached(options.cacheDir, diffId) || await compress(tar);
-    if (options.cacheDir) await remember(options.cacheDir, diffId, data);
-  } else {
-    ({ diffId, data } = await packAndCompress(collect(spec, options), new Date(options.mtime * 1e3)));
-  }
+  const tar = isTarball(spec.source) ? await readFile3(spec.source).catch(() => {
+    throw new Error(`layer source ${spec.source} does not exist`);
+  }) : await packTar(collect(spec, options), new Date(options.mtime * 1e3));
+  const diffId = sha256Digest(tar);
+  const hit = options.cacheDir ? await cached(options.cacheDir, diffId) : void 0;
+  const data = hit?.data ?? await compress(tar);
+  const digest = hit?.digest ?? sha256Digest(data);
+  if (options.cacheDir) await remember(options.cacheDir, diffId, digest, data, !!hit);
   return {
     data,
-    digest: sha256Digest(data),
+    digest,
     diffId,
     size: data.length,
     destination: spec.destination,
@@ -23050,38 +23045,14 @@ async function buildLayer(spec, options) {
     ...spec.platform ? { platform: spec.platform } : {}
   };
 }
-async function packAndCompress(entries, mtime) {
+async function packTar(entries, mtime) {
   const pack = (0, import_tar_stream.pack)();
-  const hash = createHash2("sha256");
-  const pieces = [];
-  let pending = [];
-  let pendingBytes = 0;
-  const flush = (all) => {
-    if (pendingBytes < GZIP_CHUNK && !(all && pendingBytes > 0)) return;
-    const joined = pending.length === 1 ? pending[0] : Buffer.concat(pending);
-    let offset = 0;
-    for (; joined.length - offset >= GZIP_CHUNK; offset += GZIP_CHUNK) {
-      pieces.push(gzip(joined.subarray(offset, offset + GZIP_CHUNK), GZIP_OPTIONS));
-    }
-    if (all && offset < joined.length) {
-      pieces.push(gzip(joined.subarray(offset), GZIP_OPTIONS));
-      offset = joined.length;
-    }
-    pending = offset < joined.length ? [joined.subarray(offset)] : [];
-    pendingBytes = joined.length - offset;
-  };
-  pack.on("data", (chunk) => {
-    const c = chunk;
-    hash.update(c);
-    pending.push(c);
-    pendingBytes += c.length;
-    flush(false);
-  });
+  const chunks = [];
+  pack.on("data", (c) => void chunks.push(c));
   const done = new Promise((resolveDone, reject) => {
     pack.on("end", resolveDone);
     pack.on("error", reject);
   });
-  let sinceYield = 0;
   for (const entry of entries) {
     const header = { ...entry.header, name: entry.path, mtime, uname: "", gname: "" };
     const body = entry.file ? readFileSync(entry.file) : void 0;
@@ -23089,36 +23060,30 @@ async function packAndCompress(entries, mtime) {
       throw new Error(`${entry.file} changed while it was being layered`);
     if (body) pack.entry(header, body);
     else pack.entry(header);
-    sinceYield += (body?.length ?? 0) + 512;
-    if (sinceYield >= GZIP_CHUNK) {
-      sinceYield = 0;
-      await new Promise((r) => setImmediate(r));
-    }
   }
   pack.finalize();
   await done;
-  flush(true);
-  if (!pieces.length) pieces.push(gzip(Buffer.alloc(0), GZIP_OPTIONS));
-  return { diffId: `sha256:${hash.digest("hex")}`, data: Buffer.concat(await Promise.all(pieces)) };
+  return Buffer.concat(chunks);
 }
 async function cached(dir, diffId) {
-  const data = await readFile3(join3(dir, diffId.replace(":", "-"))).catch(() => void 0);
-  if (!data) return void 0;
-  try {
-    if (sha256Digest(gunzipSync(data)) === diffId) return data;
-  } catch {
-  }
-  return void 0;
+  const prefix = `${diffId.slice(7)}-`;
+  const name = (await readdir2(dir).catch(() => [])).find(
+    (n) => n.startsWith(prefix) && !n.endsWith(".tmp")
+  );
+  if (!name) return void 0;
+  const data = await readFile3(join3(dir, name)).catch(() => void 0);
+  const digest = `sha256:${name.slice(prefix.length)}`;
+  return data && sha256Digest(data) === digest ? { data, digest } : void 0;
 }
-async function remember(dir, diffId, data) {
-  const file = join3(dir, diffId.replace(":", "-"));
+async function remember(dir, diffId, digest, data, hit) {
+  const file = join3(dir, `${diffId.slice(7)}-${digest.slice(7)}`);
   try {
-    await mkdir3(dir, { recursive: true });
-    if (existsSync3(file)) {
+    if (hit) {
       const now = /* @__PURE__ */ new Date();
       await utimes(file, now, now);
       return;
     }
+    await mkdir3(dir, { recursive: true });
     const tmp = `${file}.${process.pid}.tmp`;
     await writeFile3(tmp, data);
     await rename2(tmp, file);

@@ -3,11 +3,10 @@
 // 0755 (directories, executables) or 0644, no uname/gname, no extended headers. The same files
 // give the same tar, and so the same gzip and digest on any machine running the same zlib
 // (gzip's header carries no timestamp here: node writes MTIME 0).
-import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat as fsStat, utimes, writeFile } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
 import { join, posix, relative, resolve, sep } from 'node:path';
-import { gunzipSync, gzip as gzipCallback } from 'node:zlib';
+import { gzip as gzipCallback } from 'node:zlib';
 import { promisify } from 'node:util';
 import { pack as tarPack, type Header } from 'tar-stream';
 import { formatPlatform, parsePlatform, type Platform } from './platform.ts';
@@ -29,10 +28,7 @@ export interface LayerOptions {
   mtime: number;
   uid?: number;
   gid?: number;
-  /**
-   * Compressed `.tar` layers by their digest, so an unchanged rootfs is not gzipped again.
-   * Directories need none: they are gzipped while they are read, which costs no more time.
-   */
+  /** Compressed layers by the digest of their tar, so an unchanged layer is not gzipped again. */
   cacheDir?: string;
 }
 
@@ -167,22 +163,21 @@ function collect(spec: LayerSpec, options: LayerOptions): Entry[] {
 
 /** Builds one layer from a file or directory, or takes a .tar as it is. */
 export async function buildLayer(spec: LayerSpec, options: LayerOptions): Promise<Layer> {
-  let diffId: string;
-  let data: Buffer;
-  if (isTarball(spec.source)) {
-    // A whole tar on disk (a rootfs): its digest first, then the cache can spare the gzip.
-    const tar = await readFile(spec.source).catch(() => {
-      throw new Error(`layer source ${spec.source} does not exist`);
-    });
-    diffId = sha256Digest(tar);
-    data = (options.cacheDir && (await cached(options.cacheDir, diffId))) || (await compress(tar));
-    if (options.cacheDir) await remember(options.cacheDir, diffId, data);
-  } else {
-    ({ diffId, data } = await packAndCompress(collect(spec, options), new Date(options.mtime * 1000)));
-  }
+  const tar = isTarball(spec.source)
+    ? await readFile(spec.source).catch(() => {
+        throw new Error(`layer source ${spec.source} does not exist`);
+      })
+    : await packTar(collect(spec, options), new Date(options.mtime * 1000));
+  // The tar's digest first: an unchanged layer (dependencies, a base rootfs, a binary) comes from
+  // the cache and is not compressed again, which is most of a rebuild's time.
+  const diffId = sha256Digest(tar);
+  const hit = options.cacheDir ? await cached(options.cacheDir, diffId) : undefined;
+  const data = hit?.data ?? (await compress(tar));
+  const digest = hit?.digest ?? sha256Digest(data);
+  if (options.cacheDir) await remember(options.cacheDir, diffId, digest, data, !!hit);
   return {
     data,
-    digest: sha256Digest(data),
+    digest,
     diffId,
     size: data.length,
     destination: spec.destination,
@@ -191,43 +186,14 @@ export async function buildLayer(spec: LayerSpec, options: LayerOptions): Promis
   };
 }
 
-/**
- * Packs the entries into a tar and gzips it as it grows: each full piece starts compressing on
- * the thread pool while the next files are read, and the tar's digest is hashed on the way.
- */
-async function packAndCompress(entries: Entry[], mtime: Date): Promise<{ diffId: string; data: Buffer }> {
+async function packTar(entries: Entry[], mtime: Date): Promise<Buffer> {
   const pack = tarPack();
-  const hash = createHash('sha256');
-  const pieces: Promise<Buffer>[] = [];
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  // One copy of what is pending, then 1 MiB views of it (a big file arrives as one chunk).
-  const flush = (all: boolean) => {
-    if (pendingBytes < GZIP_CHUNK && !(all && pendingBytes > 0)) return;
-    const joined = pending.length === 1 ? pending[0]! : Buffer.concat(pending);
-    let offset = 0;
-    for (; joined.length - offset >= GZIP_CHUNK; offset += GZIP_CHUNK) {
-      pieces.push(gzip(joined.subarray(offset, offset + GZIP_CHUNK), GZIP_OPTIONS));
-    }
-    if (all && offset < joined.length) {
-      pieces.push(gzip(joined.subarray(offset), GZIP_OPTIONS));
-      offset = joined.length;
-    }
-    pending = offset < joined.length ? [joined.subarray(offset)] : [];
-    pendingBytes = joined.length - offset;
-  };
-  pack.on('data', (chunk: unknown) => {
-    const c = chunk as Buffer;
-    hash.update(c);
-    pending.push(c);
-    pendingBytes += c.length;
-    flush(false);
-  });
+  const chunks: Buffer[] = [];
+  pack.on('data', (c: unknown) => void chunks.push(c as Buffer));
   const done = new Promise<void>((resolveDone, reject) => {
     pack.on('end', resolveDone);
     pack.on('error', reject);
   });
-  let sinceYield = 0;
   for (const entry of entries) {
     const header = { ...entry.header, name: entry.path, mtime, uname: '', gname: '' };
     const body = entry.file ? readFileSync(entry.file) : undefined;
@@ -236,44 +202,42 @@ async function packAndCompress(entries: Entry[], mtime: Date): Promise<{ diffId:
     // The pack queues entries in order; its errors surface through `done`.
     if (body) pack.entry(header, body);
     else pack.entry(header);
-    sinceYield += (body?.length ?? 0) + 512;
-    if (sinceYield >= GZIP_CHUNK) {
-      // Let the pack hand over what it has, so the thread pool compresses while we read on.
-      sinceYield = 0;
-      await new Promise((r) => setImmediate(r));
-    }
   }
   pack.finalize();
   await done;
-  flush(true);
-  if (!pieces.length) pieces.push(gzip(Buffer.alloc(0), GZIP_OPTIONS));
-  return { diffId: `sha256:${hash.digest('hex')}`, data: Buffer.concat(await Promise.all(pieces)) };
+  return Buffer.concat(chunks);
 }
 
 // gzip is deterministic for the same zlib, so a cached blob is exactly what compressing again
-// would give; the name carries the tar's digest, and a blob that no longer decompresses to it
-// (a torn write) is ignored.
-async function cached(dir: string, diffId: string): Promise<Buffer | undefined> {
-  const data = await readFile(join(dir, diffId.replace(':', '-'))).catch(() => undefined);
-  if (!data) return undefined;
-  try {
-    if (sha256Digest(gunzipSync(data)) === diffId) return data;
-  } catch {
-    /* torn or foreign file: compress again */
-  }
-  return undefined;
+// would give. A file is named by the tar's digest and the blob's; a blob whose bytes no longer
+// hash to its name (a torn write) is ignored.
+async function cached(dir: string, diffId: string): Promise<{ data: Buffer; digest: string } | undefined> {
+  const prefix = `${diffId.slice(7)}-`;
+  const name = (await readdir(dir).catch(() => [] as string[])).find(
+    (n) => n.startsWith(prefix) && !n.endsWith('.tmp'),
+  );
+  if (!name) return undefined;
+  const data = await readFile(join(dir, name)).catch(() => undefined);
+  const digest = `sha256:${name.slice(prefix.length)}`;
+  return data && sha256Digest(data) === digest ? { data, digest } : undefined;
 }
 
-async function remember(dir: string, diffId: string, data: Buffer): Promise<void> {
-  const file = join(dir, diffId.replace(':', '-'));
+async function remember(
+  dir: string,
+  diffId: string,
+  digest: string,
+  data: Buffer,
+  hit: boolean,
+): Promise<void> {
+  const file = join(dir, `${diffId.slice(7)}-${digest.slice(7)}`);
   try {
-    await mkdir(dir, { recursive: true });
-    if (existsSync(file)) {
+    if (hit) {
       // Touch it: eviction goes by last use.
       const now = new Date();
       await utimes(file, now, now);
       return;
     }
+    await mkdir(dir, { recursive: true });
     const tmp = `${file}.${process.pid}.tmp`;
     await writeFile(tmp, data);
     await rename(tmp, file);

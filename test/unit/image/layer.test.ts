@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { chmod, mkdir, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -130,6 +130,22 @@ describe('buildLayer', () => {
     expect(fromTar.diffId).toBe(fromDir.diffId);
     // Compressed while read or compressed whole, the same pieces give the same blob.
     expect(fromTar.digest).toBe(fromDir.digest);
+  });
+
+  test('the layer cache returns the same blob, and a torn cache file is ignored', async () => {
+    const dir = await tree('cached', 0o644, new Date());
+    const cacheDir = join(work, 'layer-cache');
+    const spec = parseLayerSpec(`${dir}:/x`, work);
+    const first = await buildLayer(spec, { mtime: 1, cacheDir });
+    const files = await readdir(cacheDir);
+    expect(files).toEqual([`${first.diffId.slice(7)}-${first.digest.slice(7)}`]);
+    const second = await buildLayer(spec, { mtime: 1, cacheDir });
+    expect(second.digest).toBe(first.digest);
+    // A torn write: the name promises a digest the bytes no longer have.
+    await writeFile(join(cacheDir, files[0]!), first.data.subarray(0, 10));
+    const third = await buildLayer(spec, { mtime: 1, cacheDir });
+    expect(third.digest).toBe(first.digest);
+    expect(third.data.equals(first.data)).toBe(true);
   });
 
   test('bad specs are refused clearly', async () => {
