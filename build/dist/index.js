@@ -22173,6 +22173,13 @@ function parseReference(reference) {
     throw new InvalidReferenceError(reference, "repository is longer than 255 characters");
   return { registry, repository, ...tag !== void 0 ? { tag } : {}, ...digest ? { digest } : {} };
 }
+function parseImageName(name) {
+  const ref = parseReference(name);
+  if (ref.tag !== void 0 || ref.digest) {
+    throw new Error(`image "${name}" must be a name without a tag or digest; tags come from the tags input`);
+  }
+  return ref;
+}
 function imageName(ref) {
   return `${ref.registry}/${ref.repository}`;
 }
@@ -22335,12 +22342,7 @@ function buildkitCommand(options, driver, metadataFile) {
     env[name] = s.value;
     return `id=${s.id},env=${name}`;
   });
-  const names = options.images.map((n) => {
-    const ref = parseReference(n);
-    if (ref.tag || ref.digest)
-      throw new Error(`image "${n}" must be a name without a tag or digest; tags come from the tags input`);
-    return imageName(ref);
-  });
+  const names = options.images.map((n) => imageName(parseImageName(n)));
   const insecure = options.images.some((n) => {
     const { registry } = parseReference(n);
     return isLoopbackRegistry(registry) || options.insecureRegistries?.includes(registry);
@@ -23256,14 +23258,7 @@ async function buildLayersImage(options) {
     throw new Error("nothing to build: scratch with no layers");
   const clientFor = options.clientFor ?? clientCache(options);
   const created = new Date(options.sourceDateEpoch * 1e3).toISOString();
-  const targets = options.images.map((name) => {
-    const ref = parseReference(name);
-    if (ref.tag || ref.digest)
-      throw new Error(
-        `image "${name}" must be a name without a tag or digest; tags come from the tags input`
-      );
-    return ref;
-  });
+  const targets = options.images.map(parseImageName);
   const baseRef = options.base === "scratch" ? void 0 : parseReference(options.base);
   const [layers, bases] = await Promise.all([
     Promise.all(
@@ -23419,14 +23414,7 @@ async function buildImage(options) {
   if (!!options.layers === !!options.dockerfile)
     throw new Error("give either layers or a Dockerfile build, not both");
   if (!options.images.length) throw new Error("no image name given");
-  const names = options.images.map((name) => {
-    const ref = parseReference(name);
-    if (ref.tag || ref.digest)
-      throw new Error(
-        `image "${name}" must be a name without a tag or digest; tags come from the tags input`
-      );
-    return ref;
-  });
+  const names = options.images.map(parseImageName);
   for (const tag of options.tags) {
     if (!isValidTag(tag)) {
       throw new Error(

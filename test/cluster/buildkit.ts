@@ -14,7 +14,7 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } fro
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { logTail, startComponent, stopProcessGroup, type ComponentProcess } from './process.ts';
+import { groupAlive, logTail, startComponent, stopProcessGroup, type ComponentProcess } from './process.ts';
 
 const run = promisify(execFile);
 const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
@@ -113,15 +113,6 @@ async function cleanUp(dir: string): Promise<void> {
     await run('umount', [point]).catch(() => run('umount', ['-l', point]).catch(() => undefined));
   }
   await rm(dir, { recursive: true, force: true });
-}
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -58,7 +58,7 @@ export function startComponent(
 }
 
 /** Whether any process of the group led by `pgid` is still alive. */
-function groupAlive(pgid: number): boolean {
+export function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);
     return true;

@@ -14,7 +14,7 @@ import {
 } from './layers-builder.ts';
 import { formatPlatform, type Platform } from './platform.ts';
 import type { LayerSpec } from './layer.ts';
-import { formatReference, imageName, isValidTag, parseReference } from './reference.ts';
+import { formatReference, imageName, isValidTag, parseImageName } from './reference.ts';
 
 export interface BuildOptions {
   /** Names to push to, without tags (`ghcr.io/acme/web`). */
@@ -71,14 +71,7 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
   if (!!options.layers === !!options.dockerfile)
     throw new Error('give either layers or a Dockerfile build, not both');
   if (!options.images.length) throw new Error('no image name given');
-  const names = options.images.map((name) => {
-    const ref = parseReference(name);
-    if (ref.tag || ref.digest)
-      throw new Error(
-        `image "${name}" must be a name without a tag or digest; tags come from the tags input`,
-      );
-    return ref;
-  });
+  const names = options.images.map(parseImageName);
   for (const tag of options.tags) {
     if (!isValidTag(tag)) {
       throw new Error(

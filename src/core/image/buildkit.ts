@@ -19,7 +19,7 @@ import {
   type RegistryCredentials,
 } from './credentials.ts';
 import { formatPlatform, type Platform } from './platform.ts';
-import { imageName, isLoopbackRegistry, parseReference } from './reference.ts';
+import { imageName, isLoopbackRegistry, parseImageName, parseReference } from './reference.ts';
 
 export type BuildKitDriver = 'buildctl' | 'buildx';
 
@@ -122,12 +122,7 @@ export function buildkitCommand(
     env[name] = s.value!;
     return `id=${s.id},env=${name}`;
   });
-  const names = options.images.map((n) => {
-    const ref = parseReference(n);
-    if (ref.tag || ref.digest)
-      throw new Error(`image "${n}" must be a name without a tag or digest; tags come from the tags input`);
-    return imageName(ref);
-  });
+  const names = options.images.map((n) => imageName(parseImageName(n)));
   const insecure = options.images.some((n) => {
     const { registry } = parseReference(n);
     return isLoopbackRegistry(registry) || options.insecureRegistries?.includes(registry);

@@ -4,7 +4,13 @@
 // points at it, so a failed build never leaves a tag on a partial image.
 import { MEDIA_TYPES, RegistryClient, sha256Digest, type BlobPushResult, type Manifest } from './registry.ts';
 import { buildLayer, type Layer, type LayerSpec } from './layer.ts';
-import { formatReference, imageName, parseReference, type ImageReference } from './reference.ts';
+import {
+  formatReference,
+  imageName,
+  parseImageName,
+  parseReference,
+  type ImageReference,
+} from './reference.ts';
 import type { CredentialSource } from './credentials.ts';
 import { formatPlatform, samePlatform, type Platform } from './platform.ts';
 
@@ -288,14 +294,7 @@ export async function buildLayersImage(options: LayersBuildOptions): Promise<Lay
     throw new Error('nothing to build: scratch with no layers');
   const clientFor = options.clientFor ?? clientCache(options);
   const created = new Date(options.sourceDateEpoch * 1000).toISOString();
-  const targets = options.images.map((name) => {
-    const ref = parseReference(name);
-    if (ref.tag || ref.digest)
-      throw new Error(
-        `image "${name}" must be a name without a tag or digest; tags come from the tags input`,
-      );
-    return ref;
-  });
+  const targets = options.images.map(parseImageName);
 
   // The layers compress (on the thread pool, every core) while the base is read and the target
   // registries are asked how they authenticate: these overlap, nothing is written before all end.

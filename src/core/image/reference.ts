@@ -89,6 +89,15 @@ export function parseReference(reference: string): ImageReference {
   return { registry, repository, ...(tag !== undefined ? { tag } : {}), ...(digest ? { digest } : {}) };
 }
 
+/** An image to push to: a name only, since its tags come from the tags input. */
+export function parseImageName(name: string): ImageReference {
+  const ref = parseReference(name);
+  if (ref.tag !== undefined || ref.digest) {
+    throw new Error(`image "${name}" must be a name without a tag or digest; tags come from the tags input`);
+  }
+  return ref;
+}
+
 /** `registry/repository`, the name part of a reference (Docker Hub kept explicit). */
 export function imageName(ref: Pick<ImageReference, 'registry' | 'repository'>): string {
   return `${ref.registry}/${ref.repository}`;
