@@ -110,6 +110,7 @@ describeBuildKit('Dockerfile builds through BuildKit', () => {
         'build-args': `BASE=${base}\nVERSION=1.2.3`,
         secrets: `npm=${SECRET}`,
         'buildkit-addr': buildkit.address,
+        'cache-to': `type=registry,ref=${registry.host}/acme/dockerfile:buildcache,mode=max,registry.insecure=true`,
         username: user.username,
         password: user.password,
       },
@@ -147,6 +148,12 @@ describeBuildKit('Dockerfile builds through BuildKit', () => {
     expect(await exportedFile(`${registry.host}/acme/dockerfile:v1`, '/app/base-marker')).toBe(
       'pushed by kube-actions layers\n',
     );
+
+    // The registry cache export was passed through to BuildKit, which pushed it with our credentials.
+    const cache = (await inspect(`${registry.host}/acme/dockerfile:buildcache`, true)) as {
+      layers?: unknown[];
+    };
+    expect(cache.layers?.length).toBeGreaterThan(0);
 
     // Neither the secret nor the registry password is printed.
     for (const secret of [SECRET, user.password]) {
