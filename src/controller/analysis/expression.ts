@@ -10,6 +10,8 @@
 // `contains`, `startsWith`, `endsWith`, `matches`, `??`, `cond ? a : b`, and the functions below,
 // including predicates with closures: all(result, # > 1), any(result, {.ok == true}).
 
+import { RE2JS } from 're2js';
+
 /** A bad expression, or one that cannot be evaluated against this result. */
 export class ExpressionError extends Error {
   override name = 'ExpressionError';
@@ -711,50 +713,26 @@ const FUNCTIONS = new Map<string, Fn>([
 const PREDICATES = new Set(['all', 'any', 'none', 'one', 'filter', 'map', 'count']);
 
 /**
- * A pattern for `matches`, refused when it could backtrack exponentially (JavaScript's regular
- * expressions backtrack; Go's, which Argo uses, do not): no backreferences or lookarounds (Go has
- * neither) and no quantified group that itself contains a quantifier.
+ * A pattern for `matches`, compiled by RE2 (re2js, a maintained port of the engine behind Go's
+ * regexp, which Argo uses): matching takes time linear in the input whatever the pattern, so a
+ * hostile `(a|a)*$` cannot stall the event loop (and with it lease renewal, probes and webhooks)
+ * the way JavaScript's backtracking engine does. RE2's syntax is Go's: no backreferences or
+ * lookarounds. Compiled patterns are kept: the same template is evaluated at every measurement.
  */
-function safeRegExp(pattern: string): RegExp {
+const compiled = new Map<string, RE2JS>();
+function safeRegExp(pattern: string): RE2JS {
   if (pattern.length > 1000) throw new ExpressionError('matches: pattern too long');
-  if (/\\[1-9]|\\k<|\(\?<?[=!]/.test(pattern)) {
-    throw new ExpressionError('matches: backreferences and lookarounds are not supported');
-  }
-  // A group containing a quantifier, followed by a quantifier: (a+)+, (a|b*)*, (x{2,}){3}.
-  const stack: boolean[] = [];
-  let quantifiedInside = false;
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === '\\') {
-      i++;
-      continue;
+  let re = compiled.get(pattern);
+  if (!re) {
+    try {
+      re = RE2JS.compile(pattern);
+    } catch (err) {
+      throw new ExpressionError(`matches: invalid pattern: ${(err as Error).message}`);
     }
-    if (c === '[') {
-      const end = pattern.indexOf(']', i + 2);
-      if (end > 0) i = end;
-      continue;
-    }
-    if (c === '(') {
-      stack.push(quantifiedInside);
-      quantifiedInside = false;
-    } else if (c === ')') {
-      const inner = quantifiedInside;
-      quantifiedInside = stack.pop() ?? false;
-      const next = pattern[i + 1];
-      if (next === '*' || next === '+' || next === '?' || next === '{') {
-        if (inner && next !== '?') throw new ExpressionError('matches: nested quantifiers are not supported');
-        quantifiedInside = true;
-      }
-      if (inner) quantifiedInside = true;
-    } else if (c === '*' || c === '+' || c === '{') {
-      quantifiedInside = true;
-    }
+    if (compiled.size >= 256) compiled.clear();
+    compiled.set(pattern, re);
   }
-  try {
-    return new RegExp(pattern, 'u');
-  } catch (err) {
-    throw new ExpressionError(`matches: invalid pattern: ${(err as Error).message}`);
-  }
+  return re;
 }
 
 class Interpreter {
