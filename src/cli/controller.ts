@@ -9,6 +9,7 @@ import { Manager } from '../controller/runtime/manager.ts';
 import { setupAnalysisController } from '../controller/analysis/controller.ts';
 import { setupRolloutController } from '../controller/rollout/controller.ts';
 import { setupApplicationController } from '../controller/sync/controller.ts';
+import { DEFAULT_MAX_BODY, WEBHOOK_SERVER_OPTIONS } from '../controller/sync/webhook.ts';
 import { parseDurationMs } from '../core/duration.ts';
 
 export const CONTROLLER_USAGE = `usage: kube-actions controller [options]
@@ -30,6 +31,7 @@ options:
   --identity NAME              this replica's name in the Lease (default $POD_NAME, else host + random)
   --metrics-port N             /metrics, /healthz, /readyz (default 8080; 0 picks one)
   --webhook-port N             Git push webhook at POST /api/webhook (default 8081; 0 picks one)
+  --webhook-max-body BYTES     largest webhook body read (default 2097152; GitHub's pushes are KBs)
   --poll-interval DURATION     how often Git is asked when no webhook comes (default 3m)
   --workers N                  applications reconciled in parallel (default 10)
   --cache-dir DIR              git mirrors, checkouts and the render cache
@@ -55,6 +57,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
       identity: { type: 'string' },
       'metrics-port': { type: 'string', default: '8080' },
       'webhook-port': { type: 'string', default: '8081' },
+      'webhook-max-body': { type: 'string', default: String(DEFAULT_MAX_BODY) },
       'poll-interval': { type: 'string', default: '3m' },
       workers: { type: 'string', default: '10' },
       'cache-dir': { type: 'string' },
@@ -78,6 +81,9 @@ export async function controllerCommand(argv: string[]): Promise<number> {
   const webhookPort = port('webhook-port');
   if (metricsPort === undefined) return usage('--metrics-port must be a port number');
   if (webhookPort === undefined) return usage('--webhook-port must be a port number');
+  const maxBody = Number(values['webhook-max-body']);
+  if (!Number.isInteger(maxBody) || maxBody < 1)
+    return usage('--webhook-max-body must be a positive number of bytes');
   const pollIntervalMs = parseDurationMs(values['poll-interval']);
   if (pollIntervalMs === undefined || pollIntervalMs < 1000)
     return usage('--poll-interval must be a duration of at least 1s, e.g. 3m');
@@ -140,12 +146,13 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     pollIntervalMs,
     maxConcurrentReconciles: workers,
     webhookSecret: process.env.KUBE_ACTIONS_WEBHOOK_SECRET ?? '',
+    webhookMaxBodyBytes: maxBody,
     ...(values['cache-dir'] ? { cacheDir: values['cache-dir'] } : {}),
   });
   setupRolloutController(manager, { namespace: values.namespace, maxConcurrentReconciles: workers });
   setupAnalysisController(manager, { namespace: values.namespace });
   // The webhook is served by every replica: a push only wakes reconciles, which run on the leader.
-  const webhook = createServer((req, res) => {
+  const webhook = createServer(WEBHOOK_SERVER_OPTIONS, (req, res) => {
     if ((req.url ?? '').split('?')[0] !== '/api/webhook') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return;

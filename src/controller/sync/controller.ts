@@ -51,6 +51,8 @@ export interface ApplicationControllerOptions {
   maxConcurrentReconciles?: number;
   /** The webhook's shared secret; empty disables the webhook. */
   webhookSecret?: string;
+  /** Largest webhook body read (see webhook.ts). */
+  webhookMaxBodyBytes?: number;
 }
 
 /** An event source the controller itself feeds: webhook refreshes and managed-object drift. */
@@ -244,6 +246,10 @@ export function setupApplicationController(
     }
     return matching.length;
   };
-  const webhook = webhookHandler({ secret: options.webhookSecret ?? '', onPush: refresh });
+  const webhook = webhookHandler({
+    secret: options.webhookSecret ?? '',
+    onPush: refresh,
+    ...(options.webhookMaxBodyBytes ? { maxBodyBytes: options.webhookMaxBodyBytes } : {}),
+  });
   return { controller, reconciler, repos, source, webhook, refresh };
 }

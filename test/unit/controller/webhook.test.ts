@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import {
   normalizeRepoURL,
   parsePushEvent,
   pushMatches,
   signature,
   verifySignature,
+  WEBHOOK_SERVER_OPTIONS,
   webhookHandler,
   type PushEvent,
 } from '../../../src/controller/sync/webhook.ts';
@@ -159,6 +160,156 @@ describe('the webhook endpoint', () => {
       expect(res.status).toBe(403);
     } finally {
       await new Promise<void>((r) => s.close(() => r()));
+    }
+  });
+});
+
+describe('the webhook under hostile or repeated requests', () => {
+  const push = JSON.stringify({
+    ref: 'refs/heads/main',
+    repository: { clone_url: 'https://github.com/acme/gitops.git' },
+  });
+
+  async function serve(
+    options: Partial<Parameters<typeof webhookHandler>[0]> & {
+      onPush: (e: PushEvent) => number | Promise<number>;
+    },
+  ) {
+    const handle = webhookHandler({ secret: SECRET, ...options });
+    const server = createServer(WEBHOOK_SERVER_OPTIONS, (req, res) => void handle(req, res));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    return {
+      url: `http://127.0.0.1:${port}/`,
+      port,
+      close: () =>
+        new Promise<void>((r) => {
+          server.closeAllConnections();
+          server.close(() => r());
+        }),
+    };
+  }
+
+  test('without a signature header the body is never read', async () => {
+    let reads = 0;
+    const s = await serve({ onPush: () => 1 });
+    try {
+      // A body the server would have to buffer: it answers before the client has finished.
+      const res = await new Promise<number>((resolveStatus, reject) => {
+        const req = request(s.url, { method: 'POST', headers: { 'x-github-event': 'push' } }, (r) => {
+          r.resume();
+          resolveStatus(r.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        const chunk = Buffer.alloc(64 * 1024, 'a');
+        const pump = () => {
+          while (req.write(chunk)) reads++;
+          if (reads < 1000) req.once('drain', pump);
+        };
+        pump();
+      });
+      expect(res).toBe(401);
+      expect(reads).toBeLessThan(1000);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('a body over the cap is refused with 413, by its declared length or as it streams', async () => {
+    const pushes: PushEvent[] = [];
+    const s = await serve({ onPush: (e) => (pushes.push(e), 1), maxBodyBytes: 1024 });
+    try {
+      const big = JSON.stringify({ ref: 'refs/heads/main', pad: 'x'.repeat(4096), repository: {} });
+      const declared = await fetch(s.url, {
+        method: 'POST',
+        body: big,
+        headers: { 'x-github-event': 'push', 'x-hub-signature-256': signature(SECRET, Buffer.from(big)) },
+      });
+      expect(declared.status).toBe(413);
+      // Chunked: no length to refuse by, so the cap applies while reading.
+      const streamed = await new Promise<number>((resolveStatus, reject) => {
+        const req = request(
+          s.url,
+          {
+            method: 'POST',
+            headers: {
+              'x-github-event': 'push',
+              'x-hub-signature-256': signature(SECRET, Buffer.from(big)),
+              'transfer-encoding': 'chunked',
+            },
+          },
+          (r) => {
+            r.resume();
+            resolveStatus(r.statusCode ?? 0);
+          },
+        );
+        req.on('error', reject);
+        req.end(big);
+      });
+      expect(streamed).toBe(413);
+      expect(pushes).toEqual([]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('requests over the in-flight limit get 503 with Retry-After; the others are served', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let entered = 0;
+    let bothInside!: () => void;
+    const inside = new Promise<void>((r) => (bothInside = r));
+    const s = await serve({
+      onPush: async () => {
+        if (++entered === 2) bothInside();
+        await gate;
+        return 1;
+      },
+      maxInFlight: 2,
+    });
+    try {
+      const send = () =>
+        fetch(s.url, {
+          method: 'POST',
+          body: push,
+          headers: { 'x-github-event': 'push', 'x-hub-signature-256': signature(SECRET, Buffer.from(push)) },
+        });
+      const held = [send(), send()];
+      await inside;
+      const third = await send();
+      expect(third.status).toBe(503);
+      expect(third.headers.get('retry-after')).toBe('1');
+      release();
+      expect((await Promise.all(held)).map((r) => r.status)).toEqual([200, 200]);
+      expect((await send()).status).toBe(200);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('a delivery id seen within ten minutes is acknowledged without a second refresh', async () => {
+    let clock = 1_000_000;
+    const pushes: PushEvent[] = [];
+    const s = await serve({ onPush: (e) => (pushes.push(e), 1), now: () => clock });
+    try {
+      const send = (delivery: string) =>
+        fetch(s.url, {
+          method: 'POST',
+          body: push,
+          headers: {
+            'x-github-event': 'push',
+            'x-github-delivery': delivery,
+            'x-hub-signature-256': signature(SECRET, Buffer.from(push)),
+          },
+        }).then(async (r) => [r.status, ((await r.json()) as { message: string }).message]);
+      expect(await send('d-1')).toEqual([200, 'refreshed 1 application(s)']);
+      expect(await send('d-1')).toEqual([200, 'delivery d-1 already handled']);
+      expect(await send('d-2')).toEqual([200, 'refreshed 1 application(s)']);
+      clock += 10 * 60 * 1000;
+      expect(await send('d-1')).toEqual([200, 'refreshed 1 application(s)']);
+      expect(pushes).toHaveLength(3);
+    } finally {
+      await s.close();
     }
   });
 });
