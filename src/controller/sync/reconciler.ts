@@ -289,14 +289,14 @@ export class ApplicationReconciler {
     const wanted = app.operation?.sync?.revision || source.targetRevision || 'HEAD';
     let revision: string;
     try {
-      revision = await this.o.repos.resolve(source.repoURL, wanted, refresh);
+      revision = await this.o.repos.resolve(source.repoURL, wanted, refresh, this.signal);
     } catch (err) {
       if (err instanceof SourceError) throw new ComparisonFailure(err.message, false);
       throw err;
     }
     let desiredState;
     try {
-      desiredState = await this.o.source.desired(app, revision);
+      desiredState = await this.o.source.desired(app, revision, this.signal);
     } catch (err) {
       if (err instanceof SourceError) throw new ComparisonFailure(err.message, false);
       if (isRenderFailure(err))

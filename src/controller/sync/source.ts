@@ -1,6 +1,7 @@
 // An application's desired state: its source at a commit, rendered with the real helm/kustomize
 // through src/core/render, and remembered per (commit, source settings) so an idle resync renders
 // nothing. Tracking metadata is added here, so everything applied carries the application's identity.
+import { abortable } from '../../core/abort.ts';
 import { parse, stringify } from 'yaml';
 import type { RepoCache } from '../../core/gitops/repo-cache.ts';
 import type { RenderCache } from '../../core/render/cache.ts';
@@ -62,7 +63,7 @@ export class ManifestSource {
     this.maxEntries = options.maxEntries ?? 500;
   }
 
-  async desired(app: Application, revision: string): Promise<DesiredState> {
+  async desired(app: Application, revision: string, signal?: AbortSignal): Promise<DesiredState> {
     const source = app.spec.source!;
     const key = JSON.stringify([
       source,
@@ -83,7 +84,8 @@ export class ManifestSource {
       pending.catch(() => this.rendered.delete(key));
       while (this.rendered.size > this.maxEntries) this.rendered.delete(this.rendered.keys().next().value!);
     }
-    const state = await pending;
+    // Shared by every application rendering the same thing: a cancelled caller only stops waiting.
+    const state = await abortable(pending, signal);
     // Each caller gets its own copies: the sync adds metadata to them.
     return { ...state, revision, objects: structuredClone(state.objects) };
   }

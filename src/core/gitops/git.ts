@@ -22,13 +22,28 @@ export class GitError extends Error {
   }
 }
 
+/** How long one git command may take: Argo CD's default for git and its tools. */
+export const DEFAULT_GIT_TIMEOUT_MS = 90_000;
+
+export interface RunOptions {
+  input?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Kills the command when aborted (a reconcile that is cancelled, a replica losing its lease). */
+  signal?: AbortSignal;
+}
+
 export class Git {
   readonly cwd: string;
   private readonly env: NodeJS.ProcessEnv;
   private readonly secrets: string[];
+  private readonly timeoutMs: number;
 
-  constructor(cwd: string, options: { credentials?: GitCredentials; author?: { name: string; email: string } } = {}) {
+  constructor(
+    cwd: string,
+    options: { credentials?: GitCredentials; author?: { name: string; email: string }; timeoutMs?: number } = {},
+  ) {
     this.cwd = cwd;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_GIT_TIMEOUT_MS;
     const author = options.author ?? { name: 'kube-actions', email: 'kube-actions@users.noreply.github.com' };
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
@@ -61,23 +76,37 @@ export class Git {
     return this.secrets.reduce((t, s) => (s ? t.split(s).join('***') : t), text);
   }
 
-  async run(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+  async run(args: string[], options: RunOptions = {}): Promise<string> {
     return (await this.exec(args, options)).toString('utf8');
   }
 
   /** Like run, for binary output (e.g. `cat-file blob`). */
-  async runBuffer(args: string[]): Promise<Buffer> {
-    return this.exec(args, {});
+  async runBuffer(args: string[], options: RunOptions = {}): Promise<Buffer> {
+    return this.exec(args, options);
   }
 
-  private async exec(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv }): Promise<Buffer> {
+  private async exec(args: string[], options: RunOptions): Promise<Buffer> {
+    options.signal?.throwIfAborted();
     try {
       const env = options.env ? { ...this.env, ...options.env } : this.env;
-      const child = run('git', args, { cwd: this.cwd, env, maxBuffer: 64 * 1024 * 1024, encoding: 'buffer' });
+      const child = run('git', args, {
+        cwd: this.cwd,
+        env,
+        maxBuffer: 64 * 1024 * 1024,
+        encoding: 'buffer',
+        // A stalled server must not hold a lock (and in time every worker) forever.
+        timeout: this.timeoutMs,
+        killSignal: 'SIGKILL',
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
       if (options.input !== undefined) child.child.stdin?.end(options.input);
       return (await child).stdout;
     } catch (err) {
-      const e = err as Error & { stderr?: Buffer | string };
+      const e = err as Error & { stderr?: Buffer | string; killed?: boolean; signal?: string; name?: string };
+      if (options.signal?.aborted) throw new GitError(`git ${args[0]} was cancelled`, '');
+      if (e.killed && e.signal === 'SIGKILL') {
+        throw new GitError(`git ${args[0]} timed out after ${Math.round(this.timeoutMs / 1000)} s`, '');
+      }
       const stderr = this.redact((e.stderr ?? '').toString().trim());
       throw new GitError(`git ${args[0]} failed: ${stderr || this.redact(e.message)}`, stderr);
     }

@@ -2,8 +2,9 @@
 // repository per poll interval however many applications read it, and each commit's files
 // materialised once (a commit never changes) for every application that renders from it.
 import { createHash } from 'node:crypto';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { abortable, withDeadline } from '../abort.ts';
 import { Git, isAuthFailure, type GitCredentials } from './git.ts';
 
 export interface RepoCacheOptions {
@@ -17,6 +18,10 @@ export interface RepoCacheOptions {
   maxTrees?: number;
   /** Told of each `git ls-remote` (for metrics). */
   onLsRemote?: (repoURL: string) => void;
+  /** How long one git command may take (default 90 s, as Argo CD). */
+  gitTimeoutMs?: number;
+  /** How long looking up a repository's credentials may take (default 30 s). */
+  credentialsTimeoutMs?: number;
 }
 
 export class SourceError extends Error {
@@ -48,10 +53,11 @@ export class RepoCache {
    * The commit `revision` (branch, tag, HEAD or a full commit id) points at. With `refresh`, asks
    * the server now (a webhook said it moved); otherwise an answer younger than the interval is reused.
    */
-  async resolve(repoURL: string, revision: string, refresh = false): Promise<string> {
+  async resolve(repoURL: string, revision: string, refresh = false, signal?: AbortSignal): Promise<string> {
     const wanted = revision.trim() || 'HEAD';
     if (SHA.test(wanted)) return wanted;
-    const refs = (await this.remoteRefs(repoURL, refresh)).refs;
+    // One ls-remote serves every caller: a caller that is cancelled stops waiting, the others go on.
+    const refs = (await abortable(this.remoteRefs(repoURL, refresh), signal)).refs;
     const candidates =
       wanted === 'HEAD'
         ? ['HEAD']
@@ -77,12 +83,17 @@ export class RepoCache {
    * Runs `task` with the files of `commit`, one task per commit at a time (a render may write into
    * the tree, e.g. `helm dependency build`), and never while the tree is being evicted.
    */
-  async withCheckout<T>(repoURL: string, commit: string, task: (dir: string) => Promise<T>): Promise<T> {
+  async withCheckout<T>(
+    repoURL: string,
+    commit: string,
+    task: (dir: string) => Promise<T>,
+    signal?: AbortSignal,
+  ): Promise<T> {
     const key = `${repoId(repoURL)}-${commit}`;
     this.inUse.set(key, (this.inUse.get(key) ?? 0) + 1);
     try {
-      const dir = await this.checkout(repoURL, commit);
-      return await this.locked(`tree:${key}`, () => task(dir));
+      const dir = await abortable(this.checkout(repoURL, commit), signal);
+      return await this.locked(`tree:${key}`, () => task(dir), signal);
     } finally {
       const n = (this.inUse.get(key) ?? 1) - 1;
       if (n <= 0) this.inUse.delete(key);
@@ -90,10 +101,14 @@ export class RepoCache {
     }
   }
 
-  /** Serializes tasks per key. */
-  private locked<T>(key: string, task: () => Promise<T>): Promise<T> {
+  /** Serializes tasks per key; a caller cancelled while it waits never runs its task. */
+  private locked<T>(key: string, task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const previous = this.locks.get(key) ?? Promise.resolve();
-    const next = previous.then(task, task);
+    const guarded = () => {
+      signal?.throwIfAborted();
+      return task();
+    };
+    const next = previous.then(guarded, guarded);
     const settled = next.then(
       () => undefined,
       () => undefined,
@@ -123,9 +138,23 @@ export class RepoCache {
     return pending;
   }
 
-  private async git(repoURL: string): Promise<Git> {
-    const credentials = await this.options.credentials?.(repoURL);
-    return new Git(join(this.options.dir, 'mirrors', `${repoId(repoURL)}.git`), credentials ? { credentials } : {});
+  private mirrorDir(repoURL: string): string {
+    return join(this.options.dir, 'mirrors', `${repoId(repoURL)}.git`);
+  }
+
+  private async git(repoURL: string, dir = this.mirrorDir(repoURL)): Promise<Git> {
+    const lookup = this.options.credentials?.(repoURL);
+    const credentials = lookup
+      ? await withDeadline(
+          lookup,
+          this.options.credentialsTimeoutMs ?? 30_000,
+          () => new SourceError(`looking up the credentials for ${repoURL} timed out`),
+        )
+      : undefined;
+    return new Git(dir, {
+      ...(credentials ? { credentials } : {}),
+      ...(this.options.gitTimeoutMs ? { timeoutMs: this.options.gitTimeoutMs } : {}),
+    });
   }
 
   private remoteRefs(repoURL: string, refresh: boolean): Promise<RemoteRefs> {
@@ -153,6 +182,7 @@ export class RepoCache {
       // Branches, tags and HEAD only: not refs/pull/* and the like, which can number thousands.
       out = await this.locked(repoURL, () => git.run(['ls-remote', 'origin', 'HEAD', 'refs/heads/*', 'refs/tags/*']));
     } catch (err) {
+      await this.forgetIfCorrupt(repoURL, err);
       throw this.describe(repoURL, err);
     }
     const refs = new Map<string, string>();
@@ -170,21 +200,54 @@ export class RepoCache {
     return new SourceError(`cannot read ${repoURL}: ${(err as Error).message}`);
   }
 
+  /**
+   * The bare mirror, made crash-safe: created aside and renamed into place (a kill between `init`
+   * and `remote add` leaves only a temporary directory), lock files a killed git left behind are
+   * cleared before first use (this process serialises its own git commands per mirror), and a
+   * mirror whose origin is missing or wrong is made again.
+   */
   private ensureMirror(repoURL: string): Promise<void> {
     let pending = this.mirrors.get(repoURL);
     if (!pending) {
       pending = (async () => {
-        const dir = join(this.options.dir, 'mirrors', `${repoId(repoURL)}.git`);
-        if (await exists(join(dir, 'HEAD'))) return;
-        await mkdir(dir, { recursive: true });
-        const git = await this.git(repoURL);
-        await git.run(['init', '--quiet', '--bare']);
-        await git.run(['remote', 'add', '--', 'origin', repoURL]);
+        const dir = this.mirrorDir(repoURL);
+        if (await exists(join(dir, 'HEAD'))) {
+          const origin = await (await this.git(repoURL))
+            .run(['config', '--get', 'remote.origin.url'])
+            .then((o) => o.trim(), () => '');
+          if (origin === repoURL) {
+            await removeStaleLocks(dir);
+            return;
+          }
+        }
+        await rm(dir, { recursive: true, force: true });
+        await mkdir(join(this.options.dir, 'mirrors'), { recursive: true });
+        const partial = `${dir}.partial-${process.pid}-${Math.random().toString(36).slice(2)}`;
+        await mkdir(partial);
+        try {
+          const git = await this.git(repoURL, partial);
+          await git.run(['init', '--quiet', '--bare']);
+          await git.run(['remote', 'add', '--', 'origin', repoURL]);
+          await rename(partial, dir);
+        } catch (err) {
+          await rm(partial, { recursive: true, force: true });
+          throw err;
+        }
       })();
       this.mirrors.set(repoURL, pending);
       pending.catch(() => this.mirrors.delete(repoURL));
     }
     return pending;
+  }
+
+  /** A mirror git cannot read any more is dropped, so the next attempt makes it again. */
+  private async forgetIfCorrupt(repoURL: string, err: unknown): Promise<void> {
+    const text = `${(err as Error).message} ${(err as { stderr?: string }).stderr ?? ''}`;
+    if (!/not a git repository|bad object|corrupt|loose object .* is corrupt|unable to read|does not appear to be a git repository/i.test(text)) {
+      return;
+    }
+    this.mirrors.delete(repoURL);
+    await rm(this.mirrorDir(repoURL), { recursive: true, force: true });
   }
 
   private async materialise(repoURL: string, commit: string, key: string): Promise<string> {
@@ -203,6 +266,7 @@ export class RepoCache {
         // One git process at a time per mirror: concurrent fetches collide on shallow.lock.
         await this.locked(repoURL, () => git.run(['fetch', '--quiet', '--depth=1', 'origin', commit]));
       } catch (err) {
+        await this.forgetIfCorrupt(repoURL, err);
         throw this.describe(repoURL, err);
       }
       if (!(await have())) throw new SourceError(`commit ${commit} is not in ${repoURL}`);
@@ -238,6 +302,18 @@ export class RepoCache {
       this.trees.delete(key);
       await pending.then((dir) => rm(dir, { recursive: true, force: true })).catch(() => undefined);
     }
+  }
+}
+
+/**
+ * Lock files git leaves when it is killed mid-command (shallow.lock, config.lock, packed-refs.lock,
+ * refs/heads/x.lock). Objects are written under temporary names, never locked: that tree is skipped.
+ */
+async function removeStaleLocks(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, entry.name);
+    if (entry.isFile() && entry.name.endsWith('.lock')) await rm(path, { force: true });
+    else if (entry.isDirectory() && entry.name !== 'objects') await removeStaleLocks(path);
   }
 }
 

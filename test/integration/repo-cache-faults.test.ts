@@ -1,0 +1,112 @@
+// The reconciler's git cache under faults, with real git against a real git server: a server that
+// accepts connections and never answers, a reconcile cancelled mid-wait, and mirrors left broken by
+// a crash (a mirror without its remote, a stale lock file, a corrupt HEAD).
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RepoCache, repoId } from '../../src/core/gitops/repo-cache.ts';
+import { git, GitServer } from '../cluster/git-server.ts';
+
+let work: string;
+let server: GitServer;
+let silent: Server;
+let silentURL: string;
+const sockets: Socket[] = [];
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'repo-cache-faults-'));
+  server = await GitServer.start();
+  await server.createRepo('team/gitops', { 'apps/web/kustomization.yaml': 'resources: []\n' });
+  // Accepts and holds every connection, answering nothing: a stalled git server.
+  silent = createServer((socket) => void sockets.push(socket));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  silentURL = `http://127.0.0.1:${(silent.address() as { port: number }).port}/stalled.git`;
+});
+afterAll(async () => {
+  for (const s of sockets) s.destroy();
+  await new Promise((r) => silent.close(r));
+  await server.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+function cache(name: string, gitTimeoutMs?: number): RepoCache {
+  return new RepoCache({
+    dir: join(work, name),
+    refreshIntervalMs: 60_000,
+    ...(gitTimeoutMs ? { gitTimeoutMs } : {}),
+  });
+}
+
+describe('git deadlines', () => {
+  test('a stalled server times out with a clear error, and does not hold up another repository', async () => {
+    const repos = cache('stalled', 1500);
+    const stalled = repos.resolve(silentURL, 'main').catch((e: Error) => e);
+    // Meanwhile a healthy repository answers.
+    expect(await repos.resolve(server.url('team/gitops'), 'main')).toBe(await server.revParse('team/gitops'));
+    const err = await stalled;
+    expect((err as Error).message).toMatch(/cannot read .*stalled\.git: git ls-remote timed out after 2 s/);
+    // The per-repository lock was released: the next attempt runs (and times out) too.
+    const again = await repos.resolve(silentURL, 'main', true).catch((e: Error) => e);
+    expect((again as Error).message).toMatch(/timed out/);
+  });
+
+  test('a cancelled reconcile stops waiting at once', async () => {
+    const repos = cache('cancelled', 60_000);
+    const abort = new AbortController();
+    const pending = repos.resolve(silentURL, 'main', false, abort.signal).catch((e: Error) => e);
+    abort.abort(new Error('lost the lease'));
+    expect(((await pending) as Error).message).toBe('lost the lease');
+  });
+
+  test('credentials that never come are a timeout, not a hang', async () => {
+    const repos = new RepoCache({
+      dir: join(work, 'creds'),
+      refreshIntervalMs: 60_000,
+      credentials: () => new Promise(() => undefined),
+      credentialsTimeoutMs: 300,
+    });
+    await expect(repos.resolve(server.url('team/gitops'), 'main')).rejects.toThrow(
+      /looking up the credentials for .* timed out/,
+    );
+  });
+});
+
+describe('crash-safe mirrors', () => {
+  const url = () => server.url('team/gitops');
+  const mirror = (name: string) => join(work, name, 'mirrors', `${repoId(url())}.git`);
+
+  test('a mirror a crash left without its remote is made again', async () => {
+    await mkdir(mirror('half-made'), { recursive: true });
+    await git(['init', '--quiet', '--bare'], mirror('half-made'));
+    const repos = cache('half-made');
+    const commit = await repos.resolve(url(), 'main');
+    expect(commit).toBe(await server.revParse('team/gitops'));
+    await repos.withCheckout(url(), commit, async (dir) => {
+      expect(dir).toContain('trees');
+    });
+  });
+
+  test('a lock file a killed git left behind is cleared', async () => {
+    const first = cache('locked');
+    const commit = await first.resolve(url(), 'main');
+    await first.checkout(url(), commit);
+    // A fetch killed mid-way leaves shallow.lock; without the cleanup every later fetch fails.
+    await writeFile(join(mirror('locked'), 'shallow.lock'), '');
+    await writeFile(join(mirror('locked'), 'config.lock'), '');
+    await server.commitFiles('team/gitops', { 'apps/web/extra.yaml': 'a: 1\n' }, 'more');
+    const restarted = cache('locked');
+    const next = await restarted.resolve(url(), 'main');
+    expect(next).not.toBe(commit);
+    expect(await restarted.checkout(url(), next)).toContain(next);
+  });
+
+  test('a corrupt mirror is dropped and made again', async () => {
+    const first = cache('corrupt');
+    await first.resolve(url(), 'main');
+    await writeFile(join(mirror('corrupt'), 'HEAD'), 'garbage\n');
+    const restarted = cache('corrupt');
+    expect(await restarted.resolve(url(), 'main')).toBe(await server.revParse('team/gitops'));
+  });
+});
