@@ -20,7 +20,10 @@ until SIGTERM or SIGINT.
 options:
   --kubeconfig PATH            kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)
   --context NAME               kubeconfig context
-  --namespace NS               watch Applications and Rollouts in NS only (default: all namespaces)
+  --application-namespace NS   read Applications from NS only (default: all namespaces)
+  --rollout-namespace NS       run Rollouts and AnalysisRuns in NS only (default: all namespaces):
+                               scoped apart from Applications, which deploy Rollouts elsewhere
+  --namespace NS               both of the above
   --controller-namespace NS    where the leader Lease and repository Secrets live
                                (default: $POD_NAMESPACE, else kube-actions)
   --leader-elect=false         run without leader election (a single replica)
@@ -48,6 +51,8 @@ export async function controllerCommand(argv: string[]): Promise<number> {
       kubeconfig: { type: 'string' },
       context: { type: 'string' },
       namespace: { type: 'string', default: '' },
+      'application-namespace': { type: 'string' },
+      'rollout-namespace': { type: 'string' },
       'controller-namespace': { type: 'string' },
       'leader-elect': { type: 'string', default: 'true' },
       'lease-name': { type: 'string', default: 'kube-actions-controller' },
@@ -140,8 +145,12 @@ export async function controllerCommand(argv: string[]): Promise<number> {
         }
       : {}),
   });
+  // As Argo CD scopes only Applications: an Application in the controller's namespace deploys
+  // Rollouts to any namespace, and they must run there.
+  const applicationNamespace = values['application-namespace'] ?? values.namespace;
+  const rolloutNamespace = values['rollout-namespace'] ?? values.namespace;
   const apps = setupApplicationController(manager, {
-    namespace: values.namespace,
+    namespace: applicationNamespace,
     credentialsNamespace: controllerNamespace,
     pollIntervalMs,
     maxConcurrentReconciles: workers,
@@ -149,8 +158,8 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     webhookMaxBodyBytes: maxBody,
     ...(values['cache-dir'] ? { cacheDir: values['cache-dir'] } : {}),
   });
-  setupRolloutController(manager, { namespace: values.namespace, maxConcurrentReconciles: workers });
-  setupAnalysisController(manager, { namespace: values.namespace });
+  setupRolloutController(manager, { namespace: rolloutNamespace, maxConcurrentReconciles: workers });
+  setupAnalysisController(manager, { namespace: rolloutNamespace });
   // The webhook is served by every replica: a push only wakes reconciles, which run on the leader.
   const webhook = createServer(WEBHOOK_SERVER_OPTIONS, (req, res) => {
     if ((req.url ?? '').split('?')[0] !== '/api/webhook') {
