@@ -22095,7 +22095,7 @@ function info(message) {
 // src/core/image/build.ts
 import { execFile } from "node:child_process";
 import { homedir as homedir2 } from "node:os";
-import { join as join4 } from "node:path";
+import { join as join5 } from "node:path";
 
 // src/core/image/buildkit.ts
 import { spawn as spawn2 } from "node:child_process";
@@ -22943,10 +22943,69 @@ function registryErrorMessage(text) {
 }
 
 // src/core/image/layer.ts
-var import_tar_stream = __toESM(require_tar_stream(), 1);
 import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
-import { mkdir as mkdir3, readdir as readdir2, readFile as readFile3, rename as rename2, rm as rm3, stat as fsStat, utimes, writeFile as writeFile3 } from "node:fs/promises";
-import { join as join3, posix, relative, resolve as resolve2, sep } from "node:path";
+import { mkdir as mkdir3, readdir as readdir3, readFile as readFile3, rename as rename2, writeFile as writeFile3 } from "node:fs/promises";
+
+// src/core/fs/bounded-dir.ts
+import { readdir as readdir2, rm as rm3, stat as stat2, utimes } from "node:fs/promises";
+import { join as join3 } from "node:path";
+var TEMPORARY = /(\.\d+\.tmp$)|(^\..+\.\d+\.[a-z0-9]+$)/;
+var BoundedDirectory = class {
+  dir;
+  maxBytes;
+  total;
+  scanning;
+  constructor(dir, maxBytes) {
+    this.dir = dir;
+    this.maxBytes = maxBytes;
+  }
+  /** Marks a file as just used. */
+  async touch(name) {
+    const now = /* @__PURE__ */ new Date();
+    await utimes(join3(this.dir, name), now, now).catch(() => void 0);
+  }
+  /** Counts a file just written, and evicts the oldest when the directory is over its size. */
+  async added(bytes) {
+    if (this.total === void 0) {
+      await this.scan();
+      return;
+    }
+    this.total += bytes;
+    if (this.total > this.maxBytes) await this.scan();
+  }
+  scan() {
+    this.scanning ??= (async () => {
+      const names = await readdir2(this.dir).catch(() => []);
+      const files = (await Promise.all(
+        names.map(async (name) => ({ name, st: await stat2(join3(this.dir, name)).catch(() => void 0) }))
+      )).filter((f) => f.st?.isFile());
+      let total = 0;
+      const kept = [];
+      for (const f of files) {
+        if (TEMPORARY.test(f.name) && Date.now() - f.st.mtimeMs > 60 * 60 * 1e3) {
+          await rm3(join3(this.dir, f.name), { force: true });
+        } else {
+          kept.push(f);
+          total += f.st.size;
+        }
+      }
+      for (const f of kept.sort((a, b) => a.st.mtimeMs - b.st.mtimeMs)) {
+        if (total <= this.maxBytes) break;
+        if (TEMPORARY.test(f.name)) continue;
+        await rm3(join3(this.dir, f.name), { force: true });
+        total -= f.st.size;
+      }
+      this.total = total;
+    })().finally(() => {
+      this.scanning = void 0;
+    });
+    return this.scanning;
+  }
+};
+
+// src/core/image/layer.ts
+var import_tar_stream = __toESM(require_tar_stream(), 1);
+import { join as join4, posix, relative, resolve as resolve2, sep } from "node:path";
 import { gzip as gzipCallback } from "node:zlib";
 import { promisify } from "node:util";
 var gzip = promisify(gzipCallback);
@@ -23001,7 +23060,7 @@ function collect(spec, options) {
       });
     } else if (st2.isDirectory()) {
       if (dest) entries.push({ path: `${dest}/`, header: dirHeader });
-      for (const name of readdirSync(abs).sort()) walk(join3(abs, name), dest ? `${dest}/${name}` : name);
+      for (const name of readdirSync(abs).sort()) walk(join4(abs, name), dest ? `${dest}/${name}` : name);
     } else if (st2.isFile()) {
       entries.push({
         path: dest,
@@ -23022,7 +23081,7 @@ function collect(spec, options) {
   if (st.isDirectory()) {
     if (root) entries.push({ path: `${root}/`, header: dirHeader });
     for (const name of readdirSync(spec.source).sort())
-      walk(join3(spec.source, name), root ? `${root}/${name}` : name);
+      walk(join4(spec.source, name), root ? `${root}/${name}` : name);
   } else {
     walk(spec.source, root, true);
   }
@@ -23069,38 +23128,26 @@ async function packTar(entries, mtime) {
 }
 async function cached(dir, diffId) {
   const prefix = `${diffId.slice(7)}-`;
-  const name = (await readdir2(dir).catch(() => [])).find(
+  const name = (await readdir3(dir).catch(() => [])).find(
     (n) => n.startsWith(prefix) && !n.endsWith(".tmp")
   );
   if (!name) return void 0;
-  const data = await readFile3(join3(dir, name)).catch(() => void 0);
+  const data = await readFile3(join4(dir, name)).catch(() => void 0);
   const digest = `sha256:${name.slice(prefix.length)}`;
   return data && sha256Digest(data) === digest ? { data, digest } : void 0;
 }
+var cacheDirs = /* @__PURE__ */ new Map();
 async function remember(dir, diffId, digest, data, hit) {
-  const file = join3(dir, `${diffId.slice(7)}-${digest.slice(7)}`);
+  const name = `${diffId.slice(7)}-${digest.slice(7)}`;
+  let files = cacheDirs.get(dir);
+  if (!files) cacheDirs.set(dir, files = new BoundedDirectory(dir, CACHE_BYTES));
   try {
-    if (hit) {
-      const now = /* @__PURE__ */ new Date();
-      await utimes(file, now, now);
-      return;
-    }
+    if (hit) return await files.touch(name);
     await mkdir3(dir, { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
+    const tmp = join4(dir, `${name}.${process.pid}.tmp`);
     await writeFile3(tmp, data);
-    await rename2(tmp, file);
-    const entries = await Promise.all(
-      (await readdir2(dir)).map(async (name) => ({
-        name,
-        st: await fsStat(join3(dir, name)).catch(() => void 0)
-      }))
-    );
-    let total = entries.reduce((n, e) => n + (e.st?.size ?? 0), 0);
-    for (const e of entries.filter((x) => x.st).sort((a, b) => a.st.mtimeMs - b.st.mtimeMs)) {
-      if (total <= CACHE_BYTES) break;
-      await rm3(join3(dir, e.name), { force: true });
-      total -= e.st.size;
-    }
+    await rename2(tmp, join4(dir, name));
+    await files.added(data.length);
   } catch {
   }
 }
@@ -23431,7 +23478,7 @@ async function buildImage(options) {
     const { cacheDir, ...layers } = options.layers;
     const result = await buildLayersImage({
       ...layers,
-      layerCacheDir: cacheDir ?? join4(process.env.KUBE_ACTIONS_CACHE ?? join4(homedir2(), ".cache", "kube-actions"), "layers"),
+      layerCacheDir: cacheDir ?? join5(process.env.KUBE_ACTIONS_CACHE ?? join5(homedir2(), ".cache", "kube-actions"), "layers"),
       images: options.images,
       tags: options.tags,
       ...options.platforms ? { platforms: options.platforms } : {},

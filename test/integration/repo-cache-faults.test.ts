@@ -101,6 +101,19 @@ describe('crash-safe mirrors', () => {
     expect(await restarted.checkout(url(), next)).toContain(next);
   });
 
+  test('checkouts and half-written trees and mirrors of an earlier process are removed on start', async () => {
+    const dir = join(work, 'restart');
+    await mkdir(join(dir, 'trees', 'old-commit'), { recursive: true });
+    await writeFile(join(dir, 'trees', 'old-commit', 'big.yaml'), 'x'.repeat(1000));
+    await mkdir(join(dir, 'trees', 'x.partial-1-abc'), { recursive: true });
+    await mkdir(join(dir, 'mirrors', 'y.git.partial-2-def'), { recursive: true });
+    const repos = new RepoCache({ dir, refreshIntervalMs: 60_000 });
+    const commit = await repos.resolve(url(), 'main');
+    await repos.checkout(url(), commit);
+    expect(await readdir(join(dir, 'trees'))).toEqual([`${repoId(url())}-${commit}`]);
+    expect((await readdir(join(dir, 'mirrors'))).filter((n) => n.includes('.partial-'))).toEqual([]);
+  });
+
   test('a corrupt mirror is dropped and made again', async () => {
     const first = cache('corrupt');
     await first.resolve(url(), 'main');

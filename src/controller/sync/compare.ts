@@ -11,6 +11,7 @@ import {
   type ResourceManager,
 } from '../../core/kube/apply.ts';
 import type { KubeResource } from '../../core/kube/resource.ts';
+import { jsonBytes, SizedLru } from '../../core/lru.ts';
 
 export interface ObjectComparison {
   resolved: ResolvedObject;
@@ -31,8 +32,11 @@ interface CachedComparison {
 
 export class Comparer {
   private readonly resources: ResourceManager;
-  private readonly cache = new Map<string, CachedComparison>();
-  private readonly maxEntries = 200_000;
+  /** Bounded by memory (64 MiB of dry-run results), the least recently compared going first. */
+  private readonly cache = new SizedLru<string, CachedComparison>(
+    64 * 1024 * 1024,
+    (e) => jsonBytes(e.merged) + e.desired.length * 2 + 128,
+  );
   /** Dry-runs sent (cache misses), for tests and benchmarks. */
   dryRuns = 0;
 
@@ -47,11 +51,8 @@ export class Comparer {
    * Compares each desired object with its live counterpart. `creatable` tells which objects may be
    * missing a namespace or CRD that this same sync will create.
    */
-  /** Bounded: a fleet's worth of objects; the oldest entries go first. */
   private remember(key: string, entry: CachedComparison): void {
-    this.cache.delete(key);
     this.cache.set(key, entry);
-    if (this.cache.size > this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
   }
 
   async compare(

@@ -2,6 +2,7 @@
 // through src/core/render, and remembered per (commit, source settings) so an idle resync renders
 // nothing. Tracking metadata is added here, so everything applied carries the application's identity.
 import { abortable } from '../../core/abort.ts';
+import { jsonBytes, SizedLru } from '../../core/lru.ts';
 import { parse, stringify } from 'yaml';
 import type { RepoCache } from '../../core/gitops/repo-cache.ts';
 import type { RenderCache } from '../../core/render/cache.ts';
@@ -46,8 +47,10 @@ export function isTrackedBy(app: Application, live: KubeResource, namespace: str
 export class ManifestSource {
   private readonly repos: RepoCache;
   private readonly renderCache: RenderCache | undefined;
-  private readonly rendered = new Map<string, Promise<Omit<DesiredState, 'revision'>>>();
-  private readonly maxEntries: number;
+  /** Renders in flight, shared by every caller asking for the same one. */
+  private readonly rendering = new Map<string, Promise<Omit<DesiredState, 'revision'>>>();
+  /** Finished renders, kept under a memory budget (the least recently used go first). */
+  private readonly rendered: SizedLru<string, Omit<DesiredState, 'revision'>>;
   /** Renders run (cache misses), for tests and benchmarks. */
   renders = 0;
 
@@ -55,12 +58,12 @@ export class ManifestSource {
 
   constructor(
     repos: RepoCache,
-    options: { renderCache?: RenderCache; maxEntries?: number; onRender?: () => void } = {},
+    options: { renderCache?: RenderCache; maxBytes?: number; onRender?: () => void } = {},
   ) {
     this.repos = repos;
     this.onRender = options.onRender;
     this.renderCache = options.renderCache;
-    this.maxEntries = options.maxEntries ?? 500;
+    this.rendered = new SizedLru(options.maxBytes ?? 64 * 1024 * 1024, (state) => jsonBytes(state.objects));
   }
 
   async desired(app: Application, revision: string, signal?: AbortSignal): Promise<DesiredState> {
@@ -72,17 +75,20 @@ export class ManifestSource {
       app.metadata.name,
       app.spec.destination.namespace,
     ]);
-    let pending = this.rendered.get(key);
-    if (pending) {
-      // Most recently used last: eviction drops the least recently used render.
-      this.rendered.delete(key);
-      this.rendered.set(key, pending);
-    } else {
-      pending = this.render(app, revision);
-      this.rendered.set(key, pending);
+    const done = this.rendered.get(key);
+    let pending = done ? Promise.resolve(done) : this.rendering.get(key);
+    if (!pending) {
+      const started = this.render(app, revision);
+      pending = started;
+      this.rendering.set(key, started);
       // A failure is not remembered: the next reconcile tries again (the error may be transient).
-      pending.catch(() => this.rendered.delete(key));
-      while (this.rendered.size > this.maxEntries) this.rendered.delete(this.rendered.keys().next().value!);
+      started.then(
+        (state) => {
+          this.rendering.delete(key);
+          this.rendered.set(key, state);
+        },
+        () => this.rendering.delete(key),
+      );
     }
     // Shared by every application rendering the same thing: a cancelled caller only stops waiting.
     const state = await abortable(pending, signal);

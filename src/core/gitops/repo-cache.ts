@@ -45,8 +45,26 @@ export class RepoCache {
   /** ls-remote calls made, per repository URL: lets tests and benchmarks count them. */
   readonly lsRemoteCalls = new Map<string, number>();
 
+  private started: Promise<void> | undefined;
+
   constructor(options: RepoCacheOptions) {
     this.options = options;
+  }
+
+  /**
+   * Once, before the first git command: trees an earlier process checked out are no longer
+   * tracked (so never evicted) and go, with the half-written `.partial-*` trees and mirrors a
+   * crash left behind. Mirrors themselves are kept: they save the next fetch.
+   */
+  private start(): Promise<void> {
+    this.started ??= (async () => {
+      await rm(join(this.options.dir, 'trees'), { recursive: true, force: true });
+      const mirrors = join(this.options.dir, 'mirrors');
+      for (const name of await readdir(mirrors).catch(() => [] as string[])) {
+        if (name.includes('.partial-')) await rm(join(mirrors, name), { recursive: true, force: true });
+      }
+    })();
+    return this.started;
   }
 
   /**
@@ -210,6 +228,7 @@ export class RepoCache {
     let pending = this.mirrors.get(repoURL);
     if (!pending) {
       pending = (async () => {
+        await this.start();
         const dir = this.mirrorDir(repoURL);
         if (await exists(join(dir, 'HEAD'))) {
           const origin = await (await this.git(repoURL))

@@ -4,7 +4,8 @@
 // give the same tar, and so the same gzip and digest on any machine running the same zlib
 // (gzip's header carries no timestamp here: node writes MTIME 0).
 import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat as fsStat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { BoundedDirectory } from '../fs/bounded-dir.ts';
 import { join, posix, relative, resolve, sep } from 'node:path';
 import { gzip as gzipCallback } from 'node:zlib';
 import { promisify } from 'node:util';
@@ -222,6 +223,8 @@ async function cached(dir: string, diffId: string): Promise<{ data: Buffer; dige
   return data && sha256Digest(data) === digest ? { data, digest } : undefined;
 }
 
+const cacheDirs = new Map<string, BoundedDirectory>();
+
 async function remember(
   dir: string,
   diffId: string,
@@ -229,30 +232,17 @@ async function remember(
   data: Buffer,
   hit: boolean,
 ): Promise<void> {
-  const file = join(dir, `${diffId.slice(7)}-${digest.slice(7)}`);
+  const name = `${diffId.slice(7)}-${digest.slice(7)}`;
+  let files = cacheDirs.get(dir);
+  if (!files) cacheDirs.set(dir, (files = new BoundedDirectory(dir, CACHE_BYTES)));
   try {
-    if (hit) {
-      // Touch it: eviction goes by last use.
-      const now = new Date();
-      await utimes(file, now, now);
-      return;
-    }
+    // Eviction goes by last use.
+    if (hit) return await files.touch(name);
     await mkdir(dir, { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
+    const tmp = join(dir, `${name}.${process.pid}.tmp`);
     await writeFile(tmp, data);
-    await rename(tmp, file);
-    const entries = await Promise.all(
-      (await readdir(dir)).map(async (name) => ({
-        name,
-        st: await fsStat(join(dir, name)).catch(() => undefined),
-      })),
-    );
-    let total = entries.reduce((n, e) => n + (e.st?.size ?? 0), 0);
-    for (const e of entries.filter((x) => x.st).sort((a, b) => a.st!.mtimeMs - b.st!.mtimeMs)) {
-      if (total <= CACHE_BYTES) break;
-      await rm(join(dir, e.name), { force: true });
-      total -= e.st!.size;
-    }
+    await rename(tmp, join(dir, name));
+    await files.added(data.length);
   } catch {
     // A cache that cannot be written only costs time.
   }

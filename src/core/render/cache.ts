@@ -5,23 +5,31 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, realpath, rename, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
+import { BoundedDirectory } from '../fs/bounded-dir.ts';
 
 export interface RenderCache {
   get(key: string): Promise<string | undefined>;
   set(key: string, output: string): Promise<void>;
 }
 
-/** A cache in a directory, one file per key; safe for concurrent renders (atomic renames). */
-export function directoryCache(dir: string): RenderCache {
+/**
+ * A cache in a directory, one file per key; safe for concurrent renders (atomic renames), and
+ * kept under `maxBytes` (default 512 MiB) by dropping the least recently used renders.
+ */
+export function directoryCache(dir: string, maxBytes = 512 * 1024 * 1024): RenderCache {
+  const files = new BoundedDirectory(dir, maxBytes);
   return {
     async get(key) {
-      return readFile(join(dir, `${key}.yaml`), 'utf8').catch(() => undefined);
+      const output = await readFile(join(dir, `${key}.yaml`), 'utf8').catch(() => undefined);
+      if (output !== undefined) await files.touch(`${key}.yaml`);
+      return output;
     },
     async set(key, output) {
       await mkdir(dir, { recursive: true });
       const tmp = join(dir, `.${key}.${process.pid}.${Math.random().toString(36).slice(2)}`);
       await writeFile(tmp, output);
       await rename(tmp, join(dir, `${key}.yaml`));
+      await files.added(Buffer.byteLength(output));
     },
   };
 }
