@@ -6,11 +6,25 @@
 // that the committed bundles are current with `git diff --exit-code '*/dist'`.
 import { build } from 'esbuild';
 import { existsSync, readdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 
+// The bundles read only the version from package.json (src/version.ts): inline just that, so a
+// dependency added to package.json does not change every committed bundle.
+const packageVersionOnly = {
+  name: 'package-version-only',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]package\.json$/ }, async (args) => {
+      const { version } = JSON.parse(await readFile(args.path, 'utf8'));
+      return { contents: JSON.stringify({ version }), loader: 'json' };
+    });
+  },
+};
+
 const common = {
+  plugins: [packageVersionOnly],
   bundle: true,
   platform: 'node',
   target: 'node24',
