@@ -33,6 +33,8 @@ options:
   --retry-period DURATION      time between acquire/renew attempts (default 2s)
   --identity NAME              this replica's name in the Lease (default $POD_NAME, else host + random)
   --metrics-port N             /metrics, /healthz, /readyz (default 8080; 0 picks one)
+  --metrics-bind-address ADDR  where they listen (default 0.0.0.0: the kubelet probes the pod IP)
+  --webhook-bind-address ADDR  where the webhook listens (default 0.0.0.0)
   --webhook-port N             Git push webhook at POST /api/webhook (default 8081; 0 picks one)
   --webhook-max-body BYTES     largest webhook body read (default 2097152; GitHub's pushes are KBs)
   --poll-interval DURATION     how often Git is asked when no webhook comes (default 3m)
@@ -61,6 +63,8 @@ export async function controllerCommand(argv: string[]): Promise<number> {
       'retry-period': { type: 'string', default: '2s' },
       identity: { type: 'string' },
       'metrics-port': { type: 'string', default: '8080' },
+      'metrics-bind-address': { type: 'string', default: '0.0.0.0' },
+      'webhook-bind-address': { type: 'string', default: '0.0.0.0' },
       'webhook-port': { type: 'string', default: '8081' },
       'webhook-max-body': { type: 'string', default: String(DEFAULT_MAX_BODY) },
       'poll-interval': { type: 'string', default: '3m' },
@@ -131,7 +135,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
   const manager = new Manager({
     kubeConfig,
     logger,
-    server: { port: metricsPort },
+    server: { port: metricsPort, host: values['metrics-bind-address'] },
     ...(values['leader-elect'] === 'true'
       ? {
           leaderElection: {
@@ -171,7 +175,10 @@ export async function controllerCommand(argv: string[]): Promise<number> {
       if (!res.headersSent) res.writeHead(500).end();
     });
   });
-  await new Promise<void>((resolve) => webhook.listen(webhookPort, '0.0.0.0', resolve));
+  await new Promise<void>((resolve, reject) => {
+    webhook.once('error', reject);
+    webhook.listen(webhookPort, values['webhook-bind-address'], resolve);
+  });
   const stop = () => void manager.stop();
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
