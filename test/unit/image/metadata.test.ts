@@ -402,23 +402,21 @@ describe('type=match', () => {
     ['^(a|a)*$', `${'a'.repeat(50_000)}!`],
     ['(a+)+$', `${'a'.repeat(50_000)}!`],
     ['^(\\w+\\s?)*$', `${'word '.repeat(10_000)}!`],
-  ])('catastrophic pattern %s on a long value finishes quickly (RE2)', (pattern, value) => {
-    const started = performance.now();
-    const meta = run([`type=match,pattern=${pattern},value=${value}`], push('refs/heads/main'));
-    const elapsed = performance.now() - started;
-    expect(meta.tags).toEqual([]);
-    expect(meta.warnings[0]).toMatch(/does not match/);
-    expect(elapsed).toBeLessThan(2000);
-  });
+  ])(
+    'catastrophic pattern %s on a long value finishes (RE2; a backtracking engine would never)',
+    (pattern, value) => {
+      const meta = run([`type=match,pattern=${pattern},value=${value}`], push('refs/heads/main'));
+      expect(meta.tags).toEqual([]);
+      expect(meta.warnings[0]).toMatch(/does not match/);
+    },
+  );
 
   test('semver match= is RE2 too', () => {
-    const started = performance.now();
     const meta = run(
       [`type=semver,pattern={{version}},value=${'a'.repeat(50_000)}!,match=^(a|a)*(x)$`],
       push('refs/heads/main'),
     );
     expect(meta.tags).toEqual([]);
-    expect(performance.now() - started).toBeLessThan(2000);
   });
 });
 

@@ -87,14 +87,13 @@ describe('backoffDelay', () => {
 
 describe('sleep', () => {
   test('resolves after the delay, or at once when aborted', async () => {
-    let started = performance.now();
+    const started = performance.now();
     await sleep(20);
     expect(performance.now() - started).toBeGreaterThanOrEqual(19);
+    // Without the abort these would outlast the test's timeout: resolving at all is the proof.
     const ac = new AbortController();
-    started = performance.now();
     setTimeout(() => ac.abort(), 10);
-    await sleep(10_000, ac.signal);
-    expect(performance.now() - started).toBeLessThan(1000);
-    await sleep(10_000, ac.signal); // already aborted
+    await sleep(1_000_000, ac.signal);
+    await sleep(1_000_000, ac.signal); // already aborted
   });
 });
