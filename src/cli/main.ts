@@ -4,6 +4,7 @@ import { VERSION } from '../version.ts';
 import { appCommand } from './app.ts';
 import { buildCommand } from './build.ts';
 import { controllerCommand } from './controller.ts';
+import { dispatchCommand } from './dispatch.ts';
 import { promoteCommand } from './promote.ts';
 import { renderCommand } from './render.ts';
 import { rolloutCommand } from './rollout.ts';
@@ -14,6 +15,7 @@ commands:
   build      build an image (layers without a daemon, or a Dockerfile through BuildKit) and push it
   render     render kustomize / Helm / plain YAML into final manifests
   promote    commit rendered manifests or an image bump to a GitOps repository
+  dispatch   start a workflow_dispatch run and wait for it
   controller run the GitOps controller (Application sync) against a cluster
   app        list, get, diff, sync and roll back Applications
   rollout    get, watch, promote, abort, retry, undo, pause and set images of Rollouts
@@ -34,6 +36,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command === 'build') return await buildCommand(rest);
   if (command === 'render') return await renderCommand(rest);
   if (command === 'promote') return await promoteCommand(rest);
+  if (command === 'dispatch') return await dispatchCommand(rest);
   if (command === 'controller') return await controllerCommand(rest);
   if (command === 'app') return await appCommand(rest);
   if (command === 'rollout') return await rolloutCommand(rest);

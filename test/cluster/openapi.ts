@@ -19,8 +19,72 @@ type Spec = {
   components: { responses: Record<string, Response> };
 };
 
-/** Statuses any GitHub endpoint can return, though few operations list them. */
-const UNIVERSAL_ERRORS = [401];
+/**
+ * Statuses any GitHub endpoint can return, though few operations list them: bad credentials, and
+ * the primary (403 with x-ratelimit-remaining: 0) and secondary (403 or 429 with Retry-After)
+ * rate limits.
+ */
+const UNIVERSAL_ERRORS = [401, 403, 429];
+
+const BASIC_ERROR = {
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/basic-error' } } },
+};
+
+/**
+ * Local corrections to the published description, applied where it lacks them.
+ * - The dispatch endpoint's 200 with the run's id (`return_run_details: true`, GitHub changelog
+ *   2026-02-19): descriptions before @octokit/openapi 23 document only the 204, and Octokit's
+ *   types still do. Kept here so the contract does not depend on which description is installed.
+ * - The 404s and 422s GitHub answers on the Actions endpoints that the description leaves out
+ *   (unknown workflow or run; a dispatch's inputs or ref refused; a server that does not know
+ *   return_run_details, as GitHub Enterprise Server before 3.21).
+ */
+const RESPONSE_OVERRIDES: Record<string, Record<string, Response>> = {
+  'actions/create-workflow-dispatch': {
+    '200': {
+      content: {
+        'application/json': {
+          schema: {
+            type: 'object',
+            required: ['workflow_run_id', 'run_url', 'html_url'],
+            properties: {
+              workflow_run_id: { type: 'integer', format: 'int64' },
+              run_url: { type: 'string', format: 'uri' },
+              html_url: { type: 'string', format: 'uri' },
+            },
+          },
+        },
+      },
+    },
+    '404': BASIC_ERROR,
+    '422': BASIC_ERROR,
+  },
+  'actions/get-workflow': { '404': BASIC_ERROR },
+  'actions/get-workflow-run': { '404': BASIC_ERROR },
+  'actions/list-workflow-runs': { '404': BASIC_ERROR },
+  'actions/list-jobs-for-workflow-run': { '404': BASIC_ERROR },
+};
+
+/** The dispatch body's return_run_details, for descriptions that predate it. */
+const REQUEST_PROPERTY_OVERRIDES: Record<string, Record<string, unknown>> = {
+  'actions/create-workflow-dispatch': { return_run_details: { type: 'boolean' } },
+};
+
+function applyOverrides(spec: Spec): void {
+  for (const item of Object.values(spec.paths)) {
+    for (const op of Object.values(item)) {
+      if (!op?.responses) continue;
+      for (const [status, response] of Object.entries(RESPONSE_OVERRIDES[op.operationId] ?? {})) {
+        op.responses[status] ??= response;
+      }
+      const schema = op.requestBody?.content?.['application/json']?.schema as
+        { properties?: Record<string, unknown> } | undefined;
+      for (const [name, property] of Object.entries(REQUEST_PROPERTY_OVERRIDES[op.operationId] ?? {})) {
+        if (schema) schema.properties = { [name]: property, ...schema.properties };
+      }
+    }
+  }
+}
 
 export interface MatchedOperation {
   operationId: string;
@@ -39,6 +103,7 @@ function load(): { spec: Spec; ajv: Ajv } {
   if (loaded) return loaded;
   const file = createRequire(import.meta.url).resolve('@octokit/openapi/generated/api.github.com.json');
   const spec = JSON.parse(readFileSync(file, 'utf8')) as Spec;
+  applyOverrides(spec);
   // OpenAPI 3.0 schemas: `nullable` is understood by ajv; vendor keywords (x-github) are ignored.
   const ajv = new Ajv({ strict: false, allErrors: true });
   addFormats(ajv);
@@ -60,6 +125,14 @@ function rerooted(schema: unknown): unknown {
     JSON.stringify(schema)
       .replaceAll('"#/components/', '"github#/components/')
       .replaceAll('"oneOf":', '"anyOf":'),
+    // A nullable enum (a job's conclusion while it runs) allows null, as GitHub answers; ajv
+    // wants it listed among the values.
+    (_key, value: unknown) => {
+      const v = value as { nullable?: boolean; enum?: unknown[] } | null;
+      if (v && v.nullable === true && Array.isArray(v.enum) && !v.enum.includes(null))
+        v.enum = [...v.enum, null];
+      return value;
+    },
   );
 }
 
