@@ -65,6 +65,7 @@ bench: deps binaries build ## run the benchmarks under bench/ and print their fi
 	node bench/sync.ts
 	node bench/rollout.ts
 	node bench/build.ts
+	node bench/dispatch.ts
 
 .PHONY: image
 image: deps binaries build ## build the controller's image (layers, no daemon) into a local registry, or IMAGE=name
