@@ -2,8 +2,9 @@
 # Installs the system programs the tests and the demo run for real, when a fresh machine lacks
 # them: git (with git-http-backend), openssl (test PKI), the distribution OCI registry and
 # htpasswd (registry auth), and for real image builds: runc (BuildKit's OCI worker), umoci and
-# skopeo (base images made and pushed locally) and busybox-static (their rootfs). Go builds the
-# Kubernetes binaries, BuildKit and crane (test/cluster/build-binaries.sh).
+# skopeo (base images made and pushed locally) and busybox-static (their rootfs), and for the real
+# kubelet node (test/cluster/node.ts): containerd, the standard CNI plugins, iptables and conntrack
+# (kube-proxy). Go builds the Kubernetes binaries, BuildKit and crane (test/cluster/build-binaries.sh).
 set -euo pipefail
 
 missing=()
@@ -20,6 +21,14 @@ command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 # The package, not just any busybox: base images copy its static binary into a rootfs.
 [[ $(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null) == "install ok installed" ]] ||
   missing+=(busybox-static)
+# The real node: containerd (CRI), bridge/host-local/loopback/portmap CNI plugins, and what
+# kube-proxy's iptables mode runs.
+command -v containerd >/dev/null || missing+=(containerd)
+for plugin in bridge host-local loopback portmap; do
+  [[ -x /usr/lib/cni/$plugin ]] || { missing+=(containernetworking-plugins); break; }
+done
+command -v iptables >/dev/null || missing+=(iptables)
+command -v conntrack >/dev/null || missing+=(conntrack)
 
 if (( ${#missing[@]} )); then
   echo "[install-system-deps] installing: ${missing[*]}" >&2
@@ -27,11 +36,15 @@ if (( ${#missing[@]} )); then
   [[ $(id -u) -eq 0 ]] || sudo=sudo
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq >&2
-  # docker-registry's maintainer script would start a system service; tests start their own.
+  # docker-registry's and containerd's maintainer scripts would start system services; tests start
+  # their own (with their own sockets and state), so stop and disable those where systemd runs.
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-  if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
-    $sudo systemctl stop docker-registry || true
-  fi
+  for service in docker-registry containerd; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
+      $sudo systemctl stop "$service" || true
+      $sudo systemctl disable "$service" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 if ! command -v go >/dev/null; then

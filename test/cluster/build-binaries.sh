@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real programs the tests and the demo run, from pinned Go modules
 # (test/cluster/modules/<name>/go.mod), and caches them so only the first run pays:
-#   kubernetes  kube-apiserver, kube-controller-manager, kube-scheduler
+#   kubernetes  kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy
 #   etcd        etcd
 #   kwok        kwok (+ kwok-stages.yaml, its stock "fast" node and pod stages)
 #   helm        helm
@@ -48,9 +48,11 @@ build_kubernetes() {
     flags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  # One build for the three commands, so their shared packages compile once.
+  # One build for the five commands, so their shared packages compile once. kubelet and kube-proxy
+  # run the real node (test/cluster/node.ts); CGO_ENABLED=0 as in Kubernetes' own static builds.
   gobuild kubernetes "$flags" "$out/" k8s.io/kubernetes/cmd/kube-apiserver \
-    k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
+    k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
 }
 
 build_etcd() {

@@ -1,6 +1,11 @@
 // A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC, TLS, service-account
 // tokens), kube-controller-manager, kube-scheduler, and kwok simulating nodes and the kubelets on
-// them. Everything runs as local processes built by build-binaries.sh; nothing is faked.
+// them; optionally a real kubelet node beside them (node.ts). Everything runs as local processes
+// built by build-binaries.sh; nothing is faked.
+//
+// Addresses are all in 198.18.0.0/15 (RFC 2544's benchmarking range, never a private range):
+// kwok's pods get 198.18.128.0/17, a real node's pods its own 198.18.N.0/25, and Services
+// 198.19.0.0/20, or with a real node a claimed 198.19.16S.0/20 that the host routes to it.
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
@@ -8,6 +13,17 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
+import {
+  claimServiceRange,
+  DEFAULT_SERVICE_CIDR,
+  KWOK_POD_CIDR,
+  RealNode,
+  reserveNode,
+  stopNode,
+  type NodeReservation,
+  type RealNodeState,
+  type Taint,
+} from './node.ts';
 import { createPki, type Pki } from './pki.ts';
 import { freePort } from './ports.ts';
 import { logTail, startComponent, stopProcessGroup, type ComponentProcess } from './process.ts';
@@ -28,6 +44,11 @@ export interface ControlPlaneOptions {
   etcdCompactionInterval?: string;
   /** Directory holding the binaries; by default build-binaries.sh builds or finds them. */
   binDir?: string;
+  /**
+   * Also start a real kubelet node (node.ts): containerd, runc, CNI and kube-proxy, so pods that
+   * tolerate its taint run real containers. Check realNodeUnavailableReason() first.
+   */
+  realNode?: boolean | { taints?: Taint[]; labels?: Record<string, string> };
 }
 
 export interface ControlPlaneState {
@@ -38,6 +59,10 @@ export interface ControlPlaneState {
   pids: Record<string, number>;
   kubernetesVersion: string;
   startedInMs: number;
+  /** kube-apiserver's --service-cluster-ip-range. */
+  serviceCidr: string;
+  /** The real node, when started with `realNode`. */
+  realNode?: RealNodeState;
 }
 
 const STATE_FILE = 'state.json';
@@ -166,6 +191,8 @@ export class LocalControlPlane {
 
     const processes: ComponentProcess[] = [];
     const pids: Record<string, number> = {};
+    let reservation: NodeReservation | undefined;
+    let realNode: RealNode | undefined;
     const launch = (name: string, args: string[]): ComponentProcess => {
       const p = startComponent(name, bin(name), args, { logDir, attached });
       processes.push(p);
@@ -174,6 +201,12 @@ export class LocalControlPlane {
     };
 
     try {
+      // A real node's addresses are claimed first: the Service range goes into the apiserver's
+      // flags and certificate (pods reach it at the `kubernetes` Service's address).
+      reservation = options.realNode ? await reserveNode() : undefined;
+      const serviceRange = reservation ? await claimServiceRange(reservation.dir) : undefined;
+      const serviceCidr = serviceRange?.cidr ?? DEFAULT_SERVICE_CIDR;
+      const kubernetesServiceIp = serviceRange?.kubernetesServiceIp ?? '198.19.0.1';
       const [etcdPort, etcdPeerPort, apiPort, kcmPort, schedulerPort, kwokPort] = await Promise.all(
         Array.from({ length: 6 }, freePort),
       );
@@ -186,7 +219,7 @@ export class LocalControlPlane {
           'DNS:kubernetes.default',
           'DNS:kubernetes.default.svc',
           'IP:127.0.0.1',
-          'IP:10.96.0.1',
+          `IP:${kubernetesServiceIp}`,
         ],
         {
           admin: { user: 'kube-actions-admin', groups: ['system:masters'] },
@@ -194,6 +227,8 @@ export class LocalControlPlane {
           'kube-scheduler': { user: 'system:kube-scheduler', groups: [] },
           // kwok plays every kubelet: it writes node and pod status and node leases.
           kwok: { user: 'kwok', groups: ['system:masters'] },
+          // The apiserver's identity towards kubelets (logs, exec, port-forward).
+          'apiserver-kubelet-client': { user: 'kube-apiserver-kubelet-client', groups: ['system:masters'] },
         },
       );
       const kubeconfigs: Record<string, string> = {};
@@ -237,10 +272,14 @@ export class LocalControlPlane {
         '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
         `--service-account-key-file=${pki.serviceAccountPub}`,
         `--service-account-signing-key-file=${pki.serviceAccountKey}`,
-        '--service-cluster-ip-range=10.96.0.0/16',
+        `--service-cluster-ip-range=${serviceCidr}`,
+        `--kubelet-client-certificate=${pki.clients['apiserver-kubelet-client']!.cert}`,
+        `--kubelet-client-key=${pki.clients['apiserver-kubelet-client']!.key}`,
+        // Kubelets by address only: a node's Hostname would be looked up in the machine's DNS.
+        '--kubelet-preferred-address-types=InternalIP',
         '--allow-privileged=true',
-        // The "kubernetes" Service would point at 127.0.0.1, which Endpoints reject; nothing in
-        // the tests dials it, so do not reconcile it.
+        // The "kubernetes" Service would point at 127.0.0.1, which Endpoints reject: not
+        // reconciled; with a real node its endpoint is the node's forwarder (see below).
         '--endpoint-reconciler-type=none',
         `--min-request-timeout=${options.minRequestTimeoutSeconds ?? 1800}`,
         `--etcd-compaction-interval=${options.etcdCompactionInterval ?? '5m'}`,
@@ -291,7 +330,7 @@ export class LocalControlPlane {
         '--manage-all-nodes=false',
         '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
         '--node-ip=127.0.0.1',
-        '--cidr=10.244.0.0/16',
+        `--cidr=${KWOK_POD_CIDR}`,
         `--server-address=127.0.0.1:${kwokPort}`,
         '--node-lease-duration-seconds=40',
       ]);
@@ -304,6 +343,7 @@ export class LocalControlPlane {
         pids,
         kubernetesVersion: '',
         startedInMs: 0,
+        serviceCidr,
       };
       const cluster = new LocalControlPlane(state);
       const nodes = options.nodes ?? 3;
@@ -349,6 +389,20 @@ export class LocalControlPlane {
         );
       }
 
+      if (reservation && serviceRange) {
+        const nodeOptions = typeof options.realNode === 'object' ? options.realNode : {};
+        realNode = await RealNode.start({
+          ...nodeOptions,
+          cluster: { dir, server, kubeconfig: kubeconfigs.admin!, binDir },
+          attached,
+          reservation,
+          serviceRange,
+          logDir: join(logDir, 'real-node'),
+        });
+        state.realNode = realNode.state;
+        await cluster.pointKubernetesServiceAt(core, realNode.gateway, Number(apiPort));
+      }
+
       const version = JSON.parse((await get({ url: `${server}/version`, tls: adminTls })).body) as {
         gitVersion: string;
       };
@@ -357,9 +411,48 @@ export class LocalControlPlane {
       await writeFile(join(dir, STATE_FILE), JSON.stringify(state, null, 2));
       return cluster;
     } catch (err) {
+      await realNode?.stop().catch(() => undefined);
       await Promise.all(processes.map((p) => stopProcessGroup(p.pid)));
+      // A node that failed to start has cleaned up after itself; one never started holds claims.
+      if (reservation && !realNode) await stopNode(reservation);
       throw err;
     }
+  }
+
+  /**
+   * Makes the `kubernetes` Service (which pods' in-cluster configuration dials) reach the
+   * apiserver: its endpoint is the node's forwarder on the gateway, since Endpoints may not be
+   * loopback addresses.
+   */
+  private async pointKubernetesServiceAt(core: k8s.CoreV1Api, address: string, port: number): Promise<void> {
+    const discovery = this.client().makeApiClient(k8s.DiscoveryV1Api);
+    await discovery.createNamespacedEndpointSlice({
+      namespace: 'default',
+      body: {
+        metadata: {
+          name: 'kubernetes',
+          labels: {
+            'kubernetes.io/service-name': 'kubernetes',
+            'endpointslice.kubernetes.io/managed-by': 'kube-actions-test-harness',
+          },
+        },
+        addressType: 'IPv4',
+        endpoints: [{ addresses: [address], conditions: { ready: true } }],
+        ports: [{ name: 'https', port, protocol: 'TCP' }],
+      },
+    });
+    await core.createNamespacedEndpoints({
+      namespace: 'default',
+      body: {
+        metadata: { name: 'kubernetes', labels: { 'endpointslice.kubernetes.io/skip-mirror': 'true' } },
+        subsets: [{ addresses: [{ ip: address }], ports: [{ name: 'https', port, protocol: 'TCP' }] }],
+      },
+    });
+  }
+
+  /** The real node started with `realNode`, if any. */
+  async realNode(): Promise<RealNode | undefined> {
+    return this.state.realNode ? RealNode.load(this.state.realNode.dir) : undefined;
   }
 
   /** A client for this cluster, authenticated as the admin (system:masters). */
@@ -395,7 +488,8 @@ export class LocalControlPlane {
 
   /** Whether every component recorded in the state is still alive. */
   running(): boolean {
-    return Object.values(this.state.pids).every((pid) => {
+    const node = Object.values(this.state.realNode?.pids ?? {});
+    return [...Object.values(this.state.pids), ...node].every((pid) => {
       try {
         process.kill(pid, 0);
         return true;
@@ -406,7 +500,8 @@ export class LocalControlPlane {
   }
 
   async stop(options: { keepDir?: boolean } = {}): Promise<void> {
-    // Reverse start order: the apiserver's clients first, etcd last.
+    // The real node first (its kubelet is an apiserver client too), then in reverse start order.
+    if (this.state.realNode) await stopNode(this.state.realNode);
     const order = ['kwok', 'kube-scheduler', 'kube-controller-manager', 'kube-apiserver', 'etcd'];
     for (const name of order) {
       const pid = this.state.pids[name];

@@ -1,6 +1,7 @@
 // A git server on loopback over smart HTTP: git's own `git http-backend` does all the protocol
 // work (v0/v2, fetch and push); this file is only the CGI gateway in front of it, with optional
-// basic auth, the way Apache or nginx front it in production.
+// basic auth, the way Apache or nginx front it in production. With `gateway` it also listens on a
+// real node's gateway address (node.ts), so that pods (the in-cluster controller) can clone.
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -15,6 +16,11 @@ export interface GitServerOptions {
   root?: string;
   /** Require these credentials (HTTP basic auth) for every request. */
   auth?: { username: string; password: string };
+  /**
+   * Also listen on this address: a real node's gateway (RealNode.gateway), where its pods reach
+   * the host (see gatewayUrl). The same port as on loopback when free.
+   */
+  gateway?: string;
 }
 
 export interface GitRequest {
@@ -53,6 +59,8 @@ export class GitServer {
   /** Every request served, in order: lets tests count fetches per repository. */
   readonly requests: GitRequest[] = [];
   private server!: Server;
+  private gatewayServer: Server | undefined;
+  private gatewayAddress = '';
   private port = 0;
   private ownsRoot = false;
   readonly root: string;
@@ -70,11 +78,47 @@ export class GitServer {
     gs.server = createServer((req, res) => gs.handle(req, res));
     await new Promise<void>((resolve) => gs.server.listen(0, '127.0.0.1', resolve));
     gs.port = (gs.server.address() as { port: number }).port;
+    if (options.gateway) {
+      const server = createServer((req, res) => gs.handle(req, res));
+      const listen = (port: number) =>
+        new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(port, options.gateway, () => {
+            server.off('error', reject);
+            resolve();
+          });
+        });
+      try {
+        await listen(gs.port).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EADDRINUSE') throw err;
+          return listen(0);
+        });
+      } catch (err) {
+        await gs.stop();
+        throw new Error(`the git server cannot listen on ${options.gateway}: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+      gs.gatewayServer = server;
+      gs.gatewayAddress = `${options.gateway}:${(server.address() as { port: number }).port}`;
+    }
     return gs;
   }
 
   get baseUrl(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** `http://GATEWAY:PORT` when started with `gateway`: the server as pods reach it. */
+  get gatewayBaseUrl(): string | undefined {
+    return this.gatewayServer ? `http://${this.gatewayAddress}` : undefined;
+  }
+
+  /** The clone URL of `name` for pods (started with `gateway`). */
+  gatewayUrl(name: string): string {
+    if (!this.gatewayServer)
+      throw new Error('GitServer.gatewayUrl: the server was started without `gateway`');
+    return `${this.gatewayBaseUrl}/${name}.git`;
   }
 
   /** The clone URL of `name` (without credentials). */
@@ -236,6 +280,11 @@ export class GitServer {
   }
 
   async stop(): Promise<void> {
+    if (this.gatewayServer) {
+      const server = this.gatewayServer;
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     if (this.ownsRoot) await rm(this.root, { recursive: true, force: true });

@@ -25,10 +25,11 @@ export interface StartOptions {
 // A non-interactive shell gives background jobs /dev/null as stdin, so the parent's pipe is kept
 // on fd 3: when the parent dies the pipe closes, `cat` returns, and the component is terminated,
 // then its whole process group killed after 10 s (an apiserver whose etcd went first can take
-// longer to drain). The group id cannot have been reused: this subshell is still a member.
+// longer to drain). The group id cannot have been reused: this subshell is still a member. (No
+// `--` before the group: dash's kill refuses it, and /bin/sh is dash on Debian.)
 const WATCHDOG =
   'exec 3<&0; "$0" "$@" </dev/null & c=$!; ' +
-  '(cat <&3 >/dev/null; kill -TERM $c 2>/dev/null; sleep 10; kill -KILL -- -$$ 2>/dev/null) & wait $c';
+  '(cat <&3 >/dev/null; kill -TERM $c 2>/dev/null; sleep 10; kill -KILL -$$ 2>/dev/null) & wait $c';
 
 export function startComponent(
   name: string,

@@ -1,13 +1,15 @@
 // An OCI registry on loopback: Debian's `docker-registry` (CNCF distribution) with filesystem
 // storage, started and stopped per test run. Anonymous, htpasswd (bcrypt) basic auth, or the
 // Docker token flow with a token server of our own (registry-token.ts) whose JWTs the registry
-// verifies itself, as Docker Hub, GHCR or Harbor do.
+// verifies itself, as Docker Hub, GHCR or Harbor do. With `gateway` it also answers on a real
+// node's gateway address (node.ts), where that node's containerd pulls from it.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { forwardTcp, type Forwarder } from './node.ts';
 import { freePort } from './ports.ts';
 import { logTail, startComponent, stopProcessGroup, type ComponentProcess } from './process.ts';
 import { RegistryTokenServer, type TokenAuthOptions, type TokenRequest } from './registry-token.ts';
@@ -21,6 +23,13 @@ export interface RegistryOptions {
   auth?: { username: string; password: string };
   /** Require bearer tokens from a token server that knows these users (exclusive with `auth`). */
   tokenAuth?: TokenAuthOptions;
+  /**
+   * Also listen on this address: a real node's gateway (RealNode.gateway), so that its containerd
+   * can pull (RealNode.addRegistry(registry.host, registry.gatewayHost)). The same port when free.
+   * A token registry's realm stays on loopback, so containerd can pull only from anonymous and
+   * htpasswd registries this way.
+   */
+  gateway?: string;
 }
 
 export interface RegistryCredentials {
@@ -38,6 +47,7 @@ export class OciRegistry {
   readonly tokenServer: RegistryTokenServer | undefined;
   private readonly tokenUsers: Record<string, string>;
   private readonly process: ComponentProcess;
+  private gatewayForwarder: Forwarder | undefined;
 
   private constructor(
     dir: string,
@@ -56,6 +66,11 @@ export class OciRegistry {
 
   get url(): string {
     return `http://${this.host}`;
+  }
+
+  /** `GATEWAY:PORT` when started with `gateway`: where a real node's containerd reaches it. */
+  get gatewayHost(): string | undefined {
+    return this.gatewayForwarder?.host;
   }
 
   /** The token realm the registry's Bearer challenge names (token registries only). */
@@ -155,7 +170,18 @@ export class OciRegistry {
         (r) => r.status,
         () => 0,
       );
-      if (status === 200 || status === 401) return registry;
+      if (status === 200 || status === 401) {
+        if (options.gateway) {
+          const port = Number(host.slice(host.lastIndexOf(':') + 1));
+          registry.gatewayForwarder = await forwardTcp(options.gateway, port, host).catch(
+            async (err: Error) => {
+              await registry.stop();
+              throw new Error(`the registry cannot listen on ${options.gateway}: ${err.message}`);
+            },
+          );
+        }
+        return registry;
+      }
       if (Date.now() > deadline) {
         await registry.stop();
         throw new Error(`docker-registry did not start:\n${logTail(proc.logFile)}`);
@@ -165,6 +191,7 @@ export class OciRegistry {
   }
 
   async stop(): Promise<void> {
+    await this.gatewayForwarder?.close();
     await stopProcessGroup(this.process.pid);
     await this.tokenServer?.stop();
     await rm(this.dir, { recursive: true, force: true });
