@@ -30,7 +30,8 @@ export default {
     {
       ...common,
       displayName: 'integration',
-      testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
+      // e2e/: the same cluster, with its real node (tests there skip where none can run).
+      testMatch: ['<rootDir>/test/integration/**/*.test.ts', '<rootDir>/test/e2e/**/*.test.ts'],
       globalSetup: '<rootDir>/test/cluster/jest-global-setup.ts',
       globalTeardown: '<rootDir>/test/cluster/jest-global-teardown.ts',
     },

@@ -44,6 +44,9 @@ const server = createServer((req, res) => {
 });
 
 // PID 1 in its container: without handlers SIGTERM would be ignored and every stop would wait
-// out the grace period.
-for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => server.close(() => process.exit(0)));
+// out the grace period. It keeps serving for a second first, as a well-behaved server does: the
+// endpoint's removal reaches kube-proxy only after the pod was told to stop.
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => setTimeout(() => server.close(() => process.exit(0)), 1000));
+}
 server.listen(Number(process.env.PORT ?? 8080), () => console.log(`serving ${version}`));

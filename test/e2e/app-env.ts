@@ -1,0 +1,153 @@
+// The e2e proofs' common ground: the app's images (built by our build action) in a registry the
+// real node pulls from, a git repository holding the app's manifests, the controller running as a
+// process on the host, and an Application syncing the repository into the test namespace. Also
+// what the proofs wait on before they count answers: ReplicaSets ready, endpoints ready, and
+// kube-proxy's rules written for each of them.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { KubeClient, PatchType } from '../../src/core/kube/client.ts';
+import { ROLLOUT, SERVICES, type ReplicaSet, type Rollout } from '../../src/controller/rollout/types.ts';
+import { APPLICATION, REFRESH_ANNOTATION } from '../../src/controller/sync/types.ts';
+import { CLI, startControllerProcess, type ControllerProcess } from '../cluster/controller-process.ts';
+import { installCRDs } from '../cluster/crds.ts';
+import { GitServer } from '../cluster/git-server.ts';
+import { OciRegistry } from '../cluster/registry.ts';
+import { NODE24 } from '../cluster/run-action.ts';
+import { eventually, type RealNodeInfo, type TestNamespace } from '../cluster/testing.ts';
+import { buildAppImage } from './app-image.ts';
+import { sample } from './traffic.ts';
+
+const run = promisify(execFile);
+
+export interface AppEnvironment {
+  client: KubeClient;
+  images: Record<string, string>;
+  /** Commits the manifests for `version` and has the Application look now; returns once the Rollout took it. */
+  deploy(version: string): Promise<void>;
+  untilRollout(check: (ro: Rollout) => boolean, what: string, timeoutMs?: number): Promise<Rollout>;
+  /** The Rollout's ReplicaSets ready and `service`'s endpoints programmed by kube-proxy. */
+  settled(service: string): Promise<void>;
+  /** Waits until each of `versions` answers at `ip` (within a few requests). */
+  routed(ip: string, versions: string[]): Promise<void>;
+  clusterIP(service: string): Promise<string>;
+  rolloutCli(...args: string[]): Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+export async function startAppEnvironment(
+  node: RealNodeInfo,
+  ns: TestNamespace,
+  versions: string[],
+  files: (image: string, version: string) => Record<string, string>,
+): Promise<AppEnvironment> {
+  const registry = await OciRegistry.start({ gateway: node.gateway });
+  await node.addRegistry(registry.host, registry.gatewayHost);
+  const images: Record<string, string> = {};
+  for (const version of versions) images[version] = await buildAppImage(registry, version);
+  const git = await GitServer.start();
+  await git.createRepo('e2e/apps', files(images[versions[0]!]!, versions[0]!));
+  await installCRDs(ns.kc);
+  const client = new KubeClient(ns.kc);
+  const controller: ControllerProcess = await startControllerProcess([
+    'controller',
+    '--leader-elect=false',
+    `--namespace=${ns.name}`,
+    '--poll-interval=1h',
+  ]);
+  await client.create(APPLICATION, {
+    apiVersion: APPLICATION.apiVersion,
+    kind: 'Application',
+    metadata: { name: 'web', namespace: ns.name },
+    spec: {
+      source: { repoURL: git.url('e2e/apps'), targetRevision: 'main', path: 'web' },
+      destination: { server: 'https://kubernetes.default.svc', namespace: ns.name },
+      syncPolicy: { automated: { prune: true, selfHeal: true } },
+    },
+  } as never);
+
+  const untilRollout = (check: (ro: Rollout) => boolean, what: string, timeoutMs = 120_000) =>
+    eventually(
+      what,
+      async () => {
+        const ro = await client.get<Rollout>(ROLLOUT, ns.name, 'web');
+        return check(ro) ? ro : undefined;
+      },
+      timeoutMs,
+    );
+
+  /** The endpoints kube-proxy's rules send `service`'s traffic to, in the node's own network namespace. */
+  const proxied = async (service: string) => {
+    const { stdout } = await run('nsenter', [
+      `--net=${join(node.dir, 'netns')}`,
+      'iptables-save',
+      '-t',
+      'nat',
+    ]);
+    const rule = new RegExp(`^-A KUBE-SVC-\\S+ .*"${ns.name}/${service}(:\\S*)? -> [^"]+".*-j KUBE-SEP-`);
+    return stdout.split('\n').filter((line) => rule.test(line)).length;
+  };
+
+  return {
+    client,
+    images,
+    untilRollout,
+    async deploy(version) {
+      const before = (await client.get<Rollout>(ROLLOUT, ns.name, 'web')).status?.currentPodHash;
+      await git.commitFiles('e2e/apps', files(images[version]!, version), `web: ${version}`);
+      await client.patch(
+        APPLICATION,
+        ns.name,
+        'web',
+        { metadata: { annotations: { [REFRESH_ANNOTATION]: 'hard' } } },
+        PatchType.merge,
+      );
+      await untilRollout(
+        (ro) =>
+          !!ro.status?.currentPodHash &&
+          ro.status.currentPodHash !== before &&
+          ro.status.observedGeneration === String(ro.metadata.generation),
+        `the Rollout to take ${version}`,
+      );
+    },
+    async settled(service) {
+      await eventually(
+        `the ReplicaSets ready and ${service}'s endpoints programmed`,
+        async () => {
+          const sets = await client.request<{ items: ReplicaSet[] }>(
+            'GET',
+            `/apis/apps/v1/namespaces/${ns.name}/replicasets`,
+            { query: { labelSelector: 'app=web' } },
+          );
+          const live = sets.items.filter((rs) => (rs.spec.replicas ?? 0) > 0);
+          if (live.some((rs) => (rs.status?.readyReplicas ?? 0) !== rs.spec.replicas)) return undefined;
+          const slices = await client.request<{
+            items: { endpoints?: { conditions?: { ready?: boolean; terminating?: boolean } }[] }[];
+          }>('GET', `/apis/discovery.k8s.io/v1/namespaces/${ns.name}/endpointslices`, {
+            query: { labelSelector: `kubernetes.io/service-name=${service}` },
+          });
+          const endpoints = slices.items.flatMap((sl) => sl.endpoints ?? []);
+          // Nothing on its way out, and kube-proxy has a rule for every ready endpoint.
+          if (endpoints.some((e) => !e.conditions?.ready || e.conditions.terminating)) return undefined;
+          return endpoints.length > 0 && (await proxied(service)) === endpoints.length ? true : undefined;
+        },
+        120_000,
+      );
+    },
+    async routed(ip, wanted) {
+      await eventually(`${wanted.join(' and ')} answering`, async () => {
+        const seen = await sample(ip, 40);
+        return wanted.every((v) => (seen[v] ?? 0) > 0) ? true : undefined;
+      });
+    },
+    async clusterIP(service) {
+      return (await client.get<{ spec: { clusterIP: string } }>(SERVICES, ns.name, service)).spec.clusterIP;
+    },
+    rolloutCli: (...args) => run(NODE24, [CLI, 'rollout', ...args, 'web', '-n', ns.name]),
+    async stop() {
+      await controller.stop();
+      await git.stop();
+      await registry.stop();
+    },
+  };
+}

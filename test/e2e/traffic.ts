@@ -1,0 +1,28 @@
+// HTTP traffic from the host to pods and Services the harness created (addresses in
+// 198.18.0.0/15), one connection per request and bounded in count, for the e2e proofs.
+import { request } from 'node:http';
+
+/** One request on a new connection (a kept-alive one would stay with one pod). */
+export function ask(host: string, port = 80): Promise<{ status: number; body: string }> {
+  return new Promise((resolveAnswer) => {
+    const req = request({ host, port, path: '/', agent: false, timeout: 3000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolveAnswer({ status: res.statusCode ?? 0, body: body.trim() }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolveAnswer({ status: 0, body: '' }));
+    req.end();
+  });
+}
+
+/** Answers to `n` requests, counted by body (`v1`, `v2`, or `failed`). */
+export async function sample(host: string, n: number): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (let i = 0; i < n; i++) {
+    const { status, body } = await ask(host);
+    const key = status === 200 ? body : 'failed';
+    counts[key] = (counts[key] ?? 0) + 1;
+  }
+  return counts;
+}
