@@ -14,7 +14,14 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, writeFile } fro
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { groupAlive, logTail, startComponent, stopProcessGroup, type ComponentProcess } from './process.ts';
+import {
+  groupAlive,
+  logTail,
+  mountsUnder,
+  startComponent,
+  stopProcessGroup,
+  type ComponentProcess,
+} from './process.ts';
 
 const run = promisify(execFile);
 const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
@@ -70,18 +77,6 @@ export async function buildKitUnavailableReason(): Promise<string | undefined> {
     await rm(probe, { recursive: true, force: true });
   }
   return undefined;
-}
-
-/** Mount points at or below `dir`, deepest first (mountinfo's field 5, octal escapes decoded). */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  const points = info
-    .split('\n')
-    .map((line) => line.split(' ')[4])
-    .filter((p): p is string => p !== undefined)
-    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
-    .filter((p) => p === dir || p.startsWith(`${dir}/`));
-  return [...new Set(points)].sort((a, b) => b.split('/').length - a.split('/').length);
 }
 
 interface RuncContainer {

@@ -62,7 +62,7 @@ import * as k8s from '@kubernetes/client-node';
 import { pack as tarPack } from 'tar-stream';
 import { buildLayer } from '../../src/core/image/layer.ts';
 import { sha256Digest } from '../../src/core/image/registry.ts';
-import { logTail, startComponent, type ComponentProcess } from './process.ts';
+import { logTail, mountsUnder, startComponent, type ComponentProcess } from './process.ts';
 
 const run = promisify(execFile);
 const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
@@ -234,18 +234,6 @@ function cacheRoot(): string {
 
 function claimsDir(): string {
   return join(tmpdir(), `${DIR_PREFIX}claims`);
-}
-
-/** Mount points at or below `dir`, deepest first (mountinfo's field 5, octal escapes decoded). */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  const points = info
-    .split('\n')
-    .map((line) => line.split(' ')[4])
-    .filter((p): p is string => p !== undefined)
-    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
-    .filter((p) => p === dir || p.startsWith(`${dir}/`));
-  return [...new Set(points)].sort((a, b) => b.split('/').length - a.split('/').length);
 }
 
 /** Mount points of the cgroup hierarchies (v1 controllers, named ones and a v2 tree). */

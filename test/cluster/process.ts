@@ -1,6 +1,7 @@
 // Starting and stopping the control plane's component processes.
 import { spawn } from 'node:child_process';
 import { openSync, closeSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface ComponentProcess {
@@ -95,4 +96,16 @@ export function logTail(logFile: string, lines = 20): string {
   } catch {
     return '(no log)';
   }
+}
+
+/** Mount points at or below `dir`, deepest first (mountinfo's field 5, octal escapes decoded). */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  const points = info
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((p): p is string => p !== undefined)
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((p) => p === dir || p.startsWith(`${dir}/`));
+  return [...new Set(points)].sort((a, b) => b.split('/').length - a.split('/').length);
 }

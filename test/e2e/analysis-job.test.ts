@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { stringify } from 'yaml';
 import { describeOnRealNode, useTestNamespace, type RealNodeInfo } from '../cluster/testing.ts';
-import { startAppEnvironment, type AppEnvironment } from './app-env.ts';
+import { appRollout, appService, startAppEnvironment, type AppEnvironment } from './app-env.ts';
 import { sample } from './traffic.ts';
 
 function manifests(node: RealNodeInfo, image: string, exitCode: number): Record<string, string> {
@@ -47,56 +47,26 @@ function manifests(node: RealNodeInfo, image: string, exitCode: number): Record<
       ],
     },
   };
-  const rollout = {
-    apiVersion: 'kube-actions.dev/v1alpha1',
-    kind: 'Rollout',
-    metadata: { name: 'web' },
-    spec: {
-      replicas: 2,
-      selector: { matchLabels: { app: 'web' } },
-      template: {
-        metadata: { labels: { app: 'web' } },
-        spec: {
-          ...placement,
-          terminationGracePeriodSeconds: 2,
-          containers: [
-            {
-              name: 'web',
-              image,
-              ports: [{ containerPort: 8080 }],
-              readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1 },
-            },
-          ],
+  const strategy = {
+    canary: {
+      steps: [
+        { setWeight: 50 },
+        {
+          analysis: {
+            templates: [{ templateName: 'smoke' }],
+            args: [
+              { name: 'image', value: image },
+              { name: 'code', value: String(exitCode) },
+            ],
+          },
         },
-      },
-      strategy: {
-        canary: {
-          steps: [
-            { setWeight: 50 },
-            {
-              analysis: {
-                templates: [{ templateName: 'smoke' }],
-                args: [
-                  { name: 'image', value: image },
-                  { name: 'code', value: String(exitCode) },
-                ],
-              },
-            },
-          ],
-        },
-      },
+      ],
     },
-  };
-  const service = {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name: 'web' },
-    spec: { selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] },
   };
   return {
     'web/analysis.yaml': stringify(template),
-    'web/rollout.yaml': stringify(rollout),
-    'web/service.yaml': stringify(service),
+    'web/rollout.yaml': appRollout(node, image, 2, strategy),
+    'web/service.yaml': appService('web'),
   };
 }
 

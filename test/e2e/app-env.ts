@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { stringify } from 'yaml';
 import { KubeClient, PatchType } from '../../src/core/kube/client.ts';
 import { ROLLOUT, SERVICES, type ReplicaSet, type Rollout } from '../../src/controller/rollout/types.ts';
 import { APPLICATION, REFRESH_ANNOTATION } from '../../src/controller/sync/types.ts';
@@ -150,4 +151,44 @@ export async function startAppEnvironment(
       await registry.stop();
     },
   };
+}
+
+/** The app's Rollout `web` on the real node, with `strategy`, as YAML. */
+export function appRollout(node: RealNodeInfo, image: string, replicas: number, strategy: unknown): string {
+  return stringify({
+    apiVersion: 'kube-actions.dev/v1alpha1',
+    kind: 'Rollout',
+    metadata: { name: 'web' },
+    spec: {
+      replicas,
+      selector: { matchLabels: { app: 'web' } },
+      template: {
+        metadata: { labels: { app: 'web' } },
+        spec: {
+          tolerations: node.tolerations,
+          nodeSelector: node.nodeSelector,
+          terminationGracePeriodSeconds: 2,
+          containers: [
+            {
+              name: 'web',
+              image,
+              ports: [{ containerPort: 8080 }],
+              readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1 },
+            },
+          ],
+        },
+      },
+      strategy,
+    },
+  });
+}
+
+/** A Service `name` in front of the app's pods, as YAML. */
+export function appService(name: string): string {
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name },
+    spec: { selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] },
+  });
 }

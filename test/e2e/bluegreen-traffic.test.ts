@@ -2,55 +2,23 @@
 // old version and the preview Service only the new one; at promotion the active Service switches
 // with no failed request, while a bounded stream of requests runs through it.
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
-import { stringify } from 'yaml';
 import { describeOnRealNode, useTestNamespace, type RealNodeInfo } from '../cluster/testing.ts';
-import { startAppEnvironment, type AppEnvironment } from './app-env.ts';
+import { appRollout, appService, startAppEnvironment, type AppEnvironment } from './app-env.ts';
 import { ask, sample } from './traffic.ts';
 
 function manifests(node: RealNodeInfo, image: string): Record<string, string> {
-  const rollout = {
-    apiVersion: 'kube-actions.dev/v1alpha1',
-    kind: 'Rollout',
-    metadata: { name: 'web' },
-    spec: {
-      replicas: 2,
-      selector: { matchLabels: { app: 'web' } },
-      template: {
-        metadata: { labels: { app: 'web' } },
-        spec: {
-          tolerations: node.tolerations,
-          nodeSelector: node.nodeSelector,
-          terminationGracePeriodSeconds: 2,
-          containers: [
-            {
-              name: 'web',
-              image,
-              ports: [{ containerPort: 8080 }],
-              readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1 },
-            },
-          ],
-        },
-      },
-      strategy: {
-        blueGreen: {
-          activeService: 'web-active',
-          previewService: 'web-preview',
-          autoPromotionEnabled: false,
-          scaleDownDelaySeconds: 30,
-        },
-      },
+  const strategy = {
+    blueGreen: {
+      activeService: 'web-active',
+      previewService: 'web-preview',
+      autoPromotionEnabled: false,
+      scaleDownDelaySeconds: 30,
     },
   };
-  const service = (name: string) => ({
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name },
-    spec: { selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] },
-  });
   return {
-    'web/rollout.yaml': stringify(rollout),
-    'web/active.yaml': stringify(service('web-active')),
-    'web/preview.yaml': stringify(service('web-preview')),
+    'web/rollout.yaml': appRollout(node, image, 2, strategy),
+    'web/active.yaml': appService('web-active'),
+    'web/preview.yaml': appService('web-preview'),
   };
 }
 

@@ -4,48 +4,18 @@
 // (kube-proxy) at each step. The share of answers from the new version follows the weight within
 // sampling error; an abort sends every request back to the stable version.
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
-import { stringify } from 'yaml';
 import type { Rollout } from '../../src/controller/rollout/types.ts';
 import { describeOnRealNode, useTestNamespace, type RealNodeInfo } from '../cluster/testing.ts';
-import { startAppEnvironment, type AppEnvironment } from './app-env.ts';
+import { appRollout, appService, startAppEnvironment, type AppEnvironment } from './app-env.ts';
 import { sample } from './traffic.ts';
 
 const SAMPLES = 200;
 
 function manifests(node: RealNodeInfo, image: string): Record<string, string> {
-  const rollout = {
-    apiVersion: 'kube-actions.dev/v1alpha1',
-    kind: 'Rollout',
-    metadata: { name: 'web' },
-    spec: {
-      replicas: 4,
-      selector: { matchLabels: { app: 'web' } },
-      template: {
-        metadata: { labels: { app: 'web' } },
-        spec: {
-          tolerations: node.tolerations,
-          nodeSelector: node.nodeSelector,
-          terminationGracePeriodSeconds: 2,
-          containers: [
-            {
-              name: 'web',
-              image,
-              ports: [{ containerPort: 8080 }],
-              readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1 },
-            },
-          ],
-        },
-      },
-      strategy: { canary: { steps: [{ setWeight: 25 }, { pause: {} }, { setWeight: 50 }, { pause: {} }] } },
-    },
+  const strategy = {
+    canary: { steps: [{ setWeight: 25 }, { pause: {} }, { setWeight: 50 }, { pause: {} }] },
   };
-  const service = {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name: 'web' },
-    spec: { selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] },
-  };
-  return { 'web/rollout.yaml': stringify(rollout), 'web/service.yaml': stringify(service) };
+  return { 'web/rollout.yaml': appRollout(node, image, 4, strategy), 'web/service.yaml': appService('web') };
 }
 
 describeOnRealNode('real traffic through a canary Rollout', (node) => {

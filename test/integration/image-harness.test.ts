@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pushBusyboxBase, pushMultiPlatformBase } from '../cluster/base-images.ts';
-import { BuildKit, buildKitUnavailableReason, builtBinaries, mountsUnder } from '../cluster/buildkit.ts';
+import { BuildKit, buildKitUnavailableReason, builtBinaries } from '../cluster/buildkit.ts';
+import { mountsUnder } from '../cluster/process.ts';
 import { OciRegistry, writeDockerConfig } from '../cluster/registry.ts';
 
 // Always async: the token server runs in this process, so a synchronous child would deadlock.
