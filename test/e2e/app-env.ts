@@ -26,6 +26,8 @@ export interface AppEnvironment {
   images: Record<string, string>;
   /** Commits the manifests for `version` and has the Application look now; returns once the Rollout took it. */
   deploy(version: string): Promise<void>;
+  /** Commits `files` (null deletes one) and has the Application look now. */
+  commit(files: Record<string, string | null>, message: string): Promise<void>;
   untilRollout(check: (ro: Rollout) => boolean, what: string, timeoutMs?: number): Promise<Rollout>;
   /** The Rollout's ReplicaSets ready and `service`'s endpoints programmed by kube-proxy. */
   settled(service: string): Promise<void>;
@@ -89,20 +91,26 @@ export async function startAppEnvironment(
     return stdout.split('\n').filter((line) => rule.test(line)).length;
   };
 
+  /** A commit, and the Application told to look now (Argo CD's refresh annotation). */
+  const commit = async (changed: Record<string, string | null>, message: string) => {
+    await git.commitFiles('e2e/apps', changed, message);
+    await client.patch(
+      APPLICATION,
+      ns.name,
+      'web',
+      { metadata: { annotations: { [REFRESH_ANNOTATION]: 'hard' } } },
+      PatchType.merge,
+    );
+  };
+
   return {
     client,
     images,
     untilRollout,
+    commit,
     async deploy(version) {
       const before = (await client.get<Rollout>(ROLLOUT, ns.name, 'web')).status?.currentPodHash;
-      await git.commitFiles('e2e/apps', files(images[version]!, version), `web: ${version}`);
-      await client.patch(
-        APPLICATION,
-        ns.name,
-        'web',
-        { metadata: { annotations: { [REFRESH_ANNOTATION]: 'hard' } } },
-        PatchType.merge,
-      );
+      await commit(files(images[version]!, version), `web: ${version}`);
       await untilRollout(
         (ro) =>
           !!ro.status?.currentPodHash &&
