@@ -62,6 +62,7 @@ import * as k8s from '@kubernetes/client-node';
 import { pack as tarPack } from 'tar-stream';
 import { buildLayer } from '../../src/core/image/layer.ts';
 import { sha256Digest } from '../../src/core/image/registry.ts';
+import { CLIENT_CERT_EXTENSIONS, signedCert } from './pki.ts';
 import { logTail, mountsUnder, startComponent, type ComponentProcess } from './process.ts';
 
 const run = promisify(execFile);
@@ -777,43 +778,13 @@ function kubeProxyConfig(state: RealNodeState, kubeconfig: string): string {
 // kube-proxy (system:kube-proxy: bound to system:node-proxier by default), signed by the
 // control plane's CA.
 
-async function clientCert(
+function clientCert(
   dir: string,
   stem: string,
   subject: string,
   ca: { cert: string; key: string },
 ): Promise<{ cert: string; key: string }> {
-  const key = join(dir, `${stem}.key`);
-  const csr = join(dir, `${stem}.csr`);
-  const cert = join(dir, `${stem}.crt`);
-  const ext = join(dir, `${stem}.ext`);
-  await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
-  await run('openssl', ['req', '-new', '-key', key, '-subj', subject, '-out', csr]);
-  await writeFile(
-    ext,
-    'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n',
-  );
-  await run('openssl', [
-    'x509',
-    '-req',
-    '-in',
-    csr,
-    '-CA',
-    ca.cert,
-    '-CAkey',
-    ca.key,
-    '-CAcreateserial',
-    '-CAserial',
-    join(dir, 'ca.srl'),
-    '-days',
-    '3650',
-    '-sha256',
-    '-extfile',
-    ext,
-    '-out',
-    cert,
-  ]);
-  return { cert, key };
+  return signedCert({ dir, caCert: ca.cert, caKey: ca.key }, stem, subject, CLIENT_CERT_EXTENSIONS);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1344,10 +1315,7 @@ export class RealNode {
       const [pause, kubeletCert, proxyCert] = await Promise.all([
         pauseImageArchive(),
         clientCert(pki, 'kubelet', `/O=system:nodes/CN=system:node:${state.name}`, ca),
-        clientCert(pki, 'kube-proxy', '/CN=system:kube-proxy', ca).catch(async () =>
-          // openssl's serial file is shared: retry once if both signed at the same moment.
-          clientCert(pki, 'kube-proxy', '/CN=system:kube-proxy', ca),
-        ),
+        clientCert(pki, 'kube-proxy', '/CN=system:kube-proxy', ca),
       ]);
       state.pauseImage = pause.name;
 

@@ -35,7 +35,12 @@ async function newKey(path: string): Promise<void> {
   await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', path]);
 }
 
-async function signedCert(
+/**
+ * A key and a certificate signed by the CA, written to `<pki.dir>/<stem>.*`. Each certificate has
+ * a serial file of its own (openssl picks a random first serial), so concurrent signings by one
+ * CA never collide on a shared ca.srl.
+ */
+export async function signedCert(
   pki: { dir: string; caCert: string; caKey: string },
   stem: string,
   subject: string,
@@ -58,6 +63,8 @@ async function signedCert(
     '-CAkey',
     pki.caKey,
     '-CAcreateserial',
+    '-CAserial',
+    join(pki.dir, `${stem}.srl`),
     '-days',
     '3650',
     '-sha256',
@@ -68,6 +75,10 @@ async function signedCert(
   ]);
   return { cert, key };
 }
+
+/** Extensions of a TLS client certificate. */
+export const CLIENT_CERT_EXTENSIONS =
+  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n';
 
 /** Escapes a value for an openssl `-subj` string (`/`, `,`, `+`, `=` are special). */
 function subjectValue(value: string): string {
@@ -120,12 +131,7 @@ export async function createPki(
   for (const [stem, identity] of Object.entries(clients)) {
     const subject =
       identity.groups.map((g) => `/O=${subjectValue(g)}`).join('') + `/CN=${subjectValue(identity.user)}`;
-    clientCerts[stem] = await signedCert(
-      ca,
-      stem,
-      subject,
-      'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n',
-    );
+    clientCerts[stem] = await signedCert(ca, stem, subject, CLIENT_CERT_EXTENSIONS);
   }
 
   const serviceAccountKey = join(dir, 'sa.key');
