@@ -4,7 +4,8 @@
 # htpasswd (registry auth), and for real image builds: runc (BuildKit's OCI worker), umoci and
 # skopeo (base images made and pushed locally) and busybox-static (their rootfs), and for the real
 # kubelet node (test/cluster/node.ts): containerd, the standard CNI plugins, iptables and conntrack
-# (kube-proxy). Go builds the Kubernetes binaries, BuildKit and crane (test/cluster/build-binaries.sh).
+# (kube-proxy), and Prometheus (analysis against a real one). Go builds the Kubernetes binaries,
+# BuildKit and crane (test/cluster/build-binaries.sh).
 set -euo pipefail
 
 missing=()
@@ -29,6 +30,8 @@ for plugin in bridge host-local loopback portmap; do
 done
 command -v iptables >/dev/null || missing+=(iptables)
 command -v conntrack >/dev/null || missing+=(conntrack)
+# Analysis against a real Prometheus (test/cluster/prometheus.ts).
+command -v prometheus >/dev/null || missing+=(prometheus)
 
 if (( ${#missing[@]} )); then
   echo "[install-system-deps] installing: ${missing[*]}" >&2
@@ -39,7 +42,7 @@ if (( ${#missing[@]} )); then
   # docker-registry's and containerd's maintainer scripts would start system services; tests start
   # their own (with their own sockets and state), so stop and disable those where systemd runs.
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-  for service in docker-registry containerd; do
+  for service in docker-registry containerd prometheus; do
     if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
       $sudo systemctl stop "$service" || true
       $sudo systemctl disable "$service" >/dev/null 2>&1 || true

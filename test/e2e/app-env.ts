@@ -162,7 +162,13 @@ export async function startAppEnvironment(
 }
 
 /** The app's Rollout `web` on the real node, with `strategy`, as YAML. */
-export function appRollout(node: RealNodeInfo, image: string, replicas: number, strategy: unknown): string {
+export function appRollout(
+  node: RealNodeInfo,
+  image: string,
+  replicas: number,
+  strategy: unknown,
+  pod: { env?: Record<string, string>; annotations?: Record<string, string> } = {},
+): string {
   return stringify({
     apiVersion: 'kube-actions.dev/v1alpha1',
     kind: 'Rollout',
@@ -171,7 +177,7 @@ export function appRollout(node: RealNodeInfo, image: string, replicas: number, 
       replicas,
       selector: { matchLabels: { app: 'web' } },
       template: {
-        metadata: { labels: { app: 'web' } },
+        metadata: { labels: { app: 'web' }, ...(pod.annotations ? { annotations: pod.annotations } : {}) },
         spec: {
           tolerations: node.tolerations,
           nodeSelector: node.nodeSelector,
@@ -181,6 +187,7 @@ export function appRollout(node: RealNodeInfo, image: string, replicas: number, 
               name: 'web',
               image,
               ports: [{ containerPort: 8080 }],
+              ...(pod.env ? { env: Object.entries(pod.env).map(([name, value]) => ({ name, value })) } : {}),
               readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1 },
             },
           ],

@@ -26,3 +26,32 @@ export async function sample(host: string, n: number): Promise<Record<string, nu
   }
   return counts;
 }
+
+export interface Load {
+  /** Ends the load; resolves with the answers counted by body (as sample). */
+  stop(): Promise<Record<string, number>>;
+}
+
+/**
+ * Requests to `host`, one after another, in the background until stopped, or until `maxRequests`
+ * were sent or `maxMs` passed, whichever comes first: bounded in count and in time.
+ */
+export function load(host: string, limits: { maxRequests: number; maxMs: number }): Load {
+  const counts: Record<string, number> = {};
+  let stopped = false;
+  const deadline = Date.now() + limits.maxMs;
+  const loop = (async () => {
+    for (let i = 0; i < limits.maxRequests && !stopped && Date.now() < deadline; i++) {
+      const { status, body } = await ask(host);
+      const key = status === 200 ? body : status === 0 ? 'failed' : String(status);
+      counts[key] = (counts[key] ?? 0) + 1;
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return counts;
+    },
+  };
+}

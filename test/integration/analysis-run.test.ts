@@ -1,7 +1,7 @@
 // The analysis controller against the real control plane: AnalysisRuns measured by the controller
 // as it ships (a Manager with informers and timed requeues), with web metrics served by a local
-// HTTP server, prometheus metrics by a stand-in for Prometheus' HTTP API, and job metrics by Jobs
-// that the cluster's job controller and kwok complete.
+// HTTP server, prometheus metrics by a real Prometheus (Debian's) scraping that server, and job
+// metrics by Jobs that the cluster's job controller and kwok complete.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,6 +25,7 @@ import {
   type Metric,
 } from '../../src/controller/analysis/types.ts';
 import { installCRDs } from '../cluster/crds.ts';
+import { Prometheus } from '../cluster/prometheus.ts';
 import { eventually, useTestNamespace } from '../cluster/testing.ts';
 
 const ns = useTestNamespace('analysis');
@@ -36,7 +37,7 @@ let base: string;
 
 /** What the test server answers on a path, and the requests it got. */
 interface Route {
-  respond: (req: IncomingMessage, body: string) => { status?: number; body: unknown };
+  respond: (req: IncomingMessage, body: string) => { status?: number; body: unknown; contentType?: string };
   requests: Array<{ at: number; headers: IncomingMessage['headers']; body: string }>;
 }
 const routes = new Map<string, Route>();
@@ -68,7 +69,7 @@ beforeAll(async () => {
       r.requests.push({ at: Date.now(), headers: req.headers, body });
       const out = r.respond(req, body);
       res
-        .writeHead(out.status ?? 200, { 'content-type': 'application/json' })
+        .writeHead(out.status ?? 200, { 'content-type': out.contentType ?? 'application/json' })
         .end(typeof out.body === 'string' ? out.body : JSON.stringify(out.body));
     });
   });
@@ -224,13 +225,23 @@ describe('web metrics', () => {
 });
 
 describe('prometheus metrics', () => {
-  const prom = (path: string, result: unknown[]) =>
-    route(`${path}/api/v1/query`, () => ({
-      body: { status: 'success', data: { resultType: 'vector', result } },
+  let prometheus: Prometheus;
+  beforeAll(async () => {
+    // What Prometheus scrapes from the test server: a gauge per service.
+    route('/metrics', () => ({
+      contentType: 'text/plain; version=0.0.4',
+      body: ['# TYPE ok_ratio gauge', 'ok_ratio{svc="api"} 0.99', 'ok_ratio{svc="web"} 0.5', ''].join('\n'),
     }));
+    prometheus = await Prometheus.start({ staticTargets: [new URL(base).host] });
+    await eventually('Prometheus to hold a sample of the test server', async () =>
+      (await prometheus.query('ok_ratio')).length === 2 ? true : undefined,
+    );
+  }, 60_000);
+  afterAll(() => prometheus?.stop());
+
+  const finished: AnalysisPhase[] = ['Successful', 'Failed', 'Error', 'Inconclusive'];
 
   test('a vector becomes an array of values; args are substituted into the query', async () => {
-    const r = prom('/prom-ok', [{ metric: { job: 'api' }, value: [1700000000, '0.99'] }]);
     await createRun(
       'prom-ok',
       [
@@ -238,38 +249,66 @@ describe('prometheus metrics', () => {
           name: 'success-rate',
           successCondition: 'result[0] >= 0.95',
           provider: {
-            prometheus: { address: `${base}/prom-ok`, query: 'sum(rate(ok{svc="{{args.svc}}"}[1m]))' },
+            prometheus: { address: prometheus.url, query: 'sum(ok_ratio{svc="{{args.svc}}"})' },
           },
         },
       ],
       { args: [{ name: 'svc', value: 'api' }] },
     );
-    const run = await waitForPhase('prom-ok', ['Successful', 'Failed', 'Error', 'Inconclusive']);
+    const run = await waitForPhase('prom-ok', finished);
     expect(run.status!.phase).toBe('Successful');
     expect(run.status!.metricResults![0]).toMatchObject({
-      metadata: { ResolvedPrometheusQuery: 'sum(rate(ok{svc="api"}[1m]))' },
+      metadata: { ResolvedPrometheusQuery: 'sum(ok_ratio{svc="api"})' },
       measurements: [{ phase: 'Successful', value: '[0.99]' }],
     });
-    expect(new URLSearchParams(r.requests[0]!.body).get('query')).toBe('sum(rate(ok{svc="api"}[1m]))');
+  });
+
+  test('a value outside the condition fails the metric', async () => {
+    await createRun('prom-low', [
+      {
+        name: 'success-rate',
+        successCondition: 'result[0] >= 0.95',
+        provider: { prometheus: { address: prometheus.url, query: 'sum(ok_ratio{svc="web"})' } },
+      },
+    ]);
+    const run = await waitForPhase('prom-low', finished);
+    expect(run.status!.phase).toBe('Failed');
+    expect(run.status!.metricResults![0]!.measurements![0]).toMatchObject({
+      phase: 'Failed',
+      value: '[0.5]',
+    });
   });
 
   test('an empty result is an Error measurement, not a crash', async () => {
-    prom('/prom-empty', []);
     await createRun('prom-empty', [
       {
         name: 'success-rate',
         successCondition: 'result[0] >= 0.95',
         consecutiveErrorLimit: 0,
-        provider: { prometheus: { address: `${base}/prom-empty`, query: 'up' } },
+        provider: { prometheus: { address: prometheus.url, query: 'ok_ratio{svc="nobody"}' } },
       },
     ]);
-    const run = await waitForPhase('prom-empty', ['Successful', 'Failed', 'Error', 'Inconclusive']);
+    const run = await waitForPhase('prom-empty', finished);
     expect(run.status!.phase).toBe('Error');
     const m = run.status!.metricResults![0]!.measurements![0]!;
     expect(m.phase).toBe('Error');
     expect(m.message).toMatch(
       /could not evaluate successCondition "result\[0\] >= 0.95": metric result is nil or empty/,
     );
+  });
+
+  test("a query Prometheus cannot parse is an Error measurement with Prometheus's reason", async () => {
+    await createRun('prom-bad', [
+      {
+        name: 'success-rate',
+        successCondition: 'result[0] >= 0.95',
+        consecutiveErrorLimit: 0,
+        provider: { prometheus: { address: prometheus.url, query: 'sum(ok_ratio' } },
+      },
+    ]);
+    const run = await waitForPhase('prom-bad', finished);
+    expect(run.status!.phase).toBe('Error');
+    expect(run.status!.metricResults![0]!.measurements![0]!.message).toMatch(/bad_data.*parse error/);
   });
 });
 

@@ -1,5 +1,6 @@
 // The e2e tests' app: a tiny HTTP server that answers with its version, so traffic through a
-// Service shows which revision served it, and exports Prometheus counters of its answers.
+// Service shows which revision served it. It counts its answers by status code for Prometheus
+// (/metrics) and as JSON (/stats, for web-provider metrics).
 //   VERSION       what GET / answers (default: the image's /app/VERSION file, else "v1")
 //   ERROR_EVERY   answer 500 to every Nth request to / (0: never), for analysis that must fail
 //   PORT          default 8080
@@ -21,6 +22,19 @@ let served = 0;
 const server = createServer((req, res) => {
   if (req.url === '/healthz') {
     res.writeHead(200).end('ok\n');
+    return;
+  }
+  if (req.url === '/stats') {
+    const total = counts[200] + counts[500];
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        version,
+        served: total,
+        errors: counts[500],
+        errorRate: total ? counts[500] / total : 0,
+      }),
+    );
     return;
   }
   if (req.url === '/metrics') {
