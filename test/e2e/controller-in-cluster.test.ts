@@ -115,7 +115,7 @@ describeOnRealNode('the controller in-cluster, from its image, installed by the 
     try {
       return await wait;
     } catch (err) {
-      throw new Error(`${(err as Error).message}\n${await logs()}`);
+      throw new Error(`${(err as Error).message}\n${await logs()}`, { cause: err });
     }
   };
   const untilRollout = (check: (ro: Rollout) => boolean, what: string) =>
