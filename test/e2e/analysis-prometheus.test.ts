@@ -6,7 +6,13 @@
 // every request going back to the stable version.
 import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { stringify } from 'yaml';
-import { ANALYSIS_RUN, type AnalysisRun, type MetricResult } from '../../src/controller/analysis/types.ts';
+import {
+  ANALYSIS_RUN,
+  ANALYSIS_TEMPLATE,
+  type AnalysisRun,
+  type MetricResult,
+} from '../../src/controller/analysis/types.ts';
+import type { Rollout } from '../../src/controller/rollout/types.ts';
 import { Prometheus } from '../cluster/prometheus.ts';
 import { describeOnRealNode, eventually, useTestNamespace, type RealNodeInfo } from '../cluster/testing.ts';
 import { appRollout, appService, startAppEnvironment, type AppEnvironment } from './app-env.ts';
@@ -100,7 +106,7 @@ describeOnRealNode('canary analysis against a real Prometheus and a web metric s
     return env.client.get<AnalysisRun>(
       ANALYSIS_RUN,
       ns.name,
-      ro.status!.canary!.currentStepAnalysisRunStatus!.name!,
+      ro.status!.canary!.currentStepAnalysisRunStatus!.name,
     );
   };
   const result = (run: AnalysisRun, name: string): MetricResult =>
@@ -114,6 +120,13 @@ describeOnRealNode('canary analysis against a real Prometheus and a web metric s
     await env.untilRollout((ro) => ro.status?.phase === 'Healthy', 'v1 healthy', 180_000);
     canaryIP = await env.clusterIP('web-canary');
     ip = await env.clusterIP('web');
+    // The template lands before any Rollout needs it (one that appears later is issue 12's bug 1).
+    await env.commit(manifests(node, env.images.v1!, 'v1'), 'the canary analysis template');
+    await eventually(
+      'the AnalysisTemplate synced',
+      () => env.client.get(ANALYSIS_TEMPLATE, ns.name, 'canary-health').then(() => true),
+      60_000,
+    );
     await env.settled('web');
     // Prometheus found the pods by Kubernetes service discovery and scrapes them.
     await eventually(
@@ -131,47 +144,52 @@ describeOnRealNode('canary analysis against a real Prometheus and a web metric s
     await prometheus?.stop();
   });
 
+  let answered: Record<string, number> = {};
+
   test('a healthy canary passes both metrics under load and is promoted', async () => {
-    const traffic = load(ip, { maxRequests: 4000, maxMs: 150_000 });
+    const traffic = load(ip, { intervalMs: 20, maxRequests: 7500, maxMs: 150_000 });
+    let run: AnalysisRun;
     try {
       await env.deploy('v2');
-      const run = await finishedRun();
-      expect(run.status?.phase).toBe('Successful');
-      expect(result(run, 'success-rate').measurements!.map((m) => m.value)).toEqual(['[1]', '[1]', '[1]']);
-      expect(result(run, 'error-rate').phase).toBe('Successful');
+      run = await finishedRun();
       await env.untilRollout(
         (ro) => ro.status?.phase === 'Healthy' && ro.status.stableRS === ro.status.currentPodHash,
         'v2 promoted',
       );
     } finally {
-      const answered = await traffic.stop();
-      expect(Object.keys(answered).sort()).toEqual(['v1', 'v2']);
+      answered = await traffic.stop();
     }
+    expect(run.status?.phase).toBe('Successful');
+    expect(result(run, 'success-rate').measurements!.map((m) => m.value)).toEqual(['[1]', '[1]', '[1]']);
+    expect(result(run, 'error-rate').phase).toBe('Successful');
+    // Both versions answered the load, and nothing else did.
+    expect(Object.keys(answered).sort()).toEqual(['v1', 'v2']);
     await env.settled('web');
     expect(await sample(ip, 40)).toEqual({ v2: 40 });
-  });
+  }, 300_000);
 
   test('a canary answering 500s fails the Prometheus success rate and is aborted to stable', async () => {
-    const traffic = load(ip, { maxRequests: 4000, maxMs: 150_000 });
-    let answered: Record<string, number>;
+    const traffic = load(ip, { intervalMs: 20, maxRequests: 7500, maxMs: 150_000 });
+    let run: AnalysisRun;
+    let aborted: Rollout;
     try {
       await env.deploy('v3');
-      const run = await finishedRun();
-      expect(run.status?.phase).toBe('Failed');
-      const rate = result(run, 'success-rate');
-      expect(rate.phase).toBe('Failed');
-      // Every other request to the canary failed: a success rate near one half.
-      const measured = Number(JSON.parse(rate.measurements!.at(-1)!.value!)[0]);
-      expect(measured).toBeGreaterThan(0.3);
-      expect(measured).toBeLessThan(0.7);
-      const aborted = await env.untilRollout((ro) => ro.status?.abort === true, 'v3 aborted by its analysis');
-      expect(aborted.status?.phase).toBe('Degraded');
+      run = await finishedRun();
+      aborted = await env.untilRollout((ro) => ro.status?.abort === true, 'v3 aborted by its analysis');
     } finally {
       answered = await traffic.stop();
     }
+    expect(aborted.status?.phase).toBe('Degraded');
+    expect(run.status?.phase).toBe('Failed');
+    const rate = result(run, 'success-rate');
+    expect(rate.phase).toBe('Failed');
+    // Every other request to the canary failed: a success rate near one half.
+    const measured = Number((JSON.parse(rate.measurements!.at(-1)!.value!) as number[])[0]);
+    expect(measured).toBeGreaterThan(0.3);
+    expect(measured).toBeLessThan(0.7);
     // The load saw the canary's 500s before the abort.
     expect(answered['500']).toBeGreaterThan(0);
     await env.settled('web');
     expect(await sample(ip, 40)).toEqual({ v2: 40 });
-  });
+  }, 300_000);
 });

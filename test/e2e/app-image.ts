@@ -12,7 +12,7 @@ const bases = new Map<string, Promise<string>>();
 
 /** Builds the app answering `version` and pushes it to `registry`; returns `name@sha256:...`. */
 export async function buildAppImage(
-  registry: OciRegistry,
+  registry: Pick<OciRegistry, 'host' | 'credentials'>,
   version: string,
   repository = 'e2e/app',
 ): Promise<string> {

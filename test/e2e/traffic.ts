@@ -33,18 +33,21 @@ export interface Load {
 }
 
 /**
- * Requests to `host`, one after another, in the background until stopped, or until `maxRequests`
+ * Requests to `host` in the background, one every `intervalMs` (unpaced, a loop here sends
+ * a thousand a second and would spend its budget at once), until stopped, or until `maxRequests`
  * were sent or `maxMs` passed, whichever comes first: bounded in count and in time.
  */
-export function load(host: string, limits: { maxRequests: number; maxMs: number }): Load {
+export function load(host: string, limits: { intervalMs: number; maxRequests: number; maxMs: number }): Load {
   const counts: Record<string, number> = {};
   let stopped = false;
   const deadline = Date.now() + limits.maxMs;
   const loop = (async () => {
     for (let i = 0; i < limits.maxRequests && !stopped && Date.now() < deadline; i++) {
+      const next = Date.now() + limits.intervalMs;
       const { status, body } = await ask(host);
       const key = status === 200 ? body : status === 0 ? 'failed' : String(status);
       counts[key] = (counts[key] ?? 0) + 1;
+      await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
     }
   })();
   return {
