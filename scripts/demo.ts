@@ -1,41 +1,77 @@
-// `make demo`: the kube-actions story on a real cluster, end to end as far as it is built.
+// `make demo`: the kube-actions story on a real cluster, end to end.
 //
 //   1. A cluster: the one in $KUBECONFIG when given, else the local control plane (kube-apiserver,
-//      etcd, controller-manager, scheduler, kwok nodes), started detached and left running.
-//   2. A GitOps repository: this checkout's gitops/ directory, pushed to a git server (git's own
-//      http-backend, token auth) on loopback; its credentials go in an Argo CD-style Secret.
-//   3. The controller (`kube-actions controller`, the bundled CLI) and the Application CRD; an
-//      Application for gitops/apps/guestbook/overlays/staging, synced automatically.
-//   4. A promotion (`kube-actions promote`) bumps the image in Git; a signed push webhook makes the
-//      controller apply it at once.
-//   5. Drift (someone scales the Deployment by hand) is healed.
-//   6. Progressive delivery: checkout in production is a canary Rollout; a promotion pauses it at
-//      50% (the Application shows Suspended) until `kube-actions rollout promote` lets it finish.
+//      etcd, controller-manager, scheduler, kwok nodes and, where this machine can run one, a real
+//      kubelet node), started detached and left running.
+//   2. Images: the controller's (as `make image` builds it) and an app's v1 and v2 (by our build
+//      action), pushed to a registry the cluster pulls from.
+//   3. A GitOps repository: this checkout's gitops/ directory on a git server (git's own
+//      http-backend, token auth) that the cluster's pods reach; its credentials go in an Argo
+//      CD-style Secret.
+//   4. The controller installed with the Helm chart from its image (two replicas electing a leader,
+//      PodSecurity `restricted`), and an Application for gitops/apps/guestbook/overlays/staging.
+//   5. A promotion (`kube-actions promote`) bumps the image in Git; a signed push webhook sent to the
+//      controller's Service makes it land at once.
+//   6. Drift (someone scales the Deployment by hand) is healed.
+//   7. Progressive delivery with real traffic: `hello` v1 serves; v2 is promoted through Git and
+//      rolls out as a canary (25%, 50%, then a pause) while a live line shows which version answers
+//      requests sent through its Service; `kube-actions rollout promote` lets it finish.
+//
+// Where the controller cannot run in the cluster (no real node here, or a $KUBECONFIG cluster
+// without DEMO_REGISTRY and DEMO_HOST_ADDRESS), the demo says why and runs the controller as a
+// process on this machine instead, with the `checkout` canary in place of the live traffic.
 import * as k8s from '@kubernetes/client-node';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
+import { request } from 'node:http';
 import { join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { KubeClient, PatchType } from '../src/core/kube/client.ts';
-import { APPLICATION, type Application } from '../src/controller/sync/types.ts';
+import { ROLLOUT, type Rollout } from '../src/controller/rollout/types.ts';
+import { APPLICATION, REFRESH_ANNOTATION, type Application } from '../src/controller/sync/types.ts';
 import { signature } from '../src/controller/sync/webhook.ts';
+import { installChart, pushControllerImage } from '../test/cluster/controller-chart.ts';
 import { ensureBinaries, LocalControlPlane } from '../test/cluster/controlplane.ts';
 import { installCRDs } from '../test/cluster/crds.ts';
 import { GitServer } from '../test/cluster/git-server.ts';
+import { realNodeUnavailableReason, writeRegistryHosts } from '../test/cluster/node.ts';
 import { freePort } from '../test/cluster/ports.ts';
+import { OciRegistry } from '../test/cluster/registry.ts';
+import { buildAppImage } from '../test/e2e/app-image.ts';
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '..');
 const demoDir = process.env.DEMO_DIR ?? join(root, '.test-cluster', 'demo');
 const CLI = join(root, 'dist', 'cli', 'index.js');
-const STEPS = 6;
+const STEPS = 7;
 const step = (n: number, text: string) => console.log(`\n\x1b[1m[${n}/${STEPS}] ${text}\x1b[0m`);
-const TOKEN = `demo-${Math.random().toString(36).slice(2)}`;
-const WEBHOOK_SECRET = `demo-webhook-${Math.random().toString(36).slice(2)}`;
+const TOKEN = `demo-${randomBytes(8).toString('hex')}`;
+const WEBHOOK_SECRET = `demo-webhook-${randomBytes(8).toString('hex')}`;
 const CONTROLLER_NS = 'kube-actions';
+const RELEASE = 'kube-actions';
 const APP = 'guestbook-staging';
 const TARGET_NS = 'guestbook-staging';
 const KUSTOMIZATION = 'apps/guestbook/overlays/staging/kustomization.yaml';
+const FIELD_MANAGER = { fieldManager: 'kube-actions-demo', force: true };
+
+/** Where the controller runs, and what the cluster's pods reach. */
+type Placement =
+  | {
+      inCluster: true;
+      /** The address pods reach this machine at (the git server listens there). */
+      hostAddress: string;
+      /** Registry host the images are named by, and how the cluster is told to pull from it. */
+      registry: { host: string; credentials(): { username: string; password: string } | undefined };
+      /** Reaches a Service from this machine: directly on the local cluster, else via the apiserver. */
+      direct: boolean;
+      /** The real node's directory (local cluster): its containerd is pointed at the registry. */
+      nodeDir?: string;
+      /** The hello app's overlay for this cluster. */
+      overlay: 'local' | 'cluster';
+      stop(): Promise<void>;
+    }
+  | { inCluster: false; why: string };
 
 async function filesUnder(dir: string, base = dir): Promise<Record<string, string>> {
   const files: Record<string, string> = {};
@@ -47,13 +83,13 @@ async function filesUnder(dir: string, base = dir): Promise<Record<string, strin
   return files;
 }
 
-async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
+async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 180_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check().catch(() => undefined);
     if (v !== undefined) return v;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
 
@@ -61,18 +97,45 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
   return run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } }).then((r) => r.stdout);
 }
 
-async function cluster(): Promise<{ kc: k8s.KubeConfig; how: string }> {
+interface Cluster {
+  kc: k8s.KubeConfig;
+  kubeconfig: string;
+  how: string;
+  placement: Placement;
+}
+
+async function cluster(): Promise<Cluster> {
   const kc = new k8s.KubeConfig();
   if (process.env.KUBECONFIG) {
     kc.loadFromDefault();
     console.log(`using the cluster in KUBECONFIG (context ${kc.getCurrentContext()})`);
-    return { kc, how: `KUBECONFIG=${process.env.KUBECONFIG}` };
+    const registry = process.env.DEMO_REGISTRY;
+    const hostAddress = process.env.DEMO_HOST_ADDRESS;
+    const placement: Placement =
+      registry && hostAddress
+        ? {
+            inCluster: true,
+            hostAddress,
+            registry: { host: registry, credentials: () => undefined },
+            direct: false,
+            overlay: 'cluster',
+            stop: () => Promise.resolve(),
+          }
+        : {
+            inCluster: false,
+            why: 'set DEMO_REGISTRY (a registry this machine pushes to and the cluster pulls from) and DEMO_HOST_ADDRESS (where its pods reach this machine) to run the controller in the cluster',
+          };
+    return { kc, kubeconfig: process.env.KUBECONFIG, how: `KUBECONFIG=${process.env.KUBECONFIG}`, placement };
   }
+  const unavailable =
+    process.env.KUBE_ACTIONS_NO_REAL_NODE === '1'
+      ? 'left out by KUBE_ACTIONS_NO_REAL_NODE=1'
+      : await realNodeUnavailableReason();
   const existing = await LocalControlPlane.load(demoDir).catch(() => undefined);
   const local =
     existing?.running() === true
       ? existing
-      : await LocalControlPlane.start({ dir: demoDir, attached: false, nodes: 3 });
+      : await LocalControlPlane.start({ dir: demoDir, attached: false, nodes: 3, realNode: !unavailable });
   const s = local.state;
   console.log(
     existing === local
@@ -80,95 +143,285 @@ async function cluster(): Promise<{ kc: k8s.KubeConfig; how: string }> {
       : `local control plane ${s.kubernetesVersion} started at ${s.server} in ${(s.startedInMs / 1000).toFixed(1)}s`,
   );
   kc.loadFromFile(s.kubeconfig);
-  return { kc, how: `export KUBECONFIG=${s.kubeconfig}` };
+  const how = `export KUBECONFIG=${s.kubeconfig}`;
+  const node = s.realNode;
+  if (!node) {
+    const why = unavailable
+      ? `this machine cannot run a real node: ${unavailable}`
+      : 'the running local control plane has no real node (`make demo-down`, then `make demo` again)';
+    return { kc, kubeconfig: s.kubeconfig, how, placement: { inCluster: false, why } };
+  }
+  console.log(`real node ${node.name}: pods run real containers there (the kwok nodes simulate theirs)`);
+  const registry = await OciRegistry.start({ gateway: node.gateway });
+  await writeRegistryHosts(node.dir, registry.host, registry.gatewayHost);
+  return {
+    kc,
+    kubeconfig: s.kubeconfig,
+    how,
+    placement: {
+      inCluster: true,
+      hostAddress: node.gateway,
+      registry,
+      direct: true,
+      nodeDir: node.dir,
+      overlay: 'local',
+      stop: () => registry.stop(),
+    },
+  };
+}
+
+/** A signed GitHub push event for `repoURL`'s main branch. */
+function pushEvent(repoURL: string): { body: string; headers: Record<string, string> } {
+  const body = JSON.stringify({
+    ref: 'refs/heads/main',
+    repository: { clone_url: repoURL, default_branch: 'main' },
+  });
+  return {
+    body,
+    headers: {
+      'content-type': 'application/json',
+      'x-github-event': 'push',
+      'x-github-delivery': randomBytes(8).toString('hex'),
+      'x-hub-signature-256': signature(WEBHOOK_SECRET, Buffer.from(body)),
+    },
+  };
+}
+
+/** One HTTP request on a new connection (a kept-alive one would stay with one pod). */
+function httpRequest(
+  url: string,
+  method: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolveAnswer) => {
+    const req = request(url, { method, headers, agent: false, timeout: 5000 }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolveAnswer({ status: res.statusCode ?? 0, body: text.trim() }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolveAnswer({ status: 0, body: '' }));
+    req.end(body);
+  });
 }
 
 async function main(): Promise<void> {
   step(1, 'cluster');
-  const { kc, how } = await cluster();
+  const { kc, kubeconfig, how, placement } = await cluster();
   const version = await kc.makeApiClient(k8s.VersionApi).getCode();
   const nodes = await kc.makeApiClient(k8s.CoreV1Api).listNode();
   console.log(`Kubernetes ${version.gitVersion}, ${nodes.items.length} nodes`);
-  // helm and kustomize for the controller's renders: the pinned builds.
+  // helm and kustomize for renders and the chart: the pinned builds.
   process.env.PATH = `${await ensureBinaries()}:${process.env.PATH}`;
   const client = new KubeClient(kc);
+  const kube = { KUBECONFIG: kubeconfig };
   let git: GitServer | undefined;
   let controller: ChildProcess | undefined;
   try {
-    step(2, 'a GitOps repository on a local git server (token auth)');
-    git = await GitServer.start({ auth: { username: 'x-access-token', password: TOKEN } });
+    step(2, 'images: the controller and the hello app, built and pushed');
+    let images: { controller: string; v1: string; v2: string } | undefined;
+    if (placement.inCluster) {
+      const started = Date.now();
+      images = {
+        controller: await pushControllerImage(`${placement.registry.host}/kube-actions/kube-actions`),
+        v1: await buildAppImage(placement.registry, 'v1', 'demo/hello'),
+        v2: await buildAppImage(placement.registry, 'v2', 'demo/hello'),
+      };
+      console.log(`  ${images.controller}\n  ${images.v1} (hello v1)\n  ${images.v2} (hello v2)`);
+      console.log(`  built and pushed in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+    } else {
+      console.log(`  skipped: the controller runs as a process here, because ${placement.why}`);
+    }
+
+    step(3, 'a GitOps repository on a local git server (token auth)');
+    git = await GitServer.start({
+      auth: { username: 'x-access-token', password: TOKEN },
+      ...(placement.inCluster ? { gateway: placement.hostAddress } : {}),
+    });
     await git.createRepo('acme/gitops', await filesUnder(join(root, 'gitops')));
-    const repoURL = git.url('acme/gitops');
+    // The URL the controller clones: the one pods reach when it runs in the cluster.
+    const repoURL = placement.inCluster ? git.gatewayUrl('acme/gitops') : git.url('acme/gitops');
+    // Promotions run here, on loopback.
+    const pushURL = git.url('acme/gitops');
     console.log(`  ${repoURL} holds gitops/ at ${(await git.revParse('acme/gitops')).slice(0, 12)}`);
 
-    step(3, 'the controller, the Application CRD, and an Application for the staging overlay');
+    step(
+      4,
+      placement.inCluster
+        ? 'the controller from its image, installed by the Helm chart; an Application for the staging overlay'
+        : 'the controller (as a process), the CRDs, and an Application for the staging overlay',
+    );
     await installCRDs(kc);
-    await client
-      .create(
-        { apiVersion: 'v1', resource: 'namespaces', namespaced: false },
-        { metadata: { name: CONTROLLER_NS } },
-      )
-      .catch(() => undefined);
-    const secretRef = { apiVersion: 'v1', resource: 'secrets' };
+    const namespaces = { apiVersion: 'v1', resource: 'namespaces', namespaced: false };
     await client.patch(
-      secretRef,
+      namespaces,
+      '',
       CONTROLLER_NS,
-      'demo-gitops-repo',
       JSON.stringify({
         apiVersion: 'v1',
-        kind: 'Secret',
-        metadata: {
-          name: 'demo-gitops-repo',
-          namespace: CONTROLLER_NS,
-          labels: { 'argocd.argoproj.io/secret-type': 'repository' },
-        },
-        stringData: { url: repoURL, username: 'x-access-token', password: TOKEN },
+        kind: 'Namespace',
+        metadata: { name: CONTROLLER_NS, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } },
       }),
       PatchType.apply,
-      { fieldManager: 'kube-actions-demo', force: true },
+      FIELD_MANAGER,
     );
-    const webhookPort = await freePort();
-    controller = spawn(
-      process.execPath,
-      [
-        CLI,
-        'controller',
-        '--controller-namespace',
+    const secrets = { apiVersion: 'v1', resource: 'secrets' };
+    const applySecret = (name: string, labels: Record<string, string>, data: Record<string, string>) =>
+      client.patch(
+        secrets,
         CONTROLLER_NS,
-        '--metrics-port',
-        String(await freePort()),
-        '--webhook-port',
-        String(webhookPort),
-        '--log-level',
-        'warn',
-        '--lease-duration',
-        '4s',
-        '--renew-deadline',
-        '3s',
-        '--retry-period',
-        '1s',
-      ],
-      {
-        env: { ...process.env, KUBECONFIG: kubeconfigPath(how), KUBE_ACTIONS_WEBHOOK_SECRET: WEBHOOK_SECRET },
-        stdio: ['ignore', 'inherit', 'inherit'],
-      },
+        name,
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name, namespace: CONTROLLER_NS, labels },
+          stringData: data,
+        }),
+        PatchType.apply,
+        FIELD_MANAGER,
+      );
+    await applySecret(
+      'demo-gitops-repo',
+      { 'argocd.argoproj.io/secret-type': 'repository' },
+      { url: repoURL, username: 'x-access-token', password: TOKEN },
     );
-    console.log(`  kube-actions controller running (pid ${controller.pid}), webhook on :${webhookPort}`);
-    const appBody = {
+    let sendWebhook: () => Promise<string>;
+    if (placement.inCluster && images) {
+      await applySecret('demo-webhook', {}, { secret: WEBHOOK_SECRET });
+      await installChart({
+        release: RELEASE,
+        namespace: CONTROLLER_NS,
+        kubeconfig,
+        image: images.controller,
+        skipCrds: true,
+        values: {
+          webhook: { existingSecret: 'demo-webhook' },
+          controller: { logLevel: 'warn' },
+          ...(placement.overlay === 'local'
+            ? {
+                nodeSelector: { 'kube-actions.dev/real-node': 'true' },
+                tolerations: [
+                  {
+                    key: 'kube-actions.dev/real-node',
+                    operator: 'Equal',
+                    value: 'true',
+                    effect: 'NoSchedule',
+                  },
+                ],
+              }
+            : {}),
+        },
+      });
+      const deployments = { apiVersion: 'apps/v1', resource: 'deployments' };
+      await until('both controller replicas ready', async () => {
+        const d = await client.get<{ status?: { readyReplicas?: number } }>(
+          deployments,
+          CONTROLLER_NS,
+          `${RELEASE}-controller`,
+        );
+        return d.status?.readyReplicas === 2 ? true : undefined;
+      });
+      const lease = await until('a leader', async () => {
+        const l = await client.get<{ spec: { holderIdentity?: string } }>(
+          { apiVersion: 'coordination.k8s.io/v1', resource: 'leases' },
+          CONTROLLER_NS,
+          `${RELEASE}-controller`,
+        );
+        return l.spec.holderIdentity;
+      });
+      console.log(
+        `  helm upgrade --install ${RELEASE} deploy/chart/kube-actions: 2 replicas ready, ${lease} leads`,
+      );
+      const service = await client.get<{ spec: { clusterIP: string } }>(
+        { apiVersion: 'v1', resource: 'services' },
+        CONTROLLER_NS,
+        `${RELEASE}-controller`,
+      );
+      sendWebhook = async () => {
+        const event = pushEvent(repoURL);
+        const res = placement.direct
+          ? await httpRequest(
+              `http://${service.spec.clusterIP}/api/webhook`,
+              'POST',
+              event.body,
+              event.headers,
+            )
+          : await client
+              .request<{ message: string }>(
+                'POST',
+                `/api/v1/namespaces/${CONTROLLER_NS}/services/http:${RELEASE}-controller:webhook/proxy/api/webhook`,
+                { body: event.body, contentType: 'application/json' },
+              )
+              .then((r) => ({ status: 200, body: JSON.stringify(r) }));
+        return `${res.status} ${res.body}`;
+      };
+    } else {
+      const webhookPort = await freePort();
+      controller = spawn(
+        process.execPath,
+        [
+          CLI,
+          'controller',
+          '--controller-namespace',
+          CONTROLLER_NS,
+          '--metrics-port',
+          String(await freePort()),
+          '--webhook-port',
+          String(webhookPort),
+          '--log-level',
+          'warn',
+          '--lease-duration',
+          '4s',
+          '--renew-deadline',
+          '3s',
+          '--retry-period',
+          '1s',
+        ],
+        {
+          env: { ...process.env, ...kube, KUBE_ACTIONS_WEBHOOK_SECRET: WEBHOOK_SECRET },
+          stdio: ['ignore', 'inherit', 'inherit'],
+        },
+      );
+      console.log(`  kube-actions controller running (pid ${controller.pid}), webhook on :${webhookPort}`);
+      sendWebhook = async () => {
+        const event = pushEvent(repoURL);
+        const res = await httpRequest(
+          `http://127.0.0.1:${webhookPort}/api/webhook`,
+          'POST',
+          event.body,
+          event.headers,
+        );
+        return `${res.status} ${res.body}`;
+      };
+    }
+    const application = (name: string, path: string, namespace: string) => ({
       apiVersion: 'kube-actions.dev/v1alpha1',
       kind: 'Application',
-      metadata: { name: APP, namespace: CONTROLLER_NS },
+      // A hard refresh: Git is asked now, not at the next poll (an earlier Application of the same
+      // repository may have cached its revision before the latest promotion).
+      metadata: { name, namespace: CONTROLLER_NS, annotations: { [REFRESH_ANNOTATION]: 'hard' } },
       spec: {
         project: 'default',
-        source: { repoURL, targetRevision: 'main', path: 'apps/guestbook/overlays/staging' },
-        destination: { server: 'https://kubernetes.default.svc', namespace: TARGET_NS },
+        source: { repoURL, targetRevision: 'main', path },
+        destination: { server: 'https://kubernetes.default.svc', namespace },
         syncPolicy: { automated: { prune: true, selfHeal: true }, syncOptions: ['CreateNamespace=true'] },
       },
-    };
-    await client.patch(APPLICATION, CONTROLLER_NS, APP, JSON.stringify(appBody), PatchType.apply, {
-      fieldManager: 'kube-actions-demo',
-      force: true,
     });
+    const applyApplication = (name: string, path: string, namespace: string) =>
+      client.patch(
+        APPLICATION,
+        CONTROLLER_NS,
+        name,
+        JSON.stringify(application(name, path, namespace)),
+        PatchType.apply,
+        FIELD_MANAGER,
+      );
+    const appState = async (name: string) => {
+      const app = await client.get<Application & { metadata: object }>(APPLICATION, CONTROLLER_NS, name);
+      return `${app.status?.sync?.status ?? '?'}/${app.status?.health?.status ?? '?'}`;
+    };
+    await applyApplication(APP, 'apps/guestbook/overlays/staging', TARGET_NS);
     const first = await git.revParse('acme/gitops');
     const started = Date.now();
     await until('the Application to be Synced and Healthy', async () => {
@@ -180,45 +433,25 @@ async function main(): Promise<void> {
         : undefined;
     });
     console.log(`  Synced and Healthy in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
-    console.log(
-      indent(await cli(['app', 'get', APP, '-n', CONTROLLER_NS], { KUBECONFIG: kubeconfigPath(how) })),
-    );
+    console.log(indent(await cli(['app', 'get', APP, '-n', CONTROLLER_NS], kube)));
 
-    step(4, 'promote a new image through Git; the push webhook makes it land at once');
-    const promoted = await cli(
-      [
-        'promote',
-        '--repo',
-        repoURL,
-        '--kustomization',
-        KUSTOMIZATION,
-        '--image',
-        'ghcr.io/kube-actions/guestbook:1.2.0',
-        '-m',
-        'guestbook: 1.2.0 to staging',
-      ],
-      { GIT_TOKEN: TOKEN },
+    step(5, 'promote a new image through Git; the push webhook makes it land at once');
+    const promote = async (kustomization: string, image: string, message: string) =>
+      (
+        await cli(
+          ['promote', '--repo', pushURL, '--kustomization', kustomization, '--image', image, '-m', message],
+          { GIT_TOKEN: TOKEN },
+        )
+      ).trim();
+    console.log(
+      `  ${await promote(KUSTOMIZATION, 'ghcr.io/kube-actions/guestbook:1.2.0', 'guestbook: 1.2.0 to staging')}`,
     );
-    console.log(`  ${promoted.trim()}`);
-    const body = JSON.stringify({
-      ref: 'refs/heads/main',
-      repository: { clone_url: repoURL, default_branch: 'main' },
-    });
     const sent = Date.now();
-    const res = await fetch(`http://127.0.0.1:${webhookPort}/api/webhook`, {
-      method: 'POST',
-      body,
-      headers: {
-        'X-GitHub-Event': 'push',
-        'X-Hub-Signature-256': signature(WEBHOOK_SECRET, Buffer.from(body)),
-      },
-    });
-    console.log(`  webhook: ${res.status} ${((await res.json()) as { message: string }).message}`);
+    console.log(`  webhook: ${await sendWebhook()}`);
     const deployments = { apiVersion: 'apps/v1', resource: 'deployments' };
     type Deployment = {
       metadata?: object;
       spec?: { replicas?: number; template?: { spec?: { containers?: { image?: string }[] } } };
-      status?: { availableReplicas?: number };
     };
     await until('the new image in the cluster', async () => {
       const d = await client.get<Deployment>(deployments, TARGET_NS, 'guestbook');
@@ -230,7 +463,7 @@ async function main(): Promise<void> {
       `  the Deployment runs ghcr.io/kube-actions/guestbook:1.2.0, ${Date.now() - sent} ms after the webhook`,
     );
 
-    step(5, 'drift: scale the Deployment by hand; the controller heals it');
+    step(6, 'drift: scale the Deployment by hand; the controller heals it');
     await client.patch(deployments, TARGET_NS, 'guestbook', { spec: { replicas: 5 } }, PatchType.merge);
     console.log('  kubectl scale deployment/guestbook --replicas=5 (as someone might)');
     const healed = Date.now();
@@ -241,72 +474,179 @@ async function main(): Promise<void> {
     );
     console.log(`  back to 2 replicas, as Git says, ${Date.now() - healed} ms later\n`);
 
-    step(6, 'progressive delivery: a canary Rollout for checkout in production');
-    const kube = { KUBECONFIG: kubeconfigPath(how) };
-    await client.patch(
-      APPLICATION,
-      CONTROLLER_NS,
-      'checkout-production',
-      JSON.stringify({
-        ...appBody,
-        metadata: { name: 'checkout-production', namespace: CONTROLLER_NS },
-        spec: {
-          ...appBody.spec,
-          source: { repoURL, targetRevision: 'main', path: 'apps/checkout/overlays/production' },
-          destination: { server: 'https://kubernetes.default.svc', namespace: 'checkout-production' },
-        },
-      }),
-      PatchType.apply,
-      { fieldManager: 'kube-actions-demo', force: true },
-    );
-    const appState = async () => {
-      const app = await client.get<Application & { metadata: object }>(
-        APPLICATION,
-        CONTROLLER_NS,
+    if (placement.inCluster && images) {
+      step(7, 'progressive delivery with real traffic: hello v1 -> v2 as a canary');
+      // A Rollout left by an earlier run would turn this v1 into a canary of its own: start clean.
+      await client.delete(APPLICATION, CONTROLLER_NS, 'hello').catch(() => undefined);
+      await client.delete(ROLLOUT, 'hello', 'hello').catch(() => undefined);
+      await until('no hello Rollout from an earlier run', () =>
+        client.get(ROLLOUT, 'hello', 'hello').then(
+          () => undefined,
+          () => true,
+        ),
+      );
+      const overlay = `apps/hello/overlays/${placement.overlay}`;
+      const name = (image: string) => `ghcr.io/kube-actions/hello=${image}`;
+      console.log(`  ${await promote(`${overlay}/kustomization.yaml`, name(images.v1), 'hello: v1')}`);
+      await applyApplication('hello', overlay, 'hello');
+      await until('hello v1 Synced/Healthy', async () =>
+        (await appState('hello')) === 'Synced/Healthy' ? true : undefined,
+      );
+      const services = { apiVersion: 'v1', resource: 'services' };
+      const ip = (await client.get<{ spec: { clusterIP: string } }>(services, 'hello', 'hello')).spec
+        .clusterIP;
+      const ask = placement.direct
+        ? () => httpRequest(`http://${ip}/`, 'GET')
+        : () =>
+            client
+              .request<unknown>('GET', '/api/v1/namespaces/hello/services/http:hello:80/proxy/', {
+                timeoutMs: 5000,
+              })
+              .then(
+                (b) => ({ status: 200, body: String(b) }),
+                () => ({ status: 0, body: '' }),
+              );
+      await until('every answer from v1', async () => {
+        for (let i = 0; i < 10; i++) if ((await ask()).body !== 'v1') return undefined;
+        return true;
+      });
+      console.log(
+        `  hello v1 answers through its Service (${placement.direct ? ip : 'the apiserver proxy'})`,
+      );
+      console.log(`  ${await promote(`${overlay}/kustomization.yaml`, name(images.v2), 'hello: v2')}`);
+      console.log(`  webhook: ${await sendWebhook()}`);
+      const rollout = () => client.get<Rollout>(ROLLOUT, 'hello', 'hello');
+      const live = liveShare(ask, async () => {
+        const ro = await rollout();
+        const stepIndex = ro.status?.currentStepIndex ?? 0;
+        const steps = ro.spec.strategy?.canary?.steps?.length ?? 0;
+        return `step ${Math.min(stepIndex, steps)}/${steps} ${ro.status?.phase ?? ''}`;
+      });
+      try {
+        await until(
+          'the canary to pause at 50%',
+          async () => {
+            const ro = await rollout();
+            return ro.status?.currentStepIndex === 3 && (ro.status.pauseConditions?.length ?? 0) > 0
+              ? true
+              : undefined;
+          },
+          300_000,
+        );
+        await live.hold(4000);
+        live.note(`  paused at 50%; the Application is ${await appState('hello')}; promoting by hand:`);
+        live.note(`  ${(await cli(['rollout', 'promote', 'hello', '-n', 'hello'], kube)).trim()}`);
+        await until('hello v2 stable', async () => {
+          const ro = await rollout();
+          return ro.status?.phase === 'Healthy' && ro.status.stableRS === ro.status.currentPodHash
+            ? true
+            : undefined;
+        });
+        await until('every answer from v2', async () => {
+          for (let i = 0; i < 10; i++) if ((await ask()).body !== 'v2') return undefined;
+          return true;
+        });
+        await live.hold(3000);
+      } finally {
+        await live.stop();
+      }
+      console.log(`  hello v2 is stable; the Application is ${await appState('hello')}\n`);
+    } else {
+      step(7, 'progressive delivery: a canary Rollout for checkout in production (simulated pods)');
+      await applyApplication(
+        'checkout-production',
+        'apps/checkout/overlays/production',
         'checkout-production',
       );
-      return `${app.status?.sync?.status ?? '?'}/${app.status?.health?.status ?? '?'}`;
-    };
-    await until('checkout Synced/Healthy', async () =>
-      (await appState()) === 'Synced/Healthy' ? true : undefined,
-    );
-    console.log('  checkout 1.0.0 runs as a Rollout: Synced/Healthy');
-    console.log(
-      `  ${(await cli(['promote', '--repo', repoURL, '--kustomization', 'apps/checkout/overlays/production/kustomization.yaml', '--image', 'ghcr.io/kube-actions/checkout:1.1.0', '-m', 'checkout: 1.1.0 to production'], { GIT_TOKEN: TOKEN })).trim()}`,
-    );
-    await fetch(`http://127.0.0.1:${webhookPort}/api/webhook`, {
-      method: 'POST',
-      body,
-      headers: {
-        'X-GitHub-Event': 'push',
-        'X-Hub-Signature-256': signature(WEBHOOK_SECRET, Buffer.from(body)),
-      },
-    });
-    await until('the canary to pause at 50%', async () =>
-      (await appState()) === 'Synced/Suspended' ? true : undefined,
-    );
-    console.log(`  the canary paused at 50%; the Application is ${await appState()}\n`);
-    console.log(indent(await cli(['rollout', 'get', 'checkout', '-n', 'checkout-production'], kube)));
-    console.log(
-      `\n  ${(await cli(['rollout', 'promote', 'checkout', '-n', 'checkout-production'], kube)).trim()}`,
-    );
-    await until('checkout Healthy on 1.1.0', async () =>
-      (await appState()) === 'Synced/Healthy' ? true : undefined,
-    );
-    console.log(
-      `  ${(await cli(['rollout', 'status', 'checkout', '-n', 'checkout-production', '--timeout', '60s'], kube)).trim().split('\n').at(-1)}: checkout 1.1.0 is stable; the Application is ${await appState()}\n`,
-    );
+      await until('checkout Synced/Healthy', async () =>
+        (await appState('checkout-production')) === 'Synced/Healthy' ? true : undefined,
+      );
+      console.log('  checkout 1.0.0 runs as a Rollout: Synced/Healthy');
+      console.log(
+        `  ${await promote('apps/checkout/overlays/production/kustomization.yaml', 'ghcr.io/kube-actions/checkout:1.1.0', 'checkout: 1.1.0 to production')}`,
+      );
+      console.log(`  webhook: ${await sendWebhook()}`);
+      await until('the canary to pause at 50%', async () =>
+        (await appState('checkout-production')) === 'Synced/Suspended' ? true : undefined,
+      );
+      console.log(
+        `  the canary paused at 50%; the Application is ${await appState('checkout-production')}\n`,
+      );
+      console.log(indent(await cli(['rollout', 'get', 'checkout', '-n', 'checkout-production'], kube)));
+      console.log(
+        `\n  ${(await cli(['rollout', 'promote', 'checkout', '-n', 'checkout-production'], kube)).trim()}`,
+      );
+      await until('checkout Healthy on 1.1.0', async () =>
+        (await appState('checkout-production')) === 'Synced/Healthy' ? true : undefined,
+      );
+      console.log(
+        `  ${(await cli(['rollout', 'status', 'checkout', '-n', 'checkout-production', '--timeout', '60s'], kube)).trim().split('\n').at(-1)}: checkout 1.1.0 is stable; the Application is ${await appState('checkout-production')}\n`,
+      );
+    }
     console.log(indent(await cli(['app', 'list', '-n', CONTROLLER_NS], kube)));
   } finally {
     controller?.kill('SIGTERM');
     if (controller) await new Promise((r) => controller!.once('exit', r));
     await git?.stop();
+    if (placement.inCluster) await placement.stop();
     await client.close();
   }
   console.log(
-    `Done. The controller and the git server have stopped; what they applied stays. Look around with:\n  ${how}\n  kubectl get applications,all -A`,
+    placement.inCluster
+      ? `\nDone. The controller keeps running in the cluster (namespace ${CONTROLLER_NS}); the git server and registry have stopped, so its Applications will report that Git is unreachable. Look around with:\n  ${how}\n  kubectl get applications,rollouts,pods -A`
+      : `\nDone. The controller and the git server have stopped; what they applied stays. Look around with:\n  ${how}\n  kubectl get applications,all -A`,
   );
   if (!process.env.KUBECONFIG) console.log('Stop the local control plane with:\n  make demo-down');
+}
+
+/**
+ * A live line of which version answers: 20 requests at a time through `ask`, redrawn in place
+ * on a terminal (a line every few seconds otherwise), with `state` beside it. Bounded: at most
+ * 10 minutes and 30,000 requests.
+ */
+function liveShare(
+  ask: () => Promise<{ status: number; body: string }>,
+  state: () => Promise<string>,
+): { hold(ms: number): Promise<void>; note(line: string): void; stop(): Promise<void> } {
+  const tty = process.stdout.isTTY === true;
+  let stopped = false;
+  let sent = 0;
+  let lastPrinted = 0;
+  const deadline = Date.now() + 10 * 60_000;
+  const loop = (async () => {
+    while (!stopped && Date.now() < deadline && sent < 30_000) {
+      const counts: Record<string, number> = {};
+      for (let i = 0; i < 20; i++, sent++) {
+        const { status, body } = await ask();
+        const key = status === 200 ? body : 'failed';
+        counts[key] = (counts[key] ?? 0) + 1;
+      }
+      const share = Object.entries(counts)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(
+          ([v, n]) =>
+            `${v} ${'█'.repeat(n)}${' '.repeat(20 - n)} ${String(Math.round((n / 20) * 100)).padStart(3)}%`,
+        )
+        .join('   ');
+      const line = `  ${share}   (${await state().catch(() => '?')})`;
+      if (tty) process.stdout.write(`\r\x1b[2K${line}`);
+      else if (Date.now() - lastPrinted > 3000) {
+        console.log(line);
+        lastPrinted = Date.now();
+      }
+    }
+  })();
+  return {
+    hold: (ms) => new Promise((r) => setTimeout(r, ms)),
+    note(line) {
+      process.stdout.write(tty ? `\r\x1b[2K${line}\n` : `${line}\n`);
+    },
+    async stop() {
+      stopped = true;
+      await loop;
+      if (tty) process.stdout.write('\n');
+    },
+  };
 }
 
 function indent(text: string): string {
@@ -315,10 +655,6 @@ function indent(text: string): string {
     .split('\n')
     .map((l) => `  ${l}`)
     .join('\n');
-}
-
-function kubeconfigPath(how: string): string {
-  return how.replace(/^(export )?KUBECONFIG=/, '');
 }
 
 main().catch((err: unknown) => {
