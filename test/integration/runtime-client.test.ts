@@ -55,6 +55,14 @@ describe('KubeClient', () => {
     expect((missing as k8s.ApiException<{ reason?: string }>).body.reason).toBe('NotFound');
   });
 
+  test('sends the headers a request asks for (here: impersonating a user who may do nothing)', async () => {
+    const path = `/api/v1/namespaces/${ns.name}/configmaps`;
+    await expect(client.request('GET', path)).resolves.toBeDefined();
+    expect(
+      String(await failure(client.request('GET', path, { headers: { 'Impersonate-User': 'nobody' } }))),
+    ).toMatch(/forbidden: User "nobody" cannot list resource "configmaps"/);
+  });
+
   test('a watch the server refuses throws its status', async () => {
     const err = await failure(
       client.watchLines('/apis/example.invalid/v1/nothings', {}, AbortSignal.timeout(5000)),

@@ -16,6 +16,8 @@ export interface RequestOptions {
   body?: unknown;
   /** Default application/json when a body is given. */
   contentType?: string;
+  /** Further request headers (e.g. for a request the apiserver proxies to a Service). */
+  headers?: Record<string, string>;
   signal?: AbortSignal;
   /** Aborts the request after this long; default 30 s. Watches have no timeout. */
   timeoutMs?: number;
@@ -272,6 +274,7 @@ export class KubeClient {
     }
     ctx.setHeaderParam('Accept', 'application/json');
     ctx.setHeaderParam('User-Agent', this.userAgent);
+    for (const [key, value] of Object.entries(options.headers ?? {})) ctx.setHeaderParam(key, value);
     if (options.body !== undefined) {
       const contentType = options.contentType ?? 'application/json';
       ctx.setHeaderParam('Content-Type', contentType);
