@@ -22,7 +22,7 @@
 // process on this machine instead, with the `checkout` canary in place of the live traffic.
 import * as k8s from '@kubernetes/client-node';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join, relative, resolve } from 'node:path';
@@ -212,6 +212,13 @@ async function main(): Promise<void> {
   const version = await kc.makeApiClient(k8s.VersionApi).getCode();
   const nodes = await kc.makeApiClient(k8s.CoreV1Api).listNode();
   console.log(`Kubernetes ${version.gitVersion}, ${nodes.items.length} nodes`);
+  // A cluster of this harness (a local control plane, here or given by KUBECONFIG): its only node
+  // that runs containers is tainted, and the others are simulated; place the pods on it.
+  if (
+    placement.inCluster &&
+    nodes.items.some((n) => n.metadata?.labels?.['kube-actions.dev/real-node'] === 'true')
+  )
+    placement.overlay = 'local';
   // helm and kustomize for renders and the chart: the pinned builds.
   process.env.PATH = `${await ensureBinaries()}:${process.env.PATH}`;
   const client = new KubeClient(kc);
@@ -297,6 +304,13 @@ async function main(): Promise<void> {
         skipCrds: true,
         values: {
           webhook: { existingSecret: 'demo-webhook' },
+          // The controller reads the webhook secret at start: a new one (each run makes one) must
+          // roll its pods, as a checksum annotation does for any chart whose Secret lives outside it.
+          podAnnotations: {
+            'kube-actions.dev/webhook-secret-sha256': createHash('sha256')
+              .update(WEBHOOK_SECRET)
+              .digest('hex'),
+          },
           controller: { logLevel: 'warn' },
           ...(placement.overlay === 'local'
             ? {
@@ -314,13 +328,25 @@ async function main(): Promise<void> {
         },
       });
       const deployments = { apiVersion: 'apps/v1', resource: 'deployments' };
-      await until('both controller replicas ready', async () => {
-        const d = await client.get<{ status?: { readyReplicas?: number } }>(
-          deployments,
-          CONTROLLER_NS,
-          `${RELEASE}-controller`,
-        );
-        return d.status?.readyReplicas === 2 ? true : undefined;
+      // As `kubectl rollout status`: every replica of the new template ready, none of an old one left.
+      await until('the controller rolled out', async () => {
+        const d = await client.get<{
+          metadata: { generation?: number };
+          spec: { replicas?: number };
+          status?: {
+            observedGeneration?: number;
+            replicas?: number;
+            updatedReplicas?: number;
+            readyReplicas?: number;
+          };
+        }>(deployments, CONTROLLER_NS, `${RELEASE}-controller`);
+        const want = d.spec.replicas ?? 1;
+        return (d.status?.observedGeneration ?? 0) >= (d.metadata.generation ?? 0) &&
+          d.status?.updatedReplicas === want &&
+          d.status.replicas === want &&
+          d.status.readyReplicas === want
+          ? true
+          : undefined;
       });
       const lease = await until('a leader', async () => {
         const l = await client.get<{ spec: { holderIdentity?: string } }>(
@@ -351,7 +377,7 @@ async function main(): Promise<void> {
               .request<{ message: string }>(
                 'POST',
                 `/api/v1/namespaces/${CONTROLLER_NS}/services/http:${RELEASE}-controller:webhook/proxy/api/webhook`,
-                { body: event.body, contentType: 'application/json' },
+                { body: event.body, contentType: 'application/json', headers: event.headers },
               )
               .then((r) => ({ status: 200, body: JSON.stringify(r) }));
         return `${res.status} ${res.body}`;
@@ -421,6 +447,29 @@ async function main(): Promise<void> {
       const app = await client.get<Application & { metadata: object }>(APPLICATION, CONTROLLER_NS, name);
       return `${app.status?.sync?.status ?? '?'}/${app.status?.health?.status ?? '?'}`;
     };
+    const promote = async (kustomization: string, image: string, message: string) =>
+      (
+        await cli(
+          ['promote', '--repo', pushURL, '--kustomization', kustomization, '--image', image, '-m', message],
+          { GIT_TOKEN: TOKEN },
+        )
+      ).trim();
+    // guestbook's images: in the cluster, the ones built above (a cluster with real nodes has to
+    // pull them: ghcr.io/kube-actions/guestbook is a placeholder), else the placeholders, whose
+    // pods only simulated nodes run.
+    const guestbook = images
+      ? {
+          next: `ghcr.io/kube-actions/guestbook=${images.v2}`,
+          nextImage: images.v2,
+          version: 'v2',
+        }
+      : {
+          next: 'ghcr.io/kube-actions/guestbook:1.2.0',
+          nextImage: 'ghcr.io/kube-actions/guestbook:1.2.0',
+          version: '1.2.0',
+        };
+    if (images)
+      await promote(KUSTOMIZATION, `ghcr.io/kube-actions/guestbook=${images.v1}`, 'guestbook: v1 to staging');
     await applyApplication(APP, 'apps/guestbook/overlays/staging', TARGET_NS);
     const first = await git.revParse('acme/gitops');
     const started = Date.now();
@@ -436,15 +485,8 @@ async function main(): Promise<void> {
     console.log(indent(await cli(['app', 'get', APP, '-n', CONTROLLER_NS], kube)));
 
     step(5, 'promote a new image through Git; the push webhook makes it land at once');
-    const promote = async (kustomization: string, image: string, message: string) =>
-      (
-        await cli(
-          ['promote', '--repo', pushURL, '--kustomization', kustomization, '--image', image, '-m', message],
-          { GIT_TOKEN: TOKEN },
-        )
-      ).trim();
     console.log(
-      `  ${await promote(KUSTOMIZATION, 'ghcr.io/kube-actions/guestbook:1.2.0', 'guestbook: 1.2.0 to staging')}`,
+      `  ${await promote(KUSTOMIZATION, guestbook.next, `guestbook: ${guestbook.version} to staging`)}`,
     );
     const sent = Date.now();
     console.log(`  webhook: ${await sendWebhook()}`);
@@ -455,13 +497,9 @@ async function main(): Promise<void> {
     };
     await until('the new image in the cluster', async () => {
       const d = await client.get<Deployment>(deployments, TARGET_NS, 'guestbook');
-      return d.spec?.template?.spec?.containers?.[0]?.image === 'ghcr.io/kube-actions/guestbook:1.2.0'
-        ? true
-        : undefined;
+      return d.spec?.template?.spec?.containers?.[0]?.image === guestbook.nextImage ? true : undefined;
     });
-    console.log(
-      `  the Deployment runs ghcr.io/kube-actions/guestbook:1.2.0, ${Date.now() - sent} ms after the webhook`,
-    );
+    console.log(`  the Deployment runs ${guestbook.nextImage}, ${Date.now() - sent} ms after the webhook`);
 
     step(6, 'drift: scale the Deployment by hand; the controller heals it');
     await client.patch(deployments, TARGET_NS, 'guestbook', { spec: { replicas: 5 } }, PatchType.merge);
@@ -495,17 +533,16 @@ async function main(): Promise<void> {
       const services = { apiVersion: 'v1', resource: 'services' };
       const ip = (await client.get<{ spec: { clusterIP: string } }>(services, 'hello', 'hello')).spec
         .clusterIP;
+      const core = kc.makeApiClient(k8s.CoreV1Api);
+      // Through the apiserver's Service proxy where this machine cannot reach ClusterIPs; it picks
+      // an endpoint per request, as kube-proxy does per connection.
       const ask = placement.direct
         ? () => httpRequest(`http://${ip}/`, 'GET')
         : () =>
-            client
-              .request<unknown>('GET', '/api/v1/namespaces/hello/services/http:hello:80/proxy/', {
-                timeoutMs: 5000,
-              })
-              .then(
-                (b) => ({ status: 200, body: String(b) }),
-                () => ({ status: 0, body: '' }),
-              );
+            core.connectGetNamespacedServiceProxy({ name: 'http:hello:80', namespace: 'hello' }).then(
+              (text) => ({ status: 200, body: String(text).trim() }),
+              () => ({ status: 0, body: '' }),
+            );
       await until('every answer from v1', async () => {
         for (let i = 0; i < 10; i++) if ((await ask()).body !== 'v1') return undefined;
         return true;
@@ -518,9 +555,17 @@ async function main(): Promise<void> {
       const rollout = () => client.get<Rollout>(ROLLOUT, 'hello', 'hello');
       const live = liveShare(ask, async () => {
         const ro = await rollout();
-        const stepIndex = ro.status?.currentStepIndex ?? 0;
-        const steps = ro.spec.strategy?.canary?.steps?.length ?? 0;
-        return `step ${Math.min(stepIndex, steps)}/${steps} ${ro.status?.phase ?? ''}`;
+        const steps = ro.spec.strategy?.canary?.steps ?? [];
+        const index = Math.min(ro.status?.currentStepIndex ?? 0, steps.length);
+        const at = steps[index] as { setWeight?: number; pause?: { duration?: string } } | undefined;
+        const what = !at
+          ? 'all steps done'
+          : at.setWeight !== undefined
+            ? `setWeight ${at.setWeight}`
+            : at.pause
+              ? `pause ${at.pause.duration ?? 'until promoted'}`
+              : 'step';
+        return `step ${index + 1 > steps.length ? steps.length : index + 1}/${steps.length} ${what}, ${ro.status?.phase ?? ''}`;
       });
       try {
         await until(
@@ -599,8 +644,15 @@ async function main(): Promise<void> {
   if (!process.env.KUBECONFIG) console.log('Stop the local control plane with:\n  make demo-down');
 }
 
+const SAMPLE = 40;
+/** A share as a 20-character bar. */
+const bar = (share: number) => {
+  const n = Math.round(share * 20);
+  return `${'█'.repeat(n)}${' '.repeat(20 - n)}`;
+};
+
 /**
- * A live line of which version answers: 20 requests at a time through `ask`, redrawn in place
+ * A live line of which version answers: 40 requests at a time through `ask`, redrawn in place
  * on a terminal (a line every few seconds otherwise), with `state` beside it. Bounded: at most
  * 10 minutes and 30,000 requests.
  */
@@ -616,17 +668,14 @@ function liveShare(
   const loop = (async () => {
     while (!stopped && Date.now() < deadline && sent < 30_000) {
       const counts: Record<string, number> = {};
-      for (let i = 0; i < 20; i++, sent++) {
+      for (let i = 0; i < SAMPLE; i++, sent++) {
         const { status, body } = await ask();
         const key = status === 200 ? body : 'failed';
         counts[key] = (counts[key] ?? 0) + 1;
       }
       const share = Object.entries(counts)
         .sort(([a], [b]) => a.localeCompare(b))
-        .map(
-          ([v, n]) =>
-            `${v} ${'█'.repeat(n)}${' '.repeat(20 - n)} ${String(Math.round((n / 20) * 100)).padStart(3)}%`,
-        )
+        .map(([v, n]) => `${v} ${bar(n / SAMPLE)} ${String(Math.round((n / SAMPLE) * 100)).padStart(3)}%`)
         .join('   ');
       const line = `  ${share}   (${await state().catch(() => '?')})`;
       if (tty) process.stdout.write(`\r\x1b[2K${line}`);
