@@ -21,13 +21,14 @@ export const DEFAULT_MEASUREMENT_HISTORY_LIMIT = 10;
 export const DEFAULT_CONSECUTIVE_ERROR_LIMIT = 4;
 /** After an Error measurement, the next one comes this much later, whatever the interval. */
 export const DEFAULT_ERROR_RETRY_INTERVAL_MS = 10_000;
-export const SUPPORTED_PROVIDERS = ['prometheus', 'web', 'job'] as const;
+export const SUPPORTED_PROVIDERS = ['prometheus', 'web', 'job', 'githubWorkflow'] as const;
 export type ProviderKind = (typeof SUPPORTED_PROVIDERS)[number];
 /** The provider fields this controller acts on; others (Argo's authentication, ...) are refused, not ignored. */
 const PROVIDER_FIELDS: Record<ProviderKind, string[]> = {
   prometheus: ['address', 'query', 'timeout', 'headers', 'insecure'],
   web: ['url', 'method', 'headers', 'body', 'jsonBody', 'jsonPath', 'timeoutSeconds', 'insecure'],
   job: ['metadata', 'spec'],
+  githubWorkflow: ['repository', 'workflow', 'ref', 'inputs', 'apiURL', 'tokenSecretRef'],
 };
 
 /** An integer field written as a number or a string ("3", or "{{args.count}}" once resolved). */
@@ -198,8 +199,10 @@ export function metricTasks(
     if (phaseCompleted(result?.phase)) continue;
     const last = lastMeasurement(result);
     if (last && !last.finishedAt) {
+      // A terminating run ends it now, whenever it was to be looked at again (Argo skips it, and
+      // so never terminates what a provider with resumeAt started, e.g. a dispatched workflow).
       const resumeAt = ms(last.resumeAt);
-      if (resumeAt !== undefined && resumeAt > now) continue;
+      if (!terminating && resumeAt !== undefined && resumeAt > now) continue;
       tasks.push({ index, incomplete: last });
       continue;
     }

@@ -343,6 +343,7 @@ export class RolloutReconciler {
     }
 
     if (status.abort) {
+      await this.stopAnalysesOnAbort(ctx);
       // Back to the stable revision: traffic first, then the canary's pods.
       await this.route(ctx, 0);
       await this.pointServices(ctx, [canary.stableService], status.stableRS!);
@@ -564,6 +565,7 @@ export class RolloutReconciler {
     }
     const stableRS = ctx.stableRS;
     if (status.abort) {
+      await this.stopAnalysesOnAbort(ctx);
       await this.pointServices(ctx, [bg.activeService], stableHash);
       status.blueGreen.activeSelector = stableHash;
       await this.scale(stableRS, replicas);
@@ -717,7 +719,15 @@ export class RolloutReconciler {
     const base = name.slice(0, 240);
     // A recorded run belongs to this slot only if it was started for this name (this step).
     const mine = recorded && (recorded === base || recorded.startsWith(`${base}.`)) ? recorded : undefined;
-    return this.o.analysis.ensure(ctx.ro, base, analysis, ctx.status.currentPodHash!, mine);
+    // Args such as podTemplateHashValue resolve against the status being decided, not the copy
+    // read: on a copy from before this revision was seen, Latest would name the old pods.
+    return this.o.analysis.ensure(
+      { ...ctx.ro, status: ctx.status },
+      base,
+      analysis,
+      ctx.status.currentPodHash!,
+      mine,
+    );
   }
 
   /** Background analysis ends with the update it watched (completion or abort). */
@@ -725,6 +735,25 @@ export class RolloutReconciler {
     const run = ctx.status.canary?.currentBackgroundAnalysisRunStatus;
     if (run && this.o.analysis && !['Successful', 'Failed', 'Error', 'Inconclusive'].includes(run.status)) {
       await this.o.analysis.terminate(ctx.ro, run.name);
+    }
+  }
+
+  /**
+   * An aborted rollout's analysis runs that are still measuring end with it (as Argo cancels
+   * them): a step's or blue/green's run would otherwise go on, e.g. a dispatched workflow.
+   */
+  private async stopAnalysesOnAbort(ctx: Context): Promise<void> {
+    if (!this.o.analysis) return;
+    const { canary, blueGreen } = ctx.status;
+    for (const run of [
+      canary?.currentStepAnalysisRunStatus,
+      canary?.currentBackgroundAnalysisRunStatus,
+      blueGreen?.prePromotionAnalysisRunStatus,
+      blueGreen?.postPromotionAnalysisRunStatus,
+    ]) {
+      if (run && !['Successful', 'Failed', 'Error', 'Inconclusive'].includes(run.status)) {
+        await this.o.analysis.terminate(ctx.ro, run.name);
+      }
     }
   }
 

@@ -69,7 +69,7 @@ describe('validateMetrics (Argo ValidateMetric)', () => {
     ],
     [
       [metric({ provider: { datadog: { query: 'x' } } })],
-      'metrics[0]: provider "datadog" is not supported by kube-actions (supported: prometheus, web, job)',
+      'metrics[0]: provider "datadog" is not supported by kube-actions (supported: prometheus, web, job, githubWorkflow)',
     ],
     [
       [metric({ provider: { web: { url: 'x', authentication: {} } as never } })],
@@ -128,6 +128,17 @@ describe('metricTasks: what is due', () => {
     expect(
       metricTasks([metric({ interval: '1s' })], status([result('m', ['Successful'])]), true, T0 + 60_000),
     ).toEqual([]);
+  });
+
+  test('an in-flight measurement waits for its resumeAt, unless the run is terminating', () => {
+    const inflight = status([result('m', ['Running'])]);
+    const m = inflight.metricResults![0]!.measurements![0]!;
+    m.resumeAt = at(30_000);
+    expect(metricTasks([metric()], inflight, false, T0 + 10_000)).toEqual([]);
+    expect(nextReconcileTime([metric()], inflight, T0 + 10_000)).toBe(T0 + 30_000);
+    expect(metricTasks([metric()], inflight, false, T0 + 30_000)).toEqual([{ index: 0, incomplete: m }]);
+    // Terminating: now, so that what the measurement started (a workflow run) is stopped.
+    expect(metricTasks([metric()], inflight, true, T0 + 10_000)).toEqual([{ index: 0, incomplete: m }]);
   });
 
   test('completed metrics take no more measurements', () => {
