@@ -219,7 +219,7 @@ describe('web metrics', () => {
     expect(run.status).toMatchObject({
       phase: 'Error',
       message:
-        'Analysis spec invalid: metrics[0]: provider "datadog" is not supported by kube-actions (supported: prometheus, web, job)',
+        'Analysis spec invalid: metrics[0]: provider "datadog" is not supported by kube-actions (supported: prometheus, web, job, githubWorkflow)',
     });
   });
 });

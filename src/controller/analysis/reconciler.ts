@@ -30,6 +30,7 @@ import {
   type ProviderKind,
 } from './analysis.ts';
 import { argValuesWithSecrets, publicArgValues, redact, resolveMetric, type SecretArgs } from './args.ts';
+import { GitHubWorkflowProvider } from './providers/github-workflow.ts';
 import { JobProvider, type Job } from './providers/job.ts';
 import { PrometheusProvider } from './providers/prometheus.ts';
 import type { Provider, ProviderContext } from './providers/provider.ts';
@@ -87,6 +88,8 @@ export class AnalysisRunReconciler {
         options.providers?.prometheus ??
         new PrometheusProvider({ defaultAddress: options.defaultPrometheusAddress }),
       job: options.providers?.job ?? new JobProvider({ client: options.client, getJob: options.getJob }),
+      githubWorkflow:
+        options.providers?.githubWorkflow ?? new GitHubWorkflowProvider({ client: options.client }),
     };
   }
 

@@ -62,6 +62,21 @@ export interface WebMetric {
   insecure?: boolean;
 }
 
+/** A workflow_dispatch run as a measurement (providers/github-workflow.ts). */
+export interface GitHubWorkflowMetric {
+  /** owner/name. */
+  repository: string;
+  /** The workflow's file name (`smoke-test.yml`) or id. */
+  workflow: string;
+  /** Branch or tag; default the repository's default branch. */
+  ref?: string;
+  inputs?: Record<string, string | number | boolean>;
+  /** GitHub Enterprise Server's API, e.g. https://ghes.example/api/v3 (default GitHub's). */
+  apiURL?: string;
+  /** A Secret in the AnalysisRun's namespace holding the token (key default "token"). */
+  tokenSecretRef: { name: string; key?: string };
+}
+
 export interface JobMetric {
   metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
   spec: Record<string, unknown>;
@@ -71,6 +86,7 @@ export interface MetricProvider {
   prometheus?: PrometheusMetric;
   web?: WebMetric;
   job?: JobMetric;
+  githubWorkflow?: GitHubWorkflowMetric;
   /** Argo's other providers (datadog, newRelic, ...) are accepted and reported unsupported. */
   [other: string]: unknown;
 }

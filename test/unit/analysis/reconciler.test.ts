@@ -229,7 +229,7 @@ describe('AnalysisRunReconciler', () => {
     expect(api.run.status).toMatchObject({
       phase: 'Error',
       message:
-        'Analysis spec invalid: metrics[0]: provider "newRelic" is not supported by kube-actions (supported: prometheus, web, job)',
+        'Analysis spec invalid: metrics[0]: provider "newRelic" is not supported by kube-actions (supported: prometheus, web, job, githubWorkflow)',
     });
     api.set(
       newRun([metric({ provider: { web: { url: 'http://{{args.host}}' } } })], { args: [{ name: 'host' }] }),
