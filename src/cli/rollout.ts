@@ -30,9 +30,11 @@ commands:
   get NAME [--watch] [-o json|yaml]
                              status, steps, weights, images, and the tree of revisions,
                              ReplicaSets and pods; --watch redraws on changes until Ctrl-C
-  status NAME [--timeout 5m] [--watch=false]
+  status NAME [--timeout 5m] [--watch=false] [--image IMAGE]
                              wait until the rollout is Healthy (exit 0), Paused (exit 0) or
-                             Degraded (exit 1), printing its status as it changes
+                             Degraded (exit 1), printing its status as it changes; with
+                             --image, only once its pod template runs IMAGE (a deploy gate
+                             after a GitOps promotion, which takes a moment to be synced)
   promote NAME [--full]      end the current pause; --full skips all remaining steps
   abort NAME                 go back to the stable revision (the rollout becomes Degraded)
   retry NAME                 run an aborted rollout's steps again
@@ -96,6 +98,7 @@ export async function rolloutCommand(argv: string[], io: RolloutIO = defaultIO()
         output: { type: 'string', short: 'o' },
         watch: { type: 'boolean', short: 'w' },
         timeout: { type: 'string' },
+        image: { type: 'string' },
         full: { type: 'boolean', default: false },
         'to-revision': { type: 'string' },
         kubeconfig: { type: 'string' },
@@ -140,6 +143,7 @@ export async function rolloutCommand(argv: string[], io: RolloutIO = defaultIO()
       return usage('--to-revision must be a revision number (see `kube-actions rollout get`)');
   }
   if (values.full && verb !== 'promote') return usage('--full applies to promote');
+  if (values.image !== undefined && verb !== 'status') return usage('--image applies to status');
   let assignments: { container: string; image: string }[] = [];
   if (verb === 'set') {
     try {
@@ -184,7 +188,7 @@ export async function rolloutCommand(argv: string[], io: RolloutIO = defaultIO()
         io.out(await api.render(ro));
         return 0;
       case 'status':
-        return await status(api, ro, io, values.watch ?? true, timeoutMs ?? 5 * 60_000);
+        return await status(api, ro, io, values.watch ?? true, timeoutMs ?? 5 * 60_000, values.image);
       case 'promote':
         return await api.apply(ro, promotePatches(ro, values.full), io);
       case 'abort':
@@ -366,19 +370,38 @@ async function watchGet(
   }
 }
 
+/** Whether the rollout's template runs `image` and the controller has seen that template. */
+function runsImage(ro: Rollout, image: string): boolean {
+  const containers = [
+    ...(ro.spec.template?.spec?.containers ?? []),
+    ...((ro.spec.template?.spec as { initContainers?: { image?: string }[] } | undefined)?.initContainers ??
+      []),
+  ];
+  return (
+    containers.some((c) => c.image === image) &&
+    ro.status?.observedGeneration === String(ro.metadata.generation)
+  );
+}
+
 async function status(
   api: RolloutAPI,
   first: Rollout,
   io: RolloutIO,
   watch: boolean,
   timeoutMs: number,
+  image?: string,
 ): Promise<number> {
   const name = first.metadata.name;
   const line = (p: { phase: string; message: string }) => `${p.phase}${p.message ? ` - ${p.message}` : ''}`;
+  // Until the template runs the image, the phase is the previous revision's: say what is awaited.
+  const phaseOf = (ro: Rollout) =>
+    image && !runsImage(ro, image)
+      ? { phase: 'Waiting', message: `the rollout does not run ${image} yet` }
+      : rolloutPhase(ro);
   if (!watch) {
-    const p = rolloutPhase(first);
+    const p = phaseOf(first);
     io.out(`${line(p)}\n`);
-    return p.phase === 'Degraded' ? 1 : 0;
+    return p.phase === 'Degraded' || p.phase === 'Waiting' ? 1 : 0;
   }
   const deadline = Date.now() + timeoutMs;
   const { signal, done } = interruptible(io, timeoutMs);
@@ -388,7 +411,7 @@ async function status(
     let lastError = '';
     for (;;) {
       if (ro) {
-        const p = rolloutPhase(ro);
+        const p = phaseOf(ro);
         if (line(p) !== last) io.out(`${line(p)}\n`);
         last = line(p);
         if (p.phase === 'Healthy' || p.phase === 'Paused') return 0;

@@ -312,6 +312,28 @@ describe('kube-actions rollout', () => {
     expect(lastLine((await expectRollout(0, 'status', 'web', '--timeout', '60s')).stdout)).toBe('Healthy');
   });
 
+  test('status --image waits for the template to run that image (a GitOps gate), then for its phase', async () => {
+    const before = await expectRollout(
+      1,
+      'status',
+      'web',
+      '--image',
+      'registry.example/web:7',
+      '--watch=false',
+    );
+    expect(before.stdout).toBe('Waiting - the rollout does not run registry.example/web:7 yet\n');
+    // The gate starts before the change lands, as it does right after a promotion.
+    const gate = expectRollout(0, 'status', 'web', '--image', 'registry.example/web:7', '--timeout', '60s');
+    await new Promise((r) => setTimeout(r, 1500));
+    await expectRollout(0, 'set', 'image', 'web', 'main=registry.example/web:7');
+    const passed = await gate;
+    expect(passed.stdout.split('\n')[0]).toBe(
+      'Waiting - the rollout does not run registry.example/web:7 yet',
+    );
+    expect(lastLine(passed.stdout)).toBe('Paused - CanaryPauseStep');
+    expect((await get('web')).status?.currentStepIndex).toBe(1);
+  });
+
   test('status gives up after --timeout (exit 1); --watch=false reports once', async () => {
     // Its stable Service does not exist: the controller never gets it going.
     await client.create(ROLLOUT, {
