@@ -9,6 +9,7 @@
 #   actionlint  actionlint (make lint checks the workflows with it)
 #   buildkit    buildkitd, buildctl (image builds on runc; test/cluster/buildkit.ts)
 #   crane       crane (an independent registry client for the image tests)
+#   act         act (nektos/act: runs the ready-to-copy workflows in the e2e pipeline test)
 #
 #   test/cluster/build-binaries.sh [name...]   build what is missing; print one directory holding
 #                                              (symlinks to) all the binaries
@@ -112,7 +113,13 @@ build_crane() {
     "$1/crane" github.com/google/go-containerregistry/cmd/crane
 }
 
-all=(kubernetes etcd kwok helm kustomize actionlint buildkit crane)
+build_act() {
+  local version
+  version=$(module_version act github.com/nektos/act)
+  gobuild act "-X main.version=$version" "$1/act" github.com/nektos/act
+}
+
+all=(kubernetes etcd kwok helm kustomize actionlint buildkit crane act)
 wanted=("${@:-${all[@]}}")
 go_version=$(go version)
 # `go version` names the host platform; a cross build (GOOS/GOARCH set) is keyed by its target too.
