@@ -31,8 +31,9 @@ commands:
                              status, steps, weights, images, and the tree of revisions,
                              ReplicaSets and pods; --watch redraws on changes until Ctrl-C
   status NAME [--timeout 5m] [--watch=false] [--image IMAGE]
-                             wait until the rollout is Healthy (exit 0), Paused (exit 0) or
-                             Degraded (exit 1), printing its status as it changes; with
+                             wait until the rollout is Healthy (exit 0), paused until promoted
+                             (exit 0; a timed pause is waited through) or Degraded (exit 1),
+                             printing its status as it changes; with
                              --image, only once its pod template runs IMAGE (a deploy gate
                              after a GitOps promotion, which takes a moment to be synced)
   promote NAME [--full]      end the current pause; --full skips all remaining steps
@@ -370,6 +371,14 @@ async function watchGet(
   }
 }
 
+/** Whether the rollout waits in a canary pause step with a duration (which ends by itself). */
+function inTimedPause(ro: Rollout): boolean {
+  if (ro.spec.paused) return false;
+  const step = ro.spec.strategy?.canary?.steps?.[ro.status?.currentStepIndex ?? -1] as
+    { pause?: { duration?: unknown } } | undefined;
+  return step?.pause?.duration !== undefined && step.pause.duration !== null && step.pause.duration !== '';
+}
+
 /** Whether the rollout's template runs `image` and the controller has seen that template. */
 function runsImage(ro: Rollout, image: string): boolean {
   const containers = [
@@ -414,7 +423,9 @@ async function status(
         const p = phaseOf(ro);
         if (line(p) !== last) io.out(`${line(p)}\n`);
         last = line(p);
-        if (p.phase === 'Healthy' || p.phase === 'Paused') return 0;
+        // A timed pause step ends by itself: a gate waits through it. An indefinite one (or a
+        // pause by hand) waits for a person, so the gate ends there.
+        if (p.phase === 'Healthy' || (p.phase === 'Paused' && !inTimedPause(ro))) return 0;
         if (p.phase === 'Degraded') {
           io.err(`kube-actions rollout: rollout "${name}" is Degraded: ${p.message}\n`);
           return 1;
