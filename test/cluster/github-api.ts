@@ -41,6 +41,8 @@ interface PullRequest {
   body: string | null;
   draft: boolean;
   state: 'open' | 'closed';
+  /** As on GitHub, a closed pull request keeps the head it had: later pushes to its branch do not move it. */
+  closedHeadSha?: string;
   user: StandInUser;
   labels: string[];
   createdAt: string;
@@ -1025,6 +1027,9 @@ export class GitHubStandIn {
     const pull = this.findPull(params);
     if (typeof body.title === 'string') pull.title = body.title;
     if (typeof body.body === 'string') pull.body = body.body;
+    if (body.state === 'closed' && pull.state === 'open')
+      pull.closedHeadSha = await this.resolve(params, `refs/heads/${pull.head}`, 'commit');
+    if (body.state === 'open') delete pull.closedHeadSha;
     if (body.state === 'open' || body.state === 'closed') pull.state = body.state;
     pull.updatedAt = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     return { status: 200, body: await this.pullObject(pull, true) };
@@ -1055,7 +1060,10 @@ export class GitHubStandIn {
     const params = { owner: pull.owner, repo: pull.repo };
     const n = pull.number;
     const a = this.api(params);
-    const headSha = (await this.resolve(params, `refs/heads/${pull.head}`, 'commit')) ?? '0'.repeat(40);
+    const headSha =
+      pull.closedHeadSha ??
+      (await this.resolve(params, `refs/heads/${pull.head}`, 'commit')) ??
+      '0'.repeat(40);
     const baseSha = (await this.resolve(params, `refs/heads/${pull.base}`, 'commit')) ?? '0'.repeat(40);
     const repository = this.repositoryObject(params);
     const side = (ref: string, sha: string) => ({

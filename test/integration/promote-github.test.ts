@@ -262,6 +262,79 @@ describe('promote with mode pull-request', () => {
     expect(next.pullRequest).toMatchObject({ created: true });
     expect(next.pullRequest!.number).not.toBe(first.pullRequest!.number);
     expect((await git(['rev-parse', `${next.commit}^`], bare)).trim()).toBe(moved);
+    // The closed pull request's branch is left as it was; the new one is the name's next generation.
+    const head = pullRequestBranch('main', options('acme/gated-closed').change);
+    expect((await git(['rev-parse', `refs/heads/${head}`], bare)).trim()).toBe(first.commit);
+    const opened = github
+      .pullRequests()
+      .find((p) => p.repo === 'gated-closed' && p.number === next.pullRequest!.number);
+    expect(opened?.head).toBe(`${head}-2`);
+  });
+
+  test('a promotion arriving between another one’s new branch and its pull request builds on that branch', async () => {
+    const bare = await repoWithApp('acme/gated-window');
+    const shared = { branch: 'promote/window', title: 'Promote' };
+    const change = (key: string) =>
+      ({ type: 'yaml-value', file: 'apps/api/values.yaml', key, value: '1' }) as const;
+    let second: Awaited<ReturnType<typeof promote>> | undefined;
+    // The first promotion has created its branch; before its pull request exists, the second runs.
+    github.beforeNext('pulls/create', async () => {
+      second = await promote(
+        options('acme/gated-window', {
+          mode: 'pull-request',
+          pullRequest: shared,
+          change: change('b'),
+          message: 'b',
+        }),
+      );
+    });
+    const first = await promote(
+      options('acme/gated-window', {
+        mode: 'pull-request',
+        pullRequest: shared,
+        change: change('a'),
+        message: 'a',
+      }),
+    );
+    expect(second?.pullRequest?.number).toBe(first.pullRequest!.number);
+    const values = await git(['show', 'refs/heads/promote/window:apps/api/values.yaml'], bare);
+    expect(values).toContain('a: "1"');
+    expect(values).toContain('b: "1"');
+  });
+
+  test('10 concurrent promotes sharing one pull-request branch: every change is in its one pull request', async () => {
+    const bare = await repoWithApp('acme/gated-fleet');
+    const base = await server.revParse('acme/gated-fleet');
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        promote(
+          options('acme/gated-fleet', {
+            mode: 'pull-request',
+            pullRequest: { branch: 'promote/fleet', title: 'Promote the fleet' },
+            change: {
+              type: 'yaml-value',
+              file: 'apps/api/values.yaml',
+              key: `replicas.region${i}`,
+              value: String(i),
+            },
+            message: `region ${i}`,
+            maxAttempts: 40,
+          }),
+        ),
+      ),
+    );
+    expect(results.every((r) => r.changed)).toBe(true);
+    const pulls = github.pullRequests().filter((p) => p.repo === 'gated-fleet');
+    expect(pulls).toHaveLength(1);
+    expect(new Set(results.map((r) => r.pullRequest!.number))).toEqual(new Set([pulls[0]!.number]));
+    // No commit was lost: the branch holds all ten, on top of the base.
+    const subjects = (await git(['log', '--format=%s', `${base}..refs/heads/promote/fleet`], bare))
+      .trim()
+      .split('\n');
+    expect(subjects.sort()).toEqual(Array.from({ length: 10 }, (_, i) => `region ${i}`).sort());
+    const values = await git(['show', 'refs/heads/promote/fleet:apps/api/values.yaml'], bare);
+    for (let i = 0; i < 10; i++) expect(values).toContain(`region${i}: "${i}"`);
+    expect((await git(['rev-parse', 'refs/heads/main'], bare)).trim()).toBe(base);
   });
 
   test('when the base already holds the change, no branch and no pull request', async () => {

@@ -135,10 +135,3 @@ export async function createBranch(
     throw new GitHubCommitError(describeRequestError(`creating branch ${branch}`, err));
   }
 }
-
-/** Points `branch` at `sha` whatever it held: only for a promotion's own pull-request branch. */
-export async function resetBranch(octokit: GitHubClient, target: GitHubRepo, branch: string, sha: string): Promise<void> {
-  await octokit.rest.git.updateRef({ ...target, ref: `heads/${branch}`, sha, force: true }).catch((err: unknown) => {
-    throw new GitHubCommitError(describeRequestError(`resetting ${branch}`, err));
-  });
-}

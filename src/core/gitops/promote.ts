@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { applyChange, describeChange, type PromoteChange } from './changes.ts';
 import type { GitError } from './git.ts';
 import { Git, isAuthFailure, isPushRace, type GitCredentials } from './git.ts';
-import { createBranch, createCommitViaAPI, fastForwardBranch, GitHubCommitError, resetBranch } from './github-commit.ts';
+import { createBranch, createCommitViaAPI, fastForwardBranch, GitHubCommitError } from './github-commit.ts';
 import { apiMessage, describeRequestError, httpStatus, type GitHubClient, type GitHubRepo } from '../github/client.ts';
 
 export type PromoteMode = 'push' | 'api' | 'pull-request';
@@ -208,30 +208,34 @@ export function pullRequestBranch(branch: string, change: PromoteChange): string
 
 /**
  * Gated environments: land the change on the promotion's own branch and open (or update) a pull
- * request into `branch`. While a pull request is open its branch only moves forward, so concurrent
- * promotions to it stack up; a branch with no open pull request is stale and is reset to the base.
+ * request into `branch`. The branch only ever moves forward from the head that was read (a
+ * fast-forward, refused when it moved meanwhile, then retried on the new head), so concurrent
+ * promotions sharing it stack up and none is lost. A branch is never reset: one left by a closed or
+ * merged pull request (still at that pull request's head) is passed over for the next generation
+ * of the name (`<branch>-2`, `-3`, ...), and a branch without any pull request yet is a concurrent
+ * promotion's, which this one builds on.
  */
 async function promoteByPullRequest(checkout: Checkout, options: PromoteOptions): Promise<PromoteResult> {
   const { octokit, owner, repo } = options.github!;
   const target = { owner, repo };
   const pr = options.pullRequest ?? {};
-  const head = pr.branch ?? pullRequestBranch(options.branch, options.change);
-  if (head === options.branch) throw new PromoteError('the pull request branch must differ from the target branch');
+  const name = pr.branch ?? pullRequestBranch(options.branch, options.change);
+  if (name === options.branch) throw new PromoteError('the pull request branch must differ from the target branch');
   const title = pr.title ?? options.message.split('\n')[0]!;
 
   return retryOnRace(options, async (attempt) => {
     const base = await checkout.fetch(options.branch);
     if (base === undefined) throw new PromoteError(`branch ${options.branch} does not exist in ${options.repoURL}`);
-    const open = await findOpenPullRequest(octokit, target, head, options.branch);
-    const headSha = await checkout.fetch(head);
-    // Build on the open pull request's branch; otherwise start again from the base.
-    const start = open && headSha !== undefined ? headSha : base;
+    const { head, headSha, open } = await livePullRequestBranch(octokit, target, checkout, name, options.branch);
+    // Build on the live branch (an open pull request's, or a concurrent promotion's); a new one
+    // starts from the base.
+    const start = headSha ?? base;
     let commit = start;
     let changed = false;
     if (await checkout.stage(start)) {
       commit = await createCommitViaAPI(octokit, target, checkout.git, start, commitMessage(options.message, options.trailers));
       changed = true;
-    } else if (!open) {
+    } else if (headSha === undefined) {
       // The base already holds the change: nothing to propose.
       return { changed: false, commit: base, attempts: attempt };
     }
@@ -239,14 +243,45 @@ async function promoteByPullRequest(checkout: Checkout, options: PromoteOptions)
       const moved =
         headSha === undefined
           ? await createBranch(octokit, target, head, commit)
-          : open
-            ? await fastForwardBranch(octokit, target, head, commit)
-            : (await resetBranch(octokit, target, head, commit), 'updated' as const);
+          : await fastForwardBranch(octokit, target, head, commit);
       if (moved === 'moved-meanwhile') return RACE;
     }
     const pull = await ensurePullRequest(octokit, target, { head, base: options.branch, title, body: pr.body, draft: pr.draft, labels: pr.labels, existing: open });
     return { changed, commit, attempts: attempt, pullRequest: pull };
   });
+}
+
+/** Generations of one pull-request branch name tried before giving up. */
+const MAX_BRANCH_GENERATIONS = 50;
+
+/**
+ * The branch this promotion lands on: the first generation of `name` that has an open pull
+ * request, does not exist, or exists without any pull request (a concurrent promotion's, whose
+ * pull request is on its way). Generations a closed or merged pull request left behind (the
+ * branch still at that pull request's head) are passed over, never reset.
+ */
+async function livePullRequestBranch(
+  octokit: GitHubClient,
+  target: GitHubRepo,
+  checkout: Checkout,
+  name: string,
+  base: string,
+): Promise<{ head: string; headSha: string | undefined; open: { number: number; url: string } | undefined }> {
+  for (let generation = 1; generation <= MAX_BRANCH_GENERATIONS; generation++) {
+    const head = generation === 1 ? name : `${name}-${generation}`;
+    const open = await findOpenPullRequest(octokit, target, head, base);
+    const headSha = await checkout.fetch(head);
+    if (open || headSha === undefined) return { head, headSha, open };
+    const { data: closed } = await octokit.rest.pulls
+      .list({ ...target, head: `${target.owner}:${head}`, base, state: 'closed', per_page: 100 })
+      .catch((err: unknown) => {
+        throw new PromoteError(describeRequestError('listing closed pull requests', err));
+      });
+    if (!closed.some((p) => p.head.sha === headSha)) return { head, headSha, open };
+  }
+  throw new PromoteError(
+    `${name} and its next ${MAX_BRANCH_GENERATIONS - 1} generations are all left by closed pull requests: delete them`,
+  );
 }
 
 interface PullRequestRef {
