@@ -33124,11 +33124,6 @@ async function createBranch(octokit, target, branch, sha) {
     throw new GitHubCommitError(describeRequestError(`creating branch ${branch}`, err));
   }
 }
-async function resetBranch(octokit, target, branch, sha) {
-  await octokit.rest.git.updateRef({ ...target, ref: `heads/${branch}`, sha, force: true }).catch((err) => {
-    throw new GitHubCommitError(describeRequestError(`resetting ${branch}`, err));
-  });
-}
 
 // src/core/gitops/promote.ts
 var PromoteError = class extends Error {
@@ -33261,30 +33256,45 @@ async function promoteByPullRequest(checkout, options) {
   const { octokit, owner, repo } = options.github;
   const target = { owner, repo };
   const pr = options.pullRequest ?? {};
-  const head = pr.branch ?? pullRequestBranch(options.branch, options.change);
-  if (head === options.branch) throw new PromoteError("the pull request branch must differ from the target branch");
+  const name = pr.branch ?? pullRequestBranch(options.branch, options.change);
+  if (name === options.branch) throw new PromoteError("the pull request branch must differ from the target branch");
   const title = pr.title ?? options.message.split("\n")[0];
   return retryOnRace(options, async (attempt) => {
     const base = await checkout.fetch(options.branch);
     if (base === void 0) throw new PromoteError(`branch ${options.branch} does not exist in ${options.repoURL}`);
-    const open2 = await findOpenPullRequest(octokit, target, head, options.branch);
-    const headSha = await checkout.fetch(head);
-    const start = open2 && headSha !== void 0 ? headSha : base;
+    const { head, headSha, open: open2 } = await livePullRequestBranch(octokit, target, checkout, name, options.branch);
+    const start = headSha ?? base;
     let commit = start;
     let changed = false;
     if (await checkout.stage(start)) {
       commit = await createCommitViaAPI(octokit, target, checkout.git, start, commitMessage(options.message, options.trailers));
       changed = true;
-    } else if (!open2) {
+    } else if (headSha === void 0) {
       return { changed: false, commit: base, attempts: attempt };
     }
     if (changed) {
-      const moved = headSha === void 0 ? await createBranch(octokit, target, head, commit) : open2 ? await fastForwardBranch(octokit, target, head, commit) : (await resetBranch(octokit, target, head, commit), "updated");
+      const moved = headSha === void 0 ? await createBranch(octokit, target, head, commit) : await fastForwardBranch(octokit, target, head, commit);
       if (moved === "moved-meanwhile") return RACE;
     }
     const pull = await ensurePullRequest(octokit, target, { head, base: options.branch, title, body: pr.body, draft: pr.draft, labels: pr.labels, existing: open2 });
     return { changed, commit, attempts: attempt, pullRequest: pull };
   });
+}
+var MAX_BRANCH_GENERATIONS = 50;
+async function livePullRequestBranch(octokit, target, checkout, name, base) {
+  for (let generation = 1; generation <= MAX_BRANCH_GENERATIONS; generation++) {
+    const head = generation === 1 ? name : `${name}-${generation}`;
+    const open2 = await findOpenPullRequest(octokit, target, head, base);
+    const headSha = await checkout.fetch(head);
+    if (open2 || headSha === void 0) return { head, headSha, open: open2 };
+    const { data: closed } = await octokit.rest.pulls.list({ ...target, head: `${target.owner}:${head}`, base, state: "closed", per_page: 100 }).catch((err) => {
+      throw new PromoteError(describeRequestError("listing closed pull requests", err));
+    });
+    if (!closed.some((p) => p.head.sha === headSha)) return { head, headSha, open: open2 };
+  }
+  throw new PromoteError(
+    `${name} and its next ${MAX_BRANCH_GENERATIONS - 1} generations are all left by closed pull requests: delete them`
+  );
 }
 async function findOpenPullRequest(octokit, target, head, base) {
   const { data } = await octokit.rest.pulls.list({ ...target, head: `${target.owner}:${head}`, base, state: "open", per_page: 10 }).catch((err) => {
