@@ -9,6 +9,7 @@ import { Manager } from '../controller/runtime/manager.ts';
 import { setupAnalysisController } from '../controller/analysis/controller.ts';
 import { setupRolloutController } from '../controller/rollout/controller.ts';
 import { setupApplicationController } from '../controller/sync/controller.ts';
+import type { SecretPolicy } from '../controller/analysis/args.ts';
 import { DEFAULT_MAX_BODY, WEBHOOK_SERVER_OPTIONS } from '../controller/sync/webhook.ts';
 import { parseDurationMs } from '../core/duration.ts';
 
@@ -38,6 +39,10 @@ options:
   --webhook-port N             Git push webhook at POST /api/webhook (default 8081; 0 picks one)
   --webhook-max-body BYTES     largest webhook body read (default 2097152; GitHub's pushes are KBs)
   --poll-interval DURATION     how often Git is asked when no webhook comes (default 3m)
+  --analysis-secrets any|labelled
+                               Secrets analysis may read (args' secretKeyRef, githubWorkflow
+                               tokens): any in the run's namespace (default, as Argo), or only those
+                               labelled kube-actions.dev/analysis-secret=true
   --workers N                  applications reconciled in parallel (default 10)
   --cache-dir DIR              git mirrors, checkouts and the render cache
   --log-level LEVEL            debug, info, warn, error (default info)
@@ -67,6 +72,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
       'webhook-bind-address': { type: 'string', default: '0.0.0.0' },
       'webhook-port': { type: 'string', default: '8081' },
       'webhook-max-body': { type: 'string', default: String(DEFAULT_MAX_BODY) },
+      'analysis-secrets': { type: 'string', default: 'any' },
       'poll-interval': { type: 'string', default: '3m' },
       workers: { type: 'string', default: '10' },
       'cache-dir': { type: 'string' },
@@ -90,6 +96,9 @@ export async function controllerCommand(argv: string[]): Promise<number> {
   const webhookPort = port('webhook-port');
   if (metricsPort === undefined) return usage('--metrics-port must be a port number');
   if (webhookPort === undefined) return usage('--webhook-port must be a port number');
+  const analysisSecrets = values['analysis-secrets'] as SecretPolicy;
+  if (analysisSecrets !== 'any' && analysisSecrets !== 'labelled')
+    return usage('--analysis-secrets must be any or labelled');
   const maxBody = Number(values['webhook-max-body']);
   if (!Number.isInteger(maxBody) || maxBody < 1)
     return usage('--webhook-max-body must be a positive number of bytes');
@@ -163,7 +172,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     ...(values['cache-dir'] ? { cacheDir: values['cache-dir'] } : {}),
   });
   setupRolloutController(manager, { namespace: rolloutNamespace, maxConcurrentReconciles: workers });
-  setupAnalysisController(manager, { namespace: rolloutNamespace });
+  setupAnalysisController(manager, { namespace: rolloutNamespace, secretPolicy: analysisSecrets });
   // The webhook is served by every replica: a push only wakes reconciles, which run on the leader.
   const webhook = createServer(WEBHOOK_SERVER_OPTIONS, (req, res) => {
     if ((req.url ?? '').split('?')[0] !== '/api/webhook') {

@@ -410,6 +410,136 @@ describe('secrets', () => {
     });
     expect(JSON.stringify(events)).not.toContain(SECRET);
   });
+
+  test('a job metric gets a secret argument as a reference to the Secret, never its value', async () => {
+    const SECRET = 'job-tok-1a2b3c4d5e';
+    await client.create({ apiVersion: 'v1', resource: 'secrets' }, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'smoke-token', namespace: ns.name },
+      stringData: { token: SECRET },
+    } as never);
+    await createRun(
+      'job-secret',
+      [
+        {
+          name: 'smoke',
+          provider: {
+            job: {
+              spec: {
+                backoffLimit: 0,
+                template: {
+                  spec: {
+                    restartPolicy: 'Never',
+                    containers: [
+                      {
+                        name: 'test',
+                        image: 'registry.example/smoke:1',
+                        command: ['smoke', '--token={{args.token}}', '--env={{args.env}}'],
+                        env: [{ name: 'AUTH', value: 'Bearer {{args.token}}' }],
+                      },
+                    ],
+                  },
+                },
+              },
+            },
+          },
+        },
+      ],
+      {
+        args: [
+          { name: 'token', valueFrom: { secretKeyRef: { name: 'smoke-token', key: 'token' } } },
+          { name: 'env', value: 'staging' },
+        ],
+      },
+    );
+    const run = await waitForPhase('job-secret', ['Running', 'Successful', 'Failed', 'Error']);
+    const jobName = await eventually('the job named in the measurement', async () => {
+      const r = await getRun('job-secret');
+      return r?.status?.metricResults?.[0]?.measurements?.[0]?.metadata?.['job-name'];
+    });
+    const job = await client.get<{
+      spec: { template: { spec: { containers: { command: string[]; env: unknown[] }[] } } };
+    }>(JOBS, ns.name, jobName);
+    expect(run.status?.phase).not.toBe('Error');
+    expect(JSON.stringify(job)).not.toContain(SECRET);
+    const container = job.spec.template.spec.containers[0]!;
+    // The kubelet expands $(VAR) in command, args and env values from the Secret it reads.
+    expect(container.command).toEqual(['smoke', '--token=$(KUBE_ACTIONS_ARG_TOKEN)', '--env=staging']);
+    expect(container.env).toEqual([
+      { name: 'KUBE_ACTIONS_ARG_TOKEN', valueFrom: { secretKeyRef: { name: 'smoke-token', key: 'token' } } },
+      { name: 'AUTH', value: 'Bearer $(KUBE_ACTIONS_ARG_TOKEN)' },
+    ]);
+  });
+});
+
+describe('an opted-in Secret allowlist (--analysis-secrets=labelled)', () => {
+  const allow = useTestNamespace('analysis-allow');
+  let strict: Manager;
+  const run = (name: string, secret: string) =>
+    client.create<AnalysisRun>(ANALYSIS_RUN, {
+      apiVersion: 'kube-actions.dev/v1alpha1',
+      kind: 'AnalysisRun',
+      metadata: { name, namespace: allow.name },
+      spec: {
+        args: [{ name: 'token', valueFrom: { secretKeyRef: { name: secret, key: 'token' } } }],
+        metrics: [
+          {
+            name: 'authed',
+            successCondition: 'result == true',
+            provider: {
+              web: {
+                url: `${base}/allowlisted`,
+                headers: [{ key: 'Authorization', value: 'Bearer {{args.token}}' }],
+                jsonPath: '{$.ok}',
+              },
+            },
+          },
+        ],
+      },
+    });
+  const finished = (name: string) =>
+    eventually(`${name} finished`, async () => {
+      const r = await client.get<AnalysisRun>(ANALYSIS_RUN, allow.name, name);
+      return r.status?.phase && r.status.phase !== 'Running' && r.status.phase !== 'Pending' ? r : undefined;
+    });
+
+  beforeAll(async () => {
+    strict = new Manager({
+      kubeConfig: allow.kc,
+      logger: new Logger({ sink: () => undefined, level: 'error' }),
+    });
+    setupAnalysisController(strict, { namespace: allow.name, secretPolicy: 'labelled' });
+    await strict.start();
+    for (const [name, labels] of [
+      ['plain', {}],
+      ['labelled', { 'kube-actions.dev/analysis-secret': 'true' }],
+    ] as const) {
+      await client.create({ apiVersion: 'v1', resource: 'secrets' }, {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name, namespace: allow.name, labels },
+        stringData: { token: `token-of-${name}` },
+      } as never);
+    }
+  });
+  afterAll(() => strict?.stop());
+
+  test('a labelled Secret is read; any other is refused with a message naming the label', async () => {
+    const r = route('/allowlisted', (req) => ({
+      body: { ok: req.headers.authorization === 'Bearer token-of-labelled' },
+    }));
+    await run('reads-labelled', 'labelled');
+    expect((await finished('reads-labelled')).status?.phase).toBe('Successful');
+    await run('reads-plain', 'plain');
+    const refused = await finished('reads-plain');
+    expect(refused.status?.phase).toBe('Error');
+    expect(JSON.stringify(refused.status)).toContain(
+      `secret ${allow.name}/plain is not labelled kube-actions.dev/analysis-secret=true`,
+    );
+    // The refused Secret's value was never sent.
+    expect(r.requests.map((q) => q.headers.authorization)).toEqual(['Bearer token-of-labelled']);
+  });
 });
 
 describe('templates and termination', () => {

@@ -106,3 +106,57 @@ export function redact(text: string, secrets: readonly string[]): string {
   }
   return out;
 }
+
+/** The environment variable a job metric's container reads a secret argument from. */
+export function secretArgEnvName(arg: string): string {
+  return `KUBE_ACTIONS_ARG_${arg.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+/**
+ * For job metrics: argument values where each secret argument is `$(VAR)`, a reference the kubelet
+ * expands in a container's command, args and env values, and the env entries that define VAR from
+ * the Secret itself. So the secret's value is never written into the Job (where anyone who may read
+ * Jobs would see it), only a reference to the Secret that the Job's pod reads with its own account.
+ */
+export function jobArgValues(
+  args: Argument[] | undefined,
+  values: ReadonlyMap<string, string>,
+): {
+  values: Map<string, string>;
+  env: { name: string; valueFrom: { secretKeyRef: { name: string; key: string } } }[];
+} {
+  const out = new Map(values);
+  const env = [];
+  for (const arg of args ?? []) {
+    const ref = arg.valueFrom?.secretKeyRef;
+    if (!ref || (arg.value !== undefined && arg.value !== null)) continue;
+    const name = secretArgEnvName(arg.name);
+    out.set(arg.name, `$(${name})`);
+    env.push({ name, valueFrom: { secretKeyRef: { name: ref.name, key: ref.key } } });
+  }
+  return { values: out, env };
+}
+
+/** The label an opted-in controller (`--analysis-secrets=labelled`) requires on Secrets it reads. */
+export const ANALYSIS_SECRET_LABEL = 'kube-actions.dev/analysis-secret';
+
+/**
+ * Which Secrets analysis may read with the controller's account: `any` in the run's namespace (as
+ * Argo Rollouts), or only those labelled ANALYSIS_SECRET_LABEL=true, so that whoever may create an
+ * AnalysisRun (or an AnalysisTemplate a Rollout uses) cannot send other Secrets of the namespace
+ * to a URL of their choosing.
+ */
+export type SecretPolicy = 'any' | 'labelled';
+
+/** Throws when `policy` does not let analysis read this Secret. */
+export function checkSecretAllowed(
+  policy: SecretPolicy,
+  secret: { metadata?: { labels?: Record<string, string> } },
+  where: string,
+): void {
+  if (policy === 'labelled' && secret.metadata?.labels?.[ANALYSIS_SECRET_LABEL] !== 'true') {
+    throw new ArgumentError(
+      `secret ${where} is not labelled ${ANALYSIS_SECRET_LABEL}=true, which this controller requires of the Secrets analysis reads`,
+    );
+  }
+}

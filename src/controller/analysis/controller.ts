@@ -1,6 +1,7 @@
 // Wires the AnalysisRun reconciler into a Manager: the AnalysisRun informer (creations, spec
 // changes such as terminate, deletions; not the reconciler's own status writes, whose follow-up
 // is a timed requeue) and the job metrics' Jobs, which wake the run that owns them.
+import type { SecretPolicy } from './args.ts';
 import { enqueueOwner, type Controller, type Predicate } from '../runtime/controller.ts';
 import { EventRecorder } from '../runtime/events.ts';
 import type { Manager } from '../runtime/manager.ts';
@@ -16,6 +17,8 @@ export interface AnalysisControllerOptions {
   maxConcurrentReconciles?: number;
   errorRetryIntervalMs?: number;
   defaultPrometheusAddress?: string;
+  /** Which Secrets analysis may read (args.ts SecretPolicy; default any). */
+  secretPolicy?: SecretPolicy;
 }
 
 export interface AnalysisController {
@@ -88,6 +91,7 @@ export function setupAnalysisController(
     getJob: (ns, name) => jobs.get(ns, name),
     errorRetryIntervalMs: options.errorRetryIntervalMs,
     defaultPrometheusAddress: options.defaultPrometheusAddress,
+    ...(options.secretPolicy ? { secretPolicy: options.secretPolicy } : {}),
   });
 
   const controller = manager.controller({

@@ -29,7 +29,16 @@ import {
   type MetricTask,
   type ProviderKind,
 } from './analysis.ts';
-import { argValuesWithSecrets, publicArgValues, redact, resolveMetric, type SecretArgs } from './args.ts';
+import {
+  argValuesWithSecrets,
+  checkSecretAllowed,
+  jobArgValues,
+  publicArgValues,
+  redact,
+  resolveMetric,
+  type SecretArgs,
+  type SecretPolicy,
+} from './args.ts';
 import { GitHubWorkflowProvider } from './providers/github-workflow.ts';
 import { JobProvider, type Job } from './providers/job.ts';
 import { PrometheusProvider } from './providers/prometheus.ts';
@@ -64,6 +73,8 @@ export interface AnalysisRunReconcilerOptions {
   defaultPrometheusAddress?: string;
   /** Replaces the built-in providers (tests). */
   providers?: Partial<Record<ProviderKind, Provider>>;
+  /** Which Secrets args and tokens may be read from (default any, as Argo). */
+  secretPolicy?: SecretPolicy;
   now?: () => Date;
 }
 
@@ -254,7 +265,14 @@ export class AnalysisRunReconciler {
     let measurement: Measurement;
     let ctx: ProviderContext;
     try {
-      ctx = this.context(run, resolveMetric(run.spec.metrics[task.index]!, args.values), signal);
+      if (kind === 'job') {
+        // A Job is an object others may read: secrets go in as references, never as values.
+        const job = jobArgValues(run.spec.args, args.values);
+        ctx = {
+          ...this.context(run, resolveMetric(run.spec.metrics[task.index]!, job.values), signal),
+          secretEnv: job.env,
+        };
+      } else ctx = this.context(run, resolveMetric(run.spec.metrics[task.index]!, args.values), signal);
     } catch (err) {
       measurement = {
         ...(task.incomplete ?? { startedAt: this.now().toISOString() }),
@@ -331,13 +349,14 @@ export class AnalysisRunReconciler {
   }
 
   private async readSecret(run: AnalysisRun, name: string): Promise<Record<string, string> | undefined> {
-    let secret: { data?: Record<string, string> };
+    let secret: { metadata?: { labels?: Record<string, string> }; data?: Record<string, string> };
     try {
       secret = await this.o.client.get(SECRETS, run.metadata.namespace ?? '', name);
     } catch (err) {
       if ((err as { code?: number }).code === 404) return undefined;
       throw err;
     }
+    checkSecretAllowed(this.o.secretPolicy ?? 'any', secret, `${run.metadata.namespace}/${name}`);
     const out: Record<string, string> = {};
     for (const [k, v] of Object.entries(secret.data ?? {}))
       out[k] = Buffer.from(v, 'base64').toString('utf8');

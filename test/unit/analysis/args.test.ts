@@ -1,5 +1,6 @@
 import { describe, expect, test } from '@jest/globals';
 import {
+  jobArgValues,
   argValuesWithSecrets,
   publicArgValues,
   redact,
@@ -73,6 +74,23 @@ describe('argument values', () => {
     await expect(
       argValuesWithSecrets([{ name: 's', valueFrom: { secretKeyRef: { name: 'gone', key: 'k' } } }], read),
     ).rejects.toThrow('secret "gone" not found');
+  });
+
+  test('job metrics: a secret argument becomes $(VAR), defined from its Secret', () => {
+    const { values, env } = jobArgValues(
+      [
+        { name: 'api-token', valueFrom: { secretKeyRef: { name: 'creds', key: 'token' } } },
+        { name: 'env', value: 'prod' },
+      ],
+      new Map([
+        ['api-token', 'the-secret'],
+        ['env', 'prod'],
+      ]),
+    );
+    expect(Object.fromEntries(values)).toEqual({ 'api-token': '$(KUBE_ACTIONS_ARG_API_TOKEN)', env: 'prod' });
+    expect(env).toEqual([
+      { name: 'KUBE_ACTIONS_ARG_API_TOKEN', valueFrom: { secretKeyRef: { name: 'creds', key: 'token' } } },
+    ]);
   });
 
   test('redact removes plain, JSON-escaped and URL-encoded forms', () => {

@@ -19,6 +19,7 @@ import { isNotFound, type KubeClient } from '../../../core/kube/client.ts';
 import { resourcePath } from '../../../core/kube/objects.ts';
 import { createGitHubClient, httpStatus, parseRepository, redact } from '../../../core/github/client.ts';
 import { describeFailure, dispatchWorkflow, runStatus } from '../../../core/github/dispatch.ts';
+import { checkSecretAllowed, type SecretPolicy } from '../args.ts';
 import { evaluateConditions } from '../expression.ts';
 import type { GitHubWorkflowMetric, Measurement } from '../types.ts';
 import { errorMeasurement, type Provider, type ProviderContext } from './provider.ts';
@@ -34,6 +35,8 @@ export interface GitHubWorkflowProviderOptions {
   secondMs?: number;
   /** How long to look for the run when the server does not return it (default 60 s). */
   findTimeoutMs?: number;
+  /** Which Secrets the token may come from (see args.ts SecretPolicy; default any). */
+  secretPolicy?: SecretPolicy;
 }
 
 /** When an in-flight run is looked at again, by how long it has been running. */
@@ -156,7 +159,7 @@ export class GitHubWorkflowProvider implements Provider {
     if (!ref?.name) throw new TokenError('githubWorkflow.tokenSecretRef.name is required');
     const key = ref.key ?? 'token';
     const namespace = ctx.run.metadata.namespace ?? '';
-    let secret: { data?: Record<string, string> };
+    let secret: { metadata?: { labels?: Record<string, string> }; data?: Record<string, string> };
     try {
       secret = await this.o.client.request(
         'GET',
@@ -168,6 +171,11 @@ export class GitHubWorkflowProvider implements Provider {
     } catch (err) {
       if (isNotFound(err)) throw new TokenError(`secret ${namespace}/${ref.name} not found`);
       throw err;
+    }
+    try {
+      checkSecretAllowed(this.o.secretPolicy ?? 'any', secret, `${namespace}/${ref.name}`);
+    } catch (err) {
+      throw new TokenError((err as Error).message);
     }
     const value = secret.data?.[key];
     if (!value) throw new TokenError(`secret ${namespace}/${ref.name} has no key "${key}"`);

@@ -91,7 +91,7 @@ export class JobProvider implements Provider {
           },
         ],
       },
-      spec: jobSpec.spec,
+      spec: ctx.secretEnv?.length ? withEnv(jobSpec.spec, ctx.secretEnv) : jobSpec.spec,
     };
     try {
       try {
@@ -187,4 +187,24 @@ export class JobProvider implements Provider {
 function ordinal(job: Job): number {
   const n = /-(\d+)$/.exec(job.metadata.name ?? '');
   return n ? Number(n[1]) : Date.parse(job.metadata.creationTimestamp ?? '') || 0;
+}
+
+/** The Job spec with `env` added to every container and init container of its pod template. */
+function withEnv(
+  spec: Record<string, unknown>,
+  env: NonNullable<ProviderContext['secretEnv']>,
+): Record<string, unknown> {
+  const out = structuredClone(spec);
+  const pod = (out.template as { spec?: Record<string, unknown> } | undefined)?.spec;
+  for (const list of [pod?.containers, pod?.initContainers]) {
+    if (!Array.isArray(list)) continue;
+    for (const c of list as { env?: unknown[] }[]) {
+      const own = (c.env ?? []).filter(
+        (e) => !env.some((s) => s.name === (e as { name?: string } | null)?.name),
+      );
+      // First, so that the container's own env values can use $(VAR) too.
+      c.env = [...env, ...own];
+    }
+  }
+  return out;
 }

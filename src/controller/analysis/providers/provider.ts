@@ -9,6 +9,11 @@ export interface ProviderContext {
   metric: Metric;
   /** Aborted when the controller stops. */
   signal: AbortSignal;
+  /**
+   * Job metrics: secret arguments stand as `$(VAR)` in `metric`, and these entries (for every
+   * container of the Job) define VAR from the Secret.
+   */
+  secretEnv?: { name: string; valueFrom: { secretKeyRef: { name: string; key: string } } }[];
   now: () => Date;
 }
 
