@@ -30,13 +30,13 @@ import { promisify } from 'node:util';
 import { KubeClient, PatchType } from '../src/core/kube/client.ts';
 import { ROLLOUT, type Rollout } from '../src/controller/rollout/types.ts';
 import { APPLICATION, REFRESH_ANNOTATION, type Application } from '../src/controller/sync/types.ts';
-import { signature } from '../src/controller/sync/webhook.ts';
 import { installChart, pushControllerImage } from '../test/cluster/controller-chart.ts';
 import { ensureBinaries, LocalControlPlane } from '../test/cluster/controlplane.ts';
 import { installCRDs } from '../test/cluster/crds.ts';
 import { GitServer } from '../test/cluster/git-server.ts';
 import { realNodeUnavailableReason, writeRegistryHosts } from '../test/cluster/node.ts';
 import { freePort } from '../test/cluster/ports.ts';
+import { pushWebhook } from '../test/cluster/push-webhook.ts';
 import { OciRegistry } from '../test/cluster/registry.ts';
 import { buildAppImage } from '../test/e2e/app-image.ts';
 
@@ -166,23 +166,6 @@ async function cluster(): Promise<Cluster> {
       nodeDir: node.dir,
       overlay: 'local',
       stop: () => registry.stop(),
-    },
-  };
-}
-
-/** A signed GitHub push event for `repoURL`'s main branch. */
-function pushEvent(repoURL: string): { body: string; headers: Record<string, string> } {
-  const body = JSON.stringify({
-    ref: 'refs/heads/main',
-    repository: { clone_url: repoURL, default_branch: 'main' },
-  });
-  return {
-    body,
-    headers: {
-      'content-type': 'application/json',
-      'x-github-event': 'push',
-      'x-github-delivery': randomBytes(8).toString('hex'),
-      'x-hub-signature-256': signature(WEBHOOK_SECRET, Buffer.from(body)),
     },
   };
 }
@@ -365,7 +348,7 @@ async function main(): Promise<void> {
         `${RELEASE}-controller`,
       );
       sendWebhook = async () => {
-        const event = pushEvent(repoURL);
+        const event = pushWebhook({ repoURL, secret: WEBHOOK_SECRET });
         const res = placement.direct
           ? await httpRequest(
               `http://${service.spec.clusterIP}/api/webhook`,
@@ -411,7 +394,7 @@ async function main(): Promise<void> {
       );
       console.log(`  kube-actions controller running (pid ${controller.pid}), webhook on :${webhookPort}`);
       sendWebhook = async () => {
-        const event = pushEvent(repoURL);
+        const event = pushWebhook({ repoURL, secret: WEBHOOK_SECRET });
         const res = await httpRequest(
           `http://127.0.0.1:${webhookPort}/api/webhook`,
           'POST',

@@ -12,10 +12,10 @@ import { stringify } from 'yaml';
 import { KubeClient, PatchType } from '../../src/core/kube/client.ts';
 import { ROLLOUT, type Rollout } from '../../src/controller/rollout/types.ts';
 import { APPLICATION, type Application } from '../../src/controller/sync/types.ts';
-import { signature } from '../../src/controller/sync/webhook.ts';
 import { installChart, pushControllerImage, uninstallChart } from '../cluster/controller-chart.ts';
 import { installCRDs } from '../cluster/crds.ts';
 import { GitServer } from '../cluster/git-server.ts';
+import { pushWebhook } from '../cluster/push-webhook.ts';
 import { OciRegistry } from '../cluster/registry.ts';
 import { describeOnRealNode, eventually, useTestNamespace, type RealNodeInfo } from '../cluster/testing.ts';
 import { appRollout, appService } from './app-env.ts';
@@ -55,15 +55,14 @@ function manifests(node: RealNodeInfo, image: string, round: number): Record<str
   };
 }
 
-/** A POST of `body` to `host:80/api/webhook` (the controller's Service), signed with `secret` if given. */
-function postWebhook(host: string, body: string, secret?: string): Promise<{ status: number; body: string }> {
+/** A push webhook POSTed to `host:80/api/webhook` (the controller's Service), signed with `secret` if given. */
+function postWebhook(
+  host: string,
+  repoURL: string,
+  secret?: string,
+): Promise<{ status: number; body: string }> {
+  const { body, headers } = pushWebhook({ repoURL, ...(secret ? { secret } : {}) });
   return new Promise((resolveAnswer, reject) => {
-    const headers: Record<string, string> = {
-      'content-type': 'application/json',
-      'x-github-event': 'push',
-      'x-github-delivery': randomBytes(8).toString('hex'),
-    };
-    if (secret) headers['x-hub-signature-256'] = signature(secret, Buffer.from(body));
     const req = request(
       { host, port: 80, path: '/api/webhook', method: 'POST', headers, agent: false, timeout: 10_000 },
       (res) => {
@@ -129,13 +128,6 @@ describeOnRealNode('the controller in-cluster, from its image, installed by the 
         180_000,
       ),
     );
-  const push = () =>
-    JSON.stringify({
-      ref: 'refs/heads/main',
-      after: randomBytes(20).toString('hex'),
-      repository: { clone_url: git.gatewayUrl(REPO), default_branch: 'main' },
-    });
-
   beforeAll(async () => {
     client = new KubeClient(system.kc);
     // What the chart's pods must satisfy: the strictest Pod Security Standard, enforced.
@@ -271,13 +263,13 @@ describeOnRealNode('the controller in-cluster, from its image, installed by the 
 
   test('a signed push webhook sent to its Service lands a commit at once; an unsigned one is refused', async () => {
     await git.commitFiles(REPO, manifests(node, images.v1!, 1), 'settings: round 1');
-    const unsigned = await postWebhook(webhookIP, push());
+    const unsigned = await postWebhook(webhookIP, git.gatewayUrl(REPO));
     expect(unsigned.status).toBe(401);
-    const forged = await postWebhook(webhookIP, push(), 'not-the-secret');
+    const forged = await postWebhook(webhookIP, git.gatewayUrl(REPO), 'not-the-secret');
     expect(forged.status).toBe(401);
 
     const sent = Date.now();
-    const signed = await postWebhook(webhookIP, push(), secret);
+    const signed = await postWebhook(webhookIP, git.gatewayUrl(REPO), secret);
     expect(signed).toEqual({ status: 200, body: JSON.stringify({ message: 'refreshed 1 application(s)' }) });
     await explained(
       eventually(
@@ -311,7 +303,7 @@ describeOnRealNode('the controller in-cluster, from its image, installed by the 
     expect((await controllerPods()).map((p) => p.metadata.name)).toContain(next);
 
     await git.commitFiles(REPO, manifests(node, images.v2!, 2), 'web: v2');
-    expect((await postWebhook(webhookIP, push(), secret)).status).toBe(200);
+    expect((await postWebhook(webhookIP, git.gatewayUrl(REPO), secret)).status).toBe(200);
     await untilRollout(
       (ro) =>
         ro.spec.template?.spec?.containers?.[0]?.image === images.v2 &&

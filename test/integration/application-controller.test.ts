@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KubeClient, isNotFound } from '../../src/core/kube/client.ts';
 import { APPLICATION, type Application } from '../../src/controller/sync/types.ts';
-import { signature } from '../../src/controller/sync/webhook.ts';
 import { installCRDs } from '../cluster/crds.ts';
+import { pushWebhook } from '../cluster/push-webhook.ts';
 import { GitServer } from '../cluster/git-server.ts';
 import { freePort } from '../cluster/ports.ts';
 import { NODE24 } from '../cluster/run-action.ts';
@@ -93,19 +93,8 @@ async function metric(replica: Replica, pattern: RegExp): Promise<number> {
 }
 
 async function push(replica: Replica, repo: string, branch = 'main'): Promise<Response> {
-  const body = JSON.stringify({
-    ref: `refs/heads/${branch}`,
-    repository: { clone_url: server.url(repo), default_branch: 'main' },
-  });
-  return fetch(`http://127.0.0.1:${replica.webhookPort}/api/webhook`, {
-    method: 'POST',
-    body,
-    headers: {
-      'X-GitHub-Event': 'push',
-      'X-Hub-Signature-256': signature(SECRET, Buffer.from(body)),
-      'Content-Type': 'application/json',
-    },
-  });
+  const { body, headers } = pushWebhook({ repoURL: server.url(repo), secret: SECRET, branch });
+  return fetch(`http://127.0.0.1:${replica.webhookPort}/api/webhook`, { method: 'POST', body, headers });
 }
 
 async function configMap(name: string): Promise<{ data?: Record<string, string> } | undefined> {
