@@ -18,7 +18,12 @@
 import { isNotFound, type KubeClient } from '../../../core/kube/client.ts';
 import { resourcePath } from '../../../core/kube/objects.ts';
 import { createGitHubClient, httpStatus, parseRepository, redact } from '../../../core/github/client.ts';
-import { describeFailure, dispatchWorkflow, runStatus } from '../../../core/github/dispatch.ts';
+import {
+  describeFailure,
+  dispatchWorkflow,
+  runStatus,
+  type DispatchTarget,
+} from '../../../core/github/dispatch.ts';
 import { checkSecretAllowed, type SecretPolicy } from '../args.ts';
 import { evaluateConditions } from '../expression.ts';
 import type { GitHubWorkflowMetric, Measurement } from '../types.ts';
@@ -48,6 +53,12 @@ export function resumeDelayMs(elapsedMs: number): number {
 
 class TokenError extends Error {}
 
+/** The run a measurement started (its metadata), if it names one. */
+function runIdOf(m: Measurement): number | undefined {
+  const id = Number(m.metadata?.[RUN_ID_KEY]);
+  return Number.isSafeInteger(id) && id > 0 ? id : undefined;
+}
+
 export class GitHubWorkflowProvider implements Provider {
   private readonly o: GitHubWorkflowProviderOptions;
 
@@ -58,14 +69,9 @@ export class GitHubWorkflowProvider implements Provider {
   async run(ctx: ProviderContext): Promise<Measurement> {
     const m: Measurement = { phase: 'Running', startedAt: ctx.now().toISOString() };
     const spec = ctx.metric.provider.githubWorkflow!;
-    let token: string | undefined;
-    try {
-      token = await this.token(ctx, spec);
-      const { owner, repo } = parseRepository(spec.repository);
+    return this.withRepository(ctx, m, 'the workflow run', async (target) => {
       const dispatched = await dispatchWorkflow({
-        octokit: this.octokit(spec, token),
-        owner,
-        repo,
+        ...target,
         workflow: spec.workflow,
         ...(spec.ref ? { ref: spec.ref } : {}),
         inputs: Object.fromEntries(Object.entries(spec.inputs ?? {}).map(([k, v]) => [k, String(v)])),
@@ -76,29 +82,19 @@ export class GitHubWorkflowProvider implements Provider {
         metadata: { [RUN_ID_KEY]: String(dispatched.runId), [RUN_URL_KEY]: dispatched.htmlUrl },
         resumeAt: new Date(ctx.now().getTime() + resumeDelayMs(0)).toISOString(),
       };
-    } catch (err) {
-      if (ctx.signal.aborted) throw err;
-      return this.failed(m, err, ctx, token);
-    }
+    });
   }
 
   async resume(ctx: ProviderContext, measurement: Measurement): Promise<Measurement> {
-    const spec = ctx.metric.provider.githubWorkflow!;
-    const runId = Number(measurement.metadata?.[RUN_ID_KEY]);
-    if (!Number.isSafeInteger(runId) || runId <= 0)
+    const runId = runIdOf(measurement);
+    if (runId === undefined)
       return errorMeasurement(measurement, new Error('workflow run reference missing'), ctx.now());
-    let token: string | undefined;
-    try {
-      token = await this.token(ctx, spec);
-      const { owner, repo } = parseRepository(spec.repository);
-      const run = await runStatus({ octokit: this.octokit(spec, token), owner, repo }, runId);
+    return this.withRepository(ctx, measurement, 'the workflow run', async (target) => {
+      const run = await runStatus(target, runId);
       const now = ctx.now();
       if (run.status !== 'completed') {
         const elapsed = now.getTime() - Date.parse(measurement.startedAt ?? now.toISOString());
-        return {
-          ...measurement,
-          resumeAt: new Date(now.getTime() + resumeDelayMs(elapsed)).toISOString(),
-        };
+        return { ...measurement, resumeAt: new Date(now.getTime() + resumeDelayMs(elapsed)).toISOString() };
       }
       const conclusion = run.conclusion ?? 'unknown';
       const conditions = {
@@ -113,37 +109,46 @@ export class GitHubWorkflowProvider implements Provider {
         value: conclusion,
         finishedAt: now.toISOString(),
       };
-    } catch (err) {
-      if (ctx.signal.aborted) throw err;
-      return this.failed(measurement, err, ctx, token);
-    }
+    });
   }
 
   async terminate(ctx: ProviderContext, measurement: Measurement): Promise<Measurement> {
-    const spec = ctx.metric.provider.githubWorkflow!;
-    const runId = Number(measurement.metadata?.[RUN_ID_KEY]);
+    const runId = runIdOf(measurement);
     const { resumeAt: _stop, ...rest } = measurement;
-    if (!Number.isSafeInteger(runId) || runId <= 0)
+    if (runId === undefined)
       return errorMeasurement(rest, new Error('workflow run reference missing'), ctx.now());
-    let token: string | undefined;
-    try {
-      token = await this.token(ctx, spec);
-      const { owner, repo } = parseRepository(spec.repository);
-      await this.octokit(spec, token)
-        .rest.actions.cancelWorkflowRun({ owner, repo, run_id: runId })
-        .catch((err: unknown) => {
-          // 409: the run completed meanwhile; nothing left to cancel.
-          if (httpStatus(err) !== 409) throw err;
-        });
-    } catch (err) {
-      if (ctx.signal.aborted) throw err;
-      return this.failed(rest, err, ctx, token, 'cancelling the workflow run');
-    }
-    return { ...rest, phase: 'Successful', finishedAt: ctx.now().toISOString() };
+    return this.withRepository(ctx, rest, 'cancelling the workflow run', async ({ octokit, owner, repo }) => {
+      await octokit.rest.actions.cancelWorkflowRun({ owner, repo, run_id: runId }).catch((err: unknown) => {
+        // 409: the run completed meanwhile; nothing left to cancel.
+        if (httpStatus(err) !== 409) throw err;
+      });
+      return { ...rest, phase: 'Successful', finishedAt: ctx.now().toISOString() };
+    });
   }
 
   garbageCollect(): Promise<void> {
     return Promise.resolve();
+  }
+
+  /**
+   * Runs `act` against the metric's repository with a client holding the token read now; any
+   * failure becomes an Error measurement (based on `m`) saying what failed, without the token.
+   */
+  private async withRepository(
+    ctx: ProviderContext,
+    m: Measurement,
+    what: string,
+    act: (target: DispatchTarget) => Promise<Measurement>,
+  ): Promise<Measurement> {
+    const spec = ctx.metric.provider.githubWorkflow!;
+    let token: string | undefined;
+    try {
+      token = await this.token(ctx, spec);
+      return await act({ octokit: this.octokit(spec, token), ...parseRepository(spec.repository) });
+    } catch (err) {
+      if (ctx.signal.aborted) throw err;
+      return this.failed(m, err, ctx, token, what);
+    }
   }
 
   private octokit(spec: GitHubWorkflowMetric, token: string) {
@@ -188,7 +193,7 @@ export class GitHubWorkflowProvider implements Provider {
     err: unknown,
     ctx: ProviderContext,
     token: string | undefined,
-    what = 'the workflow run',
+    what: string,
   ): Measurement {
     const message =
       err instanceof TokenError || !httpStatus(err)
