@@ -334,8 +334,8 @@ describe('kube-actions rollout', () => {
     expect((await get('web')).status?.currentStepIndex).toBe(1);
   });
 
-  test('status gives up after --timeout (exit 1); --watch=false reports once', async () => {
-    // Its stable Service does not exist: the controller never gets it going.
+  test('status on an invalid Rollout fails at once with the reason, watching or not', async () => {
+    // Its stable Service does not exist: the controller reports InvalidSpec and does nothing.
     await client.create(ROLLOUT, {
       apiVersion: ROLLOUT.apiVersion,
       kind: 'Rollout',
@@ -349,12 +349,39 @@ describe('kube-actions rollout', () => {
         strategy: { canary: { stableService: 'missing' } },
       },
     } as never);
+    const reason = `Degraded - InvalidSpec: service "missing" does not exist in namespace ${ns.name}`;
+    const watched = await expectRollout(1, 'status', 'stuck', '--timeout', '60s');
+    expect(lastLine(watched.stdout)).toBe(reason);
+    expect(watched.stderr).toContain(
+      'rollout "stuck" is Degraded: InvalidSpec: service "missing" does not exist',
+    );
+    expect(watched.stderr).not.toContain('timed out');
+    const once = await expectRollout(1, 'status', 'stuck', '--watch=false');
+    expect(once.stdout).toBe(`${reason}\n`);
+  });
+
+  test('status gives up after --timeout (exit 1) on a rollout that makes no progress', async () => {
+    // Pods that no node accepts: the revision never becomes available.
+    await client.create(ROLLOUT, {
+      apiVersion: ROLLOUT.apiVersion,
+      kind: 'Rollout',
+      metadata: { name: 'unschedulable', namespace: ns.name },
+      spec: {
+        selector: { matchLabels: { app: 'unschedulable' } },
+        template: {
+          metadata: { labels: { app: 'unschedulable' } },
+          spec: {
+            nodeSelector: { 'kube-actions.dev/no-such-node': 'true' },
+            containers: [{ name: 'main', image: 'x:1' }],
+          },
+        },
+        strategy: { canary: {} },
+      },
+    } as never);
     const started = Date.now();
-    const timedOut = await expectRollout(1, 'status', 'stuck', '--timeout', '2s');
+    const timedOut = await expectRollout(1, 'status', 'unschedulable', '--timeout', '2s');
     expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
-    expect(timedOut.stdout).toBe('Progressing - waiting for rollout spec update to be observed\n');
-    expect(timedOut.stderr).toContain('timed out after 2s waiting for rollout "stuck"');
-    const once = await expectRollout(0, 'status', 'stuck', '--watch=false');
-    expect(once.stdout).toBe('Progressing - waiting for rollout spec update to be observed\n');
+    expect(lastLine(timedOut.stdout)).toMatch(/^Progressing - /);
+    expect(timedOut.stderr).toContain('timed out after 2s waiting for rollout "unschedulable"');
   });
 });

@@ -58,6 +58,9 @@ export function rolloutPhase(ro: Rollout): { phase: Phase; message: string } {
   if (!s.phase || s.observedGeneration !== String(ro.metadata.generation ?? '')) {
     return { phase: 'Progressing', message: 'waiting for rollout spec update to be observed' };
   }
+  // A spec the controller cannot follow stays so until it is changed: nothing to wait for.
+  const invalid = s.conditions?.find((c) => c.type === 'InvalidSpec' && c.status === 'True');
+  if (invalid) return { phase: 'Degraded', message: `InvalidSpec: ${invalid.message}` };
   if (s.abort) {
     const message = s.message?.startsWith('RolloutAborted') ? s.message : 'RolloutAborted';
     return { phase: 'Degraded', message };

@@ -1,8 +1,7 @@
 // Canary traffic with ingress-nginx (Argo Rollouts' nginx router): the user owns the stable
 // Ingress; the controller owns `<rollout>-<ingress>-canary`, a copy holding only the rules that send
 // traffic to the stable Service, pointed at the canary Service, with nginx's canary annotations.
-import type { KubeClient } from '../../core/kube/client.ts';
-import { isNotFound, PatchType } from '../../core/kube/client.ts';
+import { isNotFound, PatchType, type KubeClient } from '../../core/kube/client.ts';
 import { INGRESSES, MANAGED_BY, type CanaryStrategy, type Rollout } from './types.ts';
 
 interface Backend {
@@ -16,7 +15,7 @@ interface Rule {
   host?: string;
   http?: { paths?: Path[] };
 }
-interface Ingress {
+export interface Ingress {
   apiVersion?: string;
   kind?: string;
   metadata: {
@@ -95,38 +94,42 @@ export function buildCanaryIngress(
   };
 }
 
-/** Creates or updates every canary Ingress of the rollout with `weight` percent of traffic. */
-export async function syncCanaryIngress(
-  client: KubeClient,
-  ro: Rollout,
-  canary: CanaryStrategy,
-  weight: number,
-): Promise<void> {
+/** A canary Ingress to write: created when it does not exist yet, else patched. */
+export interface IngressWrite {
+  desired: Ingress;
+  create: boolean;
+}
+
+/** The stable Ingresses a canary routes through (stableIngress and stableIngresses). */
+export function stableIngressNames(canary: CanaryStrategy): string[] {
   const nginx = canary.trafficRouting?.nginx;
-  if (!nginx) return;
-  const names = [
+  if (!nginx) return [];
+  return [
     ...new Set(
       [nginx.stableIngress, ...(nginx.stableIngresses ?? [])].filter((n): n is string => Boolean(n)),
     ),
   ];
-  for (const name of names) {
-    let stable: Ingress;
-    try {
-      stable = await client.get<Ingress>(INGRESSES, ro.metadata.namespace, name);
-    } catch (err) {
-      if (isNotFound(err))
-        throw new Error(`ingress ${ro.metadata.namespace}/${name} does not exist`, { cause: err });
-      throw err;
-    }
+}
+
+/**
+ * The writes that give every canary Ingress of the rollout `weight` percent of traffic, from the
+ * observed Ingresses (stable and canary ones, by name). Pure; throws for an Ingress we must not
+ * touch (controlled by something else) or a stable Ingress missing.
+ */
+export function planCanaryIngresses(
+  ro: Rollout,
+  canary: CanaryStrategy,
+  observed: Record<string, Ingress | undefined>,
+  weight: number,
+): IngressWrite[] {
+  const writes: IngressWrite[] = [];
+  for (const name of stableIngressNames(canary)) {
+    const stable = observed[name];
+    if (!stable) throw new Error(`ingress ${ro.metadata.namespace}/${name} does not exist`);
     const desired = buildCanaryIngress(ro, canary, stable, weight);
-    let current: Ingress | undefined;
-    try {
-      current = await client.get<Ingress>(INGRESSES, ro.metadata.namespace, desired.metadata.name);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    const current = observed[desired.metadata.name];
     if (!current) {
-      await client.create(INGRESSES, desired);
+      writes.push({ desired, create: true });
       continue;
     }
     // Never take over an Ingress someone else owns.
@@ -141,13 +144,27 @@ export async function syncCanaryIngress(
       Object.entries(desired.metadata.annotations ?? {}).every(
         ([k, v]) => current.metadata.annotations?.[k] === v,
       );
-    if (same) continue;
-    await client.patch(
+    if (!same) writes.push({ desired, create: false });
+  }
+  return writes;
+}
+
+/** Applies one planned canary Ingress write; returns the object the server stored. */
+export async function applyCanaryIngress(client: KubeClient, write: IngressWrite): Promise<Ingress> {
+  const { desired } = write;
+  const namespace = desired.metadata.namespace!;
+  if (write.create) return client.create(INGRESSES, desired);
+  try {
+    return await client.patch<Ingress>(
       INGRESSES,
-      ro.metadata.namespace,
+      namespace,
       desired.metadata.name,
       { metadata: { annotations: desired.metadata.annotations }, spec: desired.spec },
       PatchType.merge,
     );
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    // Deleted since it was gathered: make it again.
+    return client.create(INGRESSES, desired);
   }
 }

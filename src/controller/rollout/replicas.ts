@@ -33,12 +33,12 @@ export function resolveIntOrPercent(
   fallback: IntOrString,
 ): number {
   const v = value ?? fallback;
-  if (typeof v === 'number') return v;
-  const m = /^(\d+)%$/.exec(v.trim());
+  if (typeof v === 'number' && Number.isInteger(v)) return v;
+  const text = typeof v === 'string' ? v.trim() : '';
+  const m = /^(\d+)%$/.exec(text);
   if (!m) {
-    const n = Number(v);
-    if (Number.isInteger(n)) return n;
-    throw new Error(`invalid value "${v}": expected an integer or a percentage`);
+    if (/^-?\d+$/.test(text)) return Number(text);
+    throw new Error(`invalid value ${JSON.stringify(v)}: expected an integer or a percentage`);
   }
   const exact = (Number(m[1]) * total) / 100;
   return roundUp ? Math.ceil(exact) : Math.floor(exact);
@@ -70,12 +70,31 @@ export function weightAt(steps: CanaryStep[], index: number): number {
   return weight;
 }
 
+/**
+ * The setCanaryScale in force at step `index` (Argo's UseSetCanaryScale): the last one at or
+ * before it, unless that one says matchTrafficWeight (back to pods following the weight).
+ */
+export function canaryScaleAt(steps: CanaryStep[], index: number): CanaryStep['setCanaryScale'] | undefined {
+  let scale: CanaryStep['setCanaryScale'] | undefined;
+  for (let i = 0; i < Math.min(index + 1, steps.length); i++) {
+    if (steps[i]!.setCanaryScale !== undefined) scale = steps[i]!.setCanaryScale;
+  }
+  return scale?.matchTrafficWeight ? undefined : scale;
+}
+
 /** Argo's pause durations: a number of seconds, or "30s", "5m", "1h". */
 export function pauseDurationMs(duration: IntOrString | undefined): number | undefined {
-  if (duration === undefined) return undefined;
-  if (typeof duration === 'number') return duration * 1000;
+  // null as written in YAML (`duration: ~`): no duration, as absent.
+  if (duration === undefined || (duration as unknown) === null) return undefined;
+  const invalid = () => new Error(`invalid pause duration "${duration}": use seconds or 30s, 5m, 1h`);
+  // A negative or fractional number would be a pause that ends at once, or in a unit nobody meant.
+  if (typeof duration === 'number') {
+    if (!Number.isSafeInteger(duration) || duration < 0) throw invalid();
+    return duration * 1000;
+  }
+  if (typeof duration !== 'string') throw invalid();
   const m = /^(\d+)(s|m|h)?$/.exec(duration.trim());
-  if (!m) throw new Error(`invalid pause duration "${duration}": use seconds or 30s, 5m, 1h`);
+  if (!m) throw invalid();
   return Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 's' | 'm' | 'h'];
 }
 
@@ -83,7 +102,14 @@ export function pauseDurationMs(duration: IntOrString | undefined): number | und
 export function validateSteps(steps: CanaryStep[], hasRouter: boolean): string[] {
   const problems: string[] = [];
   steps.forEach((step, i) => {
+    if (typeof step !== 'object' || step === null || Array.isArray(step)) {
+      problems.push(`steps[${i}] must be an object such as {setWeight: 20} or {pause: {}}`);
+      return;
+    }
     const kinds = Object.keys(step).filter((k) => (step as Record<string, unknown>)[k] !== undefined);
+    // A misspelt step (setWeigth) would otherwise be a step that does nothing.
+    const unknown = kinds.filter((k) => !STEP_FIELDS.has(k));
+    if (unknown.length) problems.push(`steps[${i}] has unknown field ${unknown.join(', ')}`);
     if (kinds.length !== 1)
       problems.push(
         `steps[${i}] must set exactly one of setWeight, pause, setCanaryScale, analysis (has: ${kinds.join(', ') || 'none'})`,
@@ -94,13 +120,18 @@ export function validateSteps(steps: CanaryStep[], hasRouter: boolean): string[]
     ) {
       problems.push(`steps[${i}].setWeight must be an integer from 0 to 100`);
     }
-    if (step.pause) {
+    if (step.pause !== undefined && (typeof step.pause !== 'object' || step.pause === null)) {
+      problems.push(`steps[${i}].pause must be an object such as {} or {duration: 30s}`);
+    } else if (step.pause) {
       try {
         pauseDurationMs(step.pause.duration);
       } catch (err) {
         problems.push(`steps[${i}].pause: ${(err as Error).message}`);
       }
     }
+    const scale = step.setCanaryScale;
+    if (scale && (!isCountOrUndefined(scale.replicas) || !isPercentOrUndefined(scale.weight)))
+      problems.push(`steps[${i}].setCanaryScale: replicas must be a non-negative integer, weight 0-100`);
     if (step.setCanaryScale && !hasRouter) problems.push(`steps[${i}].setCanaryScale needs trafficRouting`);
     for (const unsupported of ['experiment', 'setHeaderRoute', 'setMirrorRoute', 'plugin'] as const) {
       if (step[unsupported] !== undefined) problems.push(`steps[${i}].${unsupported} is not supported`);
@@ -108,3 +139,18 @@ export function validateSteps(steps: CanaryStep[], hasRouter: boolean): string[]
   });
   return problems;
 }
+
+const isCountOrUndefined = (n: unknown) => n === undefined || (Number.isInteger(n) && (n as number) >= 0);
+const isPercentOrUndefined = (n: unknown) =>
+  isCountOrUndefined(n) && (n === undefined || (n as number) <= 100);
+
+const STEP_FIELDS = new Set([
+  'setWeight',
+  'pause',
+  'setCanaryScale',
+  'analysis',
+  'experiment',
+  'setHeaderRoute',
+  'setMirrorRoute',
+  'plugin',
+]);

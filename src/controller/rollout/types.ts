@@ -27,6 +27,9 @@ export const SOURCE_TEMPLATE = 'kube-actions.dev/rollout-template';
 /** The revision of a ReplicaSet's template, as Deployments number them. */
 export const REVISION = 'rollout.argoproj.io/revision';
 
+/** Seconds an old revision keeps its pods after traffic left it (Argo's default scaleDownDelaySeconds). */
+export const DEFAULT_SCALE_DOWN_DELAY = 30;
+
 export type IntOrString = number | string;
 
 export interface RolloutAnalysis {
@@ -172,6 +175,7 @@ export interface ReplicaSet extends KubeObject {
     name: string;
     namespace: string;
     uid?: string;
+    resourceVersion?: string;
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
     ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean }[];
