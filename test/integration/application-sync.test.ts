@@ -1,33 +1,111 @@
-// The Application reconciler against the real control plane and a real git server: each test
-// commits to a repository, reconciles, and checks the cluster and the Application's status.
+// The Application controller against the real control plane and a real git server, run as it
+// runs in the cluster (a Manager: work queue, informers, the controller's own requeues). Each test
+// commits to a repository, waits for the cluster and the Application's status to show the outcome,
+// and never calls the reconciler itself. The poll interval is an hour, so whatever happens within
+// a test (a retry, a self-heal after its backoff, a wave that times out) comes from the requeues
+// and watches the controller claims, never from polling; a commit is picked up through Argo CD's
+// refresh annotation. A restart is a fresh Manager over the same cluster and Git: whatever it must
+// know of a sync in progress or of past self-heals, it can only read from the status.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ResourceManager } from '../../src/core/kube/apply.ts';
-import { RESTMapper } from '../../src/core/kube/discovery.ts';
-import { RepoCache } from '../../src/core/gitops/repo-cache.ts';
 import { KubeClient, isNotFound } from '../../src/core/kube/client.ts';
-import { silentLogger } from '../../src/controller/runtime/log.ts';
-import { LiveObjects, managedInformers } from '../../src/controller/sync/live.ts';
-import { ApplicationReconciler } from '../../src/controller/sync/reconciler.ts';
-import { ManifestSource } from '../../src/controller/sync/source.ts';
-import { APPLICATION, type Application } from '../../src/controller/sync/types.ts';
+import { Logger, silentLogger } from '../../src/controller/runtime/log.ts';
+import { Manager } from '../../src/controller/runtime/manager.ts';
+import {
+  setupApplicationController,
+  type ApplicationController,
+  type ApplicationControllerOptions,
+} from '../../src/controller/sync/controller.ts';
+import { SELF_HEAL_BACKOFF } from '../../src/controller/sync/policy.ts';
+import { track } from '../../src/controller/sync/source.ts';
+import {
+  APPLICATION,
+  REFRESH_ANNOTATION,
+  type Application,
+  type OperationState,
+} from '../../src/controller/sync/types.ts';
+import type { KubeResource } from '../../src/core/kube/resource.ts';
 import { installCRDs } from '../cluster/crds.ts';
 import { GitServer } from '../cluster/git-server.ts';
 import { eventually, useTestNamespace } from '../cluster/testing.ts';
 
+/** The shared controller's namespace; tests that stop, restart or configure one get their own. */
 const ns = useTestNamespace('appsync');
+const idleNs = useTestNamespace('appsync-idle');
+const healNs = useTestNamespace('appsync-heal');
+const restartNs = useTestNamespace('appsync-restart');
+const timeoutNs = useTestNamespace('appsync-timeout');
 let server: GitServer;
 let client: KubeClient;
-let informers: ReturnType<typeof managedInformers>;
-let reconciler: ApplicationReconciler;
-let source: ManifestSource;
-let repos: RepoCache;
-let cacheDir: string;
+let cacheRoot: string;
+let main: Running;
+/** Namespaces a test made as an Application's destination, deleted at the end. */
+const extraNamespaces: string[] = [];
 
-const CONFIGMAP = (name: string, data: Record<string, string>) =>
-  `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\ndata:\n${Object.entries(data)
+const CM = { apiVersion: 'v1', resource: 'configmaps' };
+const JOBS = { apiVersion: 'batch/v1', resource: 'jobs' };
+const NAMESPACES = { apiVersion: 'v1', resource: 'namespaces', namespaced: false };
+
+interface Running {
+  manager: Manager;
+  apps: ApplicationController;
+  stop: () => Promise<void>;
+}
+
+/**
+ * The controller process for the Applications of `namespace`: a fresh Manager with an empty cache
+ * directory, as a restarted pod has, so all it knows comes from the cluster and from Git.
+ */
+async function startController(
+  namespace: string,
+  options: Partial<ApplicationControllerOptions> = {},
+): Promise<Running> {
+  const manager = new Manager({
+    kubeConfig: ns.kc,
+    logger: process.env.APP_TEST_LOG ? new Logger({ level: 'debug' }) : silentLogger,
+  });
+  const apps = setupApplicationController(manager, {
+    namespace,
+    credentialsNamespace: namespace,
+    cacheDir: await mkdtemp(join(cacheRoot, 'controller-')),
+    pollIntervalMs: 3_600_000,
+    // Shorter than every backoff these tests measure, so a backoff that was not honoured shows
+    // (a retry due at once would come 500 ms after the failure, not a whole backoff later).
+    progressingRequeueMs: 500,
+    waveTimeoutMs: 60_000,
+    ...options,
+  });
+  await manager.start();
+  await eventually('the controller synced', () => Promise.resolve(manager.readiness().ready || undefined));
+  return { manager, apps, stop: () => manager.stop() };
+}
+
+beforeAll(async () => {
+  await installCRDs(ns.kc);
+  server = await GitServer.start();
+  cacheRoot = await mkdtemp(join(tmpdir(), 'appsync-'));
+  client = new KubeClient(ns.kc);
+  main = await startController(ns.name);
+});
+
+afterAll(async () => {
+  await main?.stop();
+  for (const name of extraNamespaces) await client.delete(NAMESPACES, '', name).catch(() => undefined);
+  await client?.close();
+  await server?.stop();
+  await rm(cacheRoot, { recursive: true, force: true });
+});
+
+const CONFIGMAP = (name: string, data: Record<string, string>, annotations: Record<string, string> = {}) =>
+  `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\n${
+    Object.keys(annotations).length
+      ? `  annotations:\n${Object.entries(annotations)
+          .map(([k, v]) => `    ${k}: "${v}"`)
+          .join('\n')}\n`
+      : ''
+  }data:\n${Object.entries(data)
     .map(([k, v]) => `  ${k}: "${v}"`)
     .join('\n')}\n`;
 
@@ -48,108 +126,145 @@ spec:
           image: ${image}
 `;
 
-beforeAll(async () => {
-  await installCRDs(ns.kc);
-  server = await GitServer.start();
-  cacheDir = await mkdtemp(join(tmpdir(), 'appsync-cache-'));
-  client = new KubeClient(ns.kc);
-  const mapper = new RESTMapper(client);
-  const resources = new ResourceManager(client, mapper);
-  repos = new RepoCache({ dir: cacheDir, refreshIntervalMs: 0 });
-  source = new ManifestSource(repos);
-  informers = managedInformers(client);
-  const live = new LiveObjects({ informer: informers.informer });
-  reconciler = new ApplicationReconciler({
-    client,
-    resources,
-    mapper,
-    repos,
-    source,
-    live,
-    logger: silentLogger,
-    getApplication: (req) => getApp(req.name),
-    progressingRequeueMs: 200,
-    waveTimeoutMs: 60_000,
-  });
-});
+const BAD_SERVICE = (name: string, port: number) =>
+  `apiVersion: v1\nkind: Service\nmetadata:\n  name: ${name}\nspec:\n  ports:\n    - port: ${port}\n`;
 
-afterAll(async () => {
-  await informers?.stop();
-  await client?.close();
-  await server?.stop();
-  await rm(cacheDir, { recursive: true, force: true });
-});
+/** A PreSync hook Job that runs only once the test resumes it (spec.suspend: false). */
+const SUSPENDED_HOOK = (name: string, generate: boolean) => `apiVersion: batch/v1
+kind: Job
+metadata:
+  ${generate ? 'generateName' : 'name'}: ${name}
+  annotations:
+    argocd.argoproj.io/hook: PreSync
+spec:
+  suspend: true
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: main
+          image: registry.example/migrate:1
+`;
 
-async function getApp(name: string): Promise<Application | undefined> {
+async function getApp(name: string, namespace = ns.name): Promise<Application | undefined> {
   try {
-    return await client.get<Application>(APPLICATION, ns.name, name);
+    return await client.get<Application>(APPLICATION, namespace, name);
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw err;
   }
 }
 
-async function createApp(
-  name: string,
-  repo: string,
-  spec: Partial<Application['spec']> & { path?: string } = {},
-): Promise<void> {
-  const { path, ...rest } = spec;
+interface AppOptions extends Partial<Application['spec']> {
+  namespace?: string;
+  path?: string;
+  /** The Git server the repository is on (the shared one by default). */
+  git?: GitServer;
+}
+
+/** An Application in `namespace` (the shared one by default) deploying there, automated. */
+async function createApp(name: string, repo: string, options: AppOptions = {}): Promise<void> {
+  const { namespace = ns.name, path = '.', git = server, ...spec } = options;
   await client.create(APPLICATION, {
     apiVersion: 'kube-actions.dev/v1alpha1',
     kind: 'Application',
-    metadata: { name, namespace: ns.name },
+    metadata: { name, namespace },
     spec: {
       project: 'default',
-      source: { repoURL: server.url(repo), targetRevision: 'main', path: path ?? '.' },
-      destination: { server: 'https://kubernetes.default.svc', namespace: ns.name },
+      source: { repoURL: git.url(repo), targetRevision: 'main', path },
+      destination: { server: 'https://kubernetes.default.svc', namespace },
       syncPolicy: { automated: { prune: true, selfHeal: true } },
-      ...rest,
+      ...spec,
     },
   });
 }
 
-/** Reconciles `name` until `until` holds for its status (each pass as the controller would run it). */
-async function reconcileUntil(
+/** Asks for a refresh as `argocd app get --refresh` does: the controller looks at Git now. */
+async function refresh(name: string, namespace = ns.name): Promise<void> {
+  await client.patch(APPLICATION, namespace, name, {
+    metadata: { annotations: { [REFRESH_ANNOTATION]: 'normal' } },
+  });
+}
+
+/** Waits, while the controller runs, until `until` holds for the Application's status. */
+async function waitFor(
   name: string,
   until: (app: Application) => boolean,
   what: string,
+  namespace = ns.name,
 ): Promise<Application> {
   try {
     return await eventually(
       what,
       async () => {
-        await reconciler.reconcile({ namespace: ns.name, name });
-        const app = await getApp(name);
+        const app = await getApp(name, namespace);
         return app && until(app) ? app : undefined;
       },
       60_000,
     );
   } catch (err) {
     // Say where it stood: the status is the whole story of a reconcile.
-    const status = JSON.stringify((await getApp(name))?.status ?? null, null, 1);
+    const status = JSON.stringify((await getApp(name, namespace))?.status ?? null, null, 1);
     throw new Error(`${(err as Error).message}\nlast status: ${status.slice(0, 4000)}`, { cause: err });
   }
 }
 
 const synced = (revision: string) => (app: Application) =>
   app.status?.sync?.status === 'Synced' && app.status.sync.revision === revision;
+const succeeded = (revision: string) => (app: Application) =>
+  synced(revision)(app) && app.status?.operationState?.phase === 'Succeeded';
 
-async function configMap(name: string): Promise<
-  | {
-      data?: Record<string, string>;
-      metadata: { labels?: Record<string, string>; annotations?: Record<string, string> };
-    }
-  | undefined
-> {
+interface LiveConfigMap {
+  data?: Record<string, string>;
+  metadata: {
+    resourceVersion: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    managedFields?: { manager: string; operation: string }[];
+  };
+}
+
+async function configMap(name: string, namespace = ns.name): Promise<LiveConfigMap | undefined> {
   try {
-    return await client.get(CM, ns.name, name);
+    return await client.get<LiveConfigMap>(CM, namespace, name);
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw err;
   }
 }
-const CM = { apiVersion: 'v1', resource: 'configmaps' };
+
+/** The Jobs an application made, by the instance label every object it creates carries. */
+async function jobsOf(
+  app: string,
+  namespace = ns.name,
+): Promise<{ metadata: { name: string; uid: string } }[]> {
+  const list = await client.request<{ items: { metadata: { name: string; uid: string } }[] }>(
+    'GET',
+    `/apis/batch/v1/namespaces/${namespace}/jobs`,
+    { query: { labelSelector: `kube-actions.dev/instance=${app}` } },
+  );
+  return list.items;
+}
+
+/** The last operation's results as `<status or hook phase>:<syncPhase>:<Kind>/<name>`, in the order they happened. */
+function results(app: Application): string[] {
+  return (app.status?.operationState?.syncResult?.resources ?? []).map(
+    (r) => `${r.hookPhase ?? r.status}:${r.syncPhase}:${r.kind}/${r.name}`,
+  );
+}
+
+const ms = (timestamp: string | undefined) => Date.parse(timestamp ?? '');
+const sleep = (msToWait: number) => new Promise((r) => setTimeout(r, msToWait));
+
+/** Reconciles the controller has finished, from its own metrics. */
+async function reconciles(c: Running): Promise<number> {
+  const text = await c.manager.metrics.render();
+  return text
+    .split('\n')
+    .filter((l) => /^controller_runtime_reconcile_total\{.*controller="application"/.test(l))
+    .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
+}
 
 describe('Application sync', () => {
   test('a plain directory syncs, reports Synced/Healthy, and a deleted file is pruned', async () => {
@@ -161,7 +276,7 @@ describe('Application sync', () => {
     });
     const first = await server.revParse('plain');
     await createApp('plain', 'plain', { path: 'app' });
-    const app = await reconcileUntil(
+    const app = await waitFor(
       'plain',
       (a) => synced(first)(a) && a.status?.health?.status === 'Healthy',
       'plain app Synced and Healthy',
@@ -180,77 +295,175 @@ describe('Application sync', () => {
     expect(app.status?.history?.map((h) => h.revision)).toEqual([first]);
 
     const second = await server.commitFiles('plain', { 'app/extra.yaml': null }, 'drop extra');
-    await reconcileUntil('plain', synced(second), 'the new revision to sync');
-    await eventually('extra to be pruned', async () =>
-      (await configMap('extra')) === undefined ? true : undefined,
-    );
+    await refresh('plain');
+    const pruned = await waitFor('plain', succeeded(second), 'the new revision to sync');
+    expect(results(pruned)).toContain('Pruned:Sync:ConfigMap/extra');
+    expect(await configMap('extra')).toBeUndefined();
     expect(await configMap('settings')).toBeDefined();
   });
 
-  test('defaulted fields do not cause OutOfSync: an idle reconcile sends no dry-run and writes nothing', async () => {
-    const app = await getApp('plain');
-    expect(app?.status?.sync?.status).toBe('Synced');
-    // Settle: the status written right after a sync may still change once.
-    await reconciler.reconcile({ namespace: ns.name, name: 'plain' });
-    const settled = await getApp('plain');
-    const dryRuns = reconciler.comparer.dryRuns;
-    const rv = settled!.metadata.resourceVersion;
-    const renders = source.renders;
-    for (let i = 0; i < 3; i++) await reconciler.reconcile({ namespace: ns.name, name: 'plain' });
-    expect(reconciler.comparer.dryRuns).toBe(dryRuns);
-    expect(source.renders).toBe(renders);
-    const after = await getApp('plain');
-    // On failure, show what changed.
-    expect({ rv: after!.metadata.resourceVersion, status: after!.status }).toEqual({
-      rv,
-      status: settled!.status,
-    });
+  test('defaulted fields do not cause OutOfSync: idle reconciles send no dry-run, render nothing and write nothing', async () => {
+    // Its own controller, polling every 500 ms: it looks at the application twice a second, and
+    // its counters count this application alone.
+    const c = await startController(idleNs.name, { pollIntervalMs: 500 });
+    try {
+      // Objects the apiserver fills defaults into (strategy, clusterIP, protocol, ...).
+      await server.createRepo('idle', {
+        'web.yaml': DEPLOYMENT('idle-web', 'registry.example/web:1.0'),
+        'svc.yaml':
+          'apiVersion: v1\nkind: Service\nmetadata:\n  name: idle-web\nspec:\n  selector: {app: idle-web}\n  ports: [{port: 80}]\n',
+        'cm.yaml': CONFIGMAP('idle-settings', { a: '1' }),
+      });
+      const rev = await server.revParse('idle');
+      await createApp('idle', 'idle', { namespace: idleNs.name });
+      await waitFor(
+        'idle',
+        (a) => succeeded(rev)(a) && a.status?.health?.status === 'Healthy',
+        'Synced and Healthy',
+        idleNs.name,
+      );
+      // The status written right after a sync may still change once (the Deployment becoming
+      // available); from then on, three reconciles in a row send nothing and write nothing.
+      await eventually(
+        'three idle reconciles in a row',
+        async () => {
+          const before = {
+            dryRuns: c.apps.reconciler.comparer.dryRuns,
+            renders: c.apps.source.renders,
+            app: await getApp('idle', idleNs.name),
+          };
+          const count = await reconciles(c);
+          await eventually('three more reconciles', async () =>
+            (await reconciles(c)) >= count + 3 ? true : undefined,
+          );
+          const after = {
+            dryRuns: c.apps.reconciler.comparer.dryRuns,
+            renders: c.apps.source.renders,
+            app: await getApp('idle', idleNs.name),
+          };
+          const changed = [
+            ...(after.dryRuns !== before.dryRuns ? [`${after.dryRuns - before.dryRuns} dry-runs`] : []),
+            ...(after.renders !== before.renders ? [`${after.renders - before.renders} renders`] : []),
+            ...(after.app?.metadata.resourceVersion !== before.app?.metadata.resourceVersion
+              ? [
+                  `a write: ${JSON.stringify(before.app?.status).slice(0, 1500)} -> ${JSON.stringify(after.app?.status).slice(0, 1500)}`,
+                ]
+              : []),
+          ];
+          if (changed.length) throw new Error(`not idle: ${changed.join('; ')}`);
+          return true;
+        },
+        60_000,
+      );
+    } finally {
+      await c.stop();
+    }
   });
 
-  test('drift on a managed object is self-healed', async () => {
-    await client.patch(CM, ns.name, 'settings', { data: { color: 'red' } });
-    await eventually('the watch to see the drift and the reconcile to undo it', async () => {
-      await reconciler.reconcile({ namespace: ns.name, name: 'plain' });
-      return (await configMap('settings'))?.data?.color === 'blue' ? true : undefined;
-    });
+  test('drift is self-healed at once, the next drift only after the backoff; the attempts are counted in the status, so a new controller backs off too', async () => {
+    let c = await startController(healNs.name);
+    try {
+      await server.createRepo('heal', { 'cm.yaml': CONFIGMAP('heal-settings', { color: 'blue' }) });
+      const rev = await server.revParse('heal');
+      await createApp('heal', 'heal', { namespace: healNs.name });
+      await waitFor('heal', succeeded(rev), 'the first sync', healNs.name);
+      const color = async () => (await configMap('heal-settings', healNs.name))?.data?.color;
+      const attempts = (a: Application) => a.status?.operationState?.operation.sync?.autoHealAttemptsCount;
+      const healed = (n: number) => (a: Application) =>
+        attempts(a) === n && a.status?.operationState?.phase === 'Succeeded';
+
+      // The first heal of a revision is not delayed: the watch on the ConfigMap wakes the app.
+      await client.patch(CM, healNs.name, 'heal-settings', { data: { color: 'red' } });
+      const heal1 = (await waitFor('heal', healed(1), 'the first heal', healNs.name)).status!.operationState!;
+      expect(await color()).toBe('blue');
+
+      // The second waits SELF_HEAL_BACKOFF (2 s) after the first finished; meanwhile the status
+      // shows the drift.
+      await client.patch(CM, healNs.name, 'heal-settings', { data: { color: 'green' } });
+      let sawDrift = false;
+      const heal2 = (
+        await waitFor(
+          'heal',
+          (a) => {
+            if (attempts(a) === 1 && a.status?.sync?.status === 'OutOfSync') sawDrift = true;
+            return healed(2)(a);
+          },
+          'the second heal',
+          healNs.name,
+        )
+      ).status!.operationState!;
+      expect(await color()).toBe('blue');
+      expect(sawDrift).toBe(true);
+      expect(ms(heal2.startedAt) - ms(heal1.finishedAt)).toBeGreaterThanOrEqual(SELF_HEAL_BACKOFF.durationMs);
+
+      // A controller that has never seen this application, with a backoff long enough to watch
+      // it wait: the attempt count it reads from the status makes it wait, not heal at once.
+      await c.stop();
+      c = await startController(healNs.name, {
+        selfHealBackoff: { durationMs: 60_000, factor: 1, maxMs: 60_000 },
+      });
+      await client.patch(CM, healNs.name, 'heal-settings', { data: { color: 'yellow' } });
+      await waitFor('heal', (a) => a.status?.sync?.status === 'OutOfSync', 'the drift noticed', healNs.name);
+      await sleep(3000);
+      expect(await color()).toBe('yellow');
+      expect((await getApp('heal', healNs.name))!.status!.operationState!.startedAt).toBe(heal2.startedAt);
+
+      // And with Argo CD's backoff again, the third heal comes 2 s × 3 after the second.
+      await c.stop();
+      c = await startController(healNs.name);
+      const heal3 = (await waitFor('heal', healed(3), 'the third heal', healNs.name)).status!.operationState!;
+      expect(await color()).toBe('blue');
+      expect(ms(heal3.startedAt) - ms(heal2.finishedAt)).toBeGreaterThanOrEqual(
+        SELF_HEAL_BACKOFF.durationMs * SELF_HEAL_BACKOFF.factor,
+      );
+    } finally {
+      await c.stop();
+    }
   });
 
   test('invalid YAML: Degraded with the real error, nothing applied and nothing pruned', async () => {
-    const before = (await getApp('plain'))!.status!.sync!.revision!;
+    await server.createRepo('broken', {
+      'app/settings.yaml': CONFIGMAP('broken-settings', { color: 'blue' }),
+      'app/web.yaml': DEPLOYMENT('broken-web', 'registry.example/web:1.0'),
+    });
+    const before = await server.revParse('broken');
+    await createApp('broken', 'broken', { path: 'app' });
+    await waitFor('broken', succeeded(before), 'the first sync');
     const broken = await server.commitFiles(
-      'plain',
+      'broken',
       {
-        'app/settings.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings\n',
-        'app/new.yaml': CONFIGMAP('new', { x: '1' }),
+        'app/settings.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: broken-settings\n',
+        'app/new.yaml': CONFIGMAP('broken-new', { x: '1' }),
       },
       'broken yaml',
     );
-    const app = await reconcileUntil('plain', (a) => a.status?.health?.status === 'Degraded', 'Degraded');
+    await refresh('broken');
+    const app = await waitFor('broken', (a) => a.status?.health?.status === 'Degraded', 'Degraded');
     expect(app.status?.health?.message).toMatch(/app\/settings\.yaml/);
+    expect(app.status?.health?.message).toContain(broken.slice(0, 12));
     expect(app.status?.conditions?.map((c) => c.type)).toContain('ComparisonError');
     expect(app.status?.sync?.revision).toBe(before);
-    expect(broken).not.toBe(before);
-    expect(await configMap('new')).toBeUndefined();
-    expect(await configMap('settings')).toBeDefined();
+    expect(await configMap('broken-new')).toBeUndefined();
+    expect(await configMap('broken-settings')).toBeDefined();
     expect(
       (
         await client.get<{ metadata: { name: string } }>(
           { apiVersion: 'apps/v1', resource: 'deployments' },
           ns.name,
-          'web',
+          'broken-web',
         )
       ).metadata.name,
-    ).toBe('web');
+    ).toBe('broken-web');
   });
 
   test('an empty render does not prune (allowEmpty is false)', async () => {
-    const empty = await server.commitFiles(
-      'plain',
-      { 'app/settings.yaml': null, 'app/web.yaml': null, 'app/new.yaml': null },
-      'empty the app',
-    );
-    const app = await reconcileUntil(
-      'plain',
+    await server.createRepo('empty', { 'settings.yaml': CONFIGMAP('empty-settings', { a: '1' }) });
+    await createApp('empty', 'empty');
+    await waitFor('empty', succeeded(await server.revParse('empty')), 'the first sync');
+    const empty = await server.commitFiles('empty', { 'settings.yaml': null }, 'empty the app');
+    await refresh('empty');
+    const app = await waitFor(
+      'empty',
       (a) =>
         a.status?.conditions?.some((c) => c.type === 'SyncError' && /rendered no objects/.test(c.message)) ??
         false,
@@ -258,21 +471,16 @@ describe('Application sync', () => {
     );
     expect(app.status?.sync?.status).toBe('OutOfSync');
     expect(app.status?.sync?.revision).toBe(empty);
-    expect(await configMap('settings')).toBeDefined();
+    expect(await configMap('empty-settings')).toBeDefined();
   });
 
   test('a server-side dry-run failure applies nothing', async () => {
     await server.createRepo('dryrun', {
       'a.yaml': CONFIGMAP('dryrun-ok', { a: '1' }),
-      'b.yaml':
-        'apiVersion: v1\nkind: Service\nmetadata:\n  name: bad-port\nspec:\n  ports:\n    - port: 700000\n',
+      'b.yaml': BAD_SERVICE('bad-port', 700000),
     });
     await createApp('dryrun', 'dryrun');
-    const app = await reconcileUntil(
-      'dryrun',
-      (a) => a.status?.operationState?.phase === 'Failed',
-      'a failed sync',
-    );
+    const app = await waitFor('dryrun', (a) => a.status?.operationState?.phase === 'Failed', 'a failed sync');
     expect(app.status?.operationState?.message).toMatch(/Service "bad-port".*700000|port/);
     expect(await configMap('dryrun-ok')).toBeUndefined();
   });
@@ -291,7 +499,6 @@ describe('Application sync', () => {
     const rev = await server.revParse('multi');
     await createApp('kust', 'multi', { path: 'kustomize/overlay' });
     await createApp('helm', 'multi', {
-      path: 'chart',
       source: {
         repoURL: server.url('multi'),
         targetRevision: 'main',
@@ -299,12 +506,12 @@ describe('Application sync', () => {
         helm: { values: 'greeting: hi\n' },
       },
     });
-    const kust = await reconcileUntil('kust', synced(rev), 'kustomize app synced');
+    const kust = await waitFor('kust', synced(rev), 'kustomize app synced');
     expect(kust.status?.sourceType).toBe('kustomize');
     expect((await configMap('prod-kcm'))?.data).toEqual({ from: 'base' });
     const gen = kust.status!.resources!.find((r) => r.name.startsWith('prod-gen-'));
     expect(gen).toBeDefined();
-    const helm = await reconcileUntil('helm', synced(rev), 'helm app synced');
+    const helm = await waitFor('helm', synced(rev), 'helm app synced');
     expect(helm.status?.sourceType).toBe('helm');
     expect((await configMap('helm-greeting'))?.data).toEqual({ greeting: 'hi' });
   });
@@ -328,10 +535,7 @@ spec:
           image: registry.example/tool:1
 `;
     const waved = (name: string, wave: string) =>
-      CONFIGMAP(name, { w: wave }).replace(
-        `name: ${name}\n`,
-        `name: ${name}\n  annotations:\n    argocd.argoproj.io/sync-wave: "${wave}"\n`,
-      );
+      CONFIGMAP(name, { w: wave }, { 'argocd.argoproj.io/sync-wave': wave });
     await server.createRepo('waves', {
       'second.yaml': waved('second', '1'),
       'first.yaml': waved('first', '-1'),
@@ -343,40 +547,23 @@ spec:
     });
     const rev = await server.revParse('waves');
     await createApp('waves', 'waves');
-    const app = await reconcileUntil(
-      'waves',
-      (a) => a.status?.operationState?.phase === 'Succeeded' && synced(rev)(a),
-      'waves synced',
-    );
-    const order = app.status!.operationState!.syncResult!.resources.map(
-      (r) => `${r.syncPhase}:${r.kind}/${r.name.replace(/-[0-9a-f]{7}-postsync-\d+$/, '-*')}`,
-    );
-    expect(order).toEqual([
-      'PreSync:Job/migrate',
-      'Sync:ConfigMap/first',
-      'Sync:ConfigMap/second',
-      'PostSync:Job/notify-*',
+    const app = await waitFor('waves', succeeded(rev), 'waves synced');
+    expect(results(app).map((r) => r.replace(/-[0-9a-f]{7}-postsync-\d+$/, '-*'))).toEqual([
+      'Succeeded:PreSync:Job/migrate',
+      'Synced:Sync:ConfigMap/first',
+      'Synced:Sync:ConfigMap/second',
+      'Succeeded:PostSync:Job/notify-*',
     ]);
-    expect(
-      app
-        .status!.operationState!.syncResult!.resources.filter((r) => r.kind === 'Job')
-        .map((r) => r.hookPhase),
-    ).toEqual(['Succeeded', 'Succeeded']);
     // HookSucceeded: the migrate Job is gone; the PostSync Job (default BeforeHookCreation) stays.
-    const jobs = { apiVersion: 'batch/v1', resource: 'jobs' };
     await eventually('migrate to be deleted', async () =>
-      (await client.get(jobs, ns.name, 'migrate').then(
+      (await client.get(JOBS, ns.name, 'migrate').then(
         () => false,
         (e: unknown) => isNotFound(e),
       ))
         ? true
         : undefined,
     );
-    const list = await client.request<{ items: { metadata: { name: string } }[] }>(
-      'GET',
-      `/apis/batch/v1/namespaces/${ns.name}/jobs`,
-    );
-    expect(list.items.map((j) => j.metadata.name)).toEqual([
+    expect((await jobsOf('waves')).map((j) => j.metadata.name)).toEqual([
       expect.stringMatching(/^notify-[0-9a-f]{7}-postsync-\d+$/),
     ]);
   });
@@ -401,7 +588,7 @@ spec:
         syncPolicy: { automated: {} },
       },
     });
-    await reconcileUntil('cascade', synced(rev), 'cascade synced');
+    await waitFor('cascade', synced(rev), 'cascade synced');
     // Someone else's ConfigMap with the same label but no tracking id of ours survives.
     await client.create(CM, {
       apiVersion: 'v1',
@@ -409,10 +596,9 @@ spec:
       metadata: { name: 'bystander', namespace: ns.name, labels: { 'kube-actions.dev/instance': 'cascade' } },
     });
     await client.delete(APPLICATION, ns.name, 'cascade');
-    await eventually('the application to be gone', async () => {
-      await reconciler.reconcile({ namespace: ns.name, name: 'cascade' });
-      return (await getApp('cascade')) === undefined ? true : undefined;
-    });
+    await eventually('the application to be gone', async () =>
+      (await getApp('cascade')) === undefined ? true : undefined,
+    );
     expect(await configMap('cascade-a')).toBeUndefined();
     expect(await configMap('cascade-b')).toBeUndefined();
     expect(await configMap('bystander')).toBeDefined();
@@ -433,7 +619,7 @@ spec:
       },
       operation: { sync: { dryRun: true }, initiatedBy: { username: 'test' } },
     });
-    const dry = await reconcileUntil(
+    const dry = await waitFor(
       'dry',
       (a) => a.status?.operationState?.phase === 'Succeeded' && !a.operation,
       'the dry run',
@@ -444,25 +630,346 @@ spec:
 
     await client.patch(APPLICATION, ns.name, 'dry', { operation: { sync: { prune: true } } });
     const rev = await server.revParse('dry');
-    await reconcileUntil('dry', (a) => synced(rev)(a) && !a.operation, 'the real sync');
+    await waitFor('dry', (a) => synced(rev)(a) && !a.operation, 'the real sync');
     expect(await configMap('dry-a')).toBeDefined();
     // dry-b is marked Skip in Git: it is no longer applied, and not pruned either.
     const skip = await server.commitFiles(
       'dry',
-      {
-        'b.yaml': CONFIGMAP('dry-b', { b: '2' }).replace(
-          'name: dry-b\n',
-          'name: dry-b\n  annotations:\n    argocd.argoproj.io/hook: Skip\n',
-        ),
-      },
+      { 'b.yaml': CONFIGMAP('dry-b', { b: '2' }, { 'argocd.argoproj.io/hook': 'Skip' }) },
       'skip b',
     );
     await client.patch(APPLICATION, ns.name, 'dry', { operation: { sync: { prune: true } } });
-    await reconcileUntil(
+    await waitFor(
       'dry',
       (a) => a.status?.operationState?.syncResult?.revision === skip && !a.operation,
       'the sync with Skip',
     );
     expect((await configMap('dry-b'))?.data).toEqual({ b: '1' });
+  });
+
+  test.each([
+    ['a named PreSync hook', 'resume-named', false],
+    ['a generateName PreSync hook', 'resume-gen', true],
+  ])(
+    'a sync stopped while %s runs is resumed by the next controller: the Job is created once and the sync succeeds',
+    async (_what, name, generate) => {
+      const namespace = restartNs.name;
+      await server.createRepo(name, {
+        'cm.yaml': CONFIGMAP(`${name}-cm`, { a: '1' }),
+        'hook.yaml': SUSPENDED_HOOK(generate ? `${name}-hook-` : `${name}-hook`, generate),
+      });
+      const rev = await server.revParse(name);
+      // The first controller runs until it is stopped (a shutdown, a lost lease) while the hook
+      // runs: the reconcile in flight sees its signal aborted.
+      let c = await startController(namespace);
+      try {
+        await createApp(name, name, { namespace });
+        const [job] = await eventually('the hook Job to be created', async () => {
+          const jobs = await jobsOf(name, namespace);
+          return jobs.length ? jobs : undefined;
+        });
+        await c.stop();
+        expect((await getApp(name, namespace))?.status?.operationState?.phase).toBe('Running');
+        expect(await configMap(`${name}-cm`, namespace)).toBeUndefined();
+        // A restart takes a while: the next controller comes up in a later second, when a new
+        // operation would also name a generateName hook differently (its name ends in the start time).
+        await sleep(1100);
+
+        // The hook may finish now; the next controller must wait for that Job, not make another.
+        await client.patch(JOBS, namespace, job!.metadata.name, { spec: { suspend: false } });
+        c = await startController(namespace);
+        const app = await waitFor(name, succeeded(rev), 'the resumed sync to succeed', namespace);
+        expect((await jobsOf(name, namespace)).map((j) => j.metadata.uid)).toEqual([job!.metadata.uid]);
+        expect(results(app)).toEqual([
+          `Succeeded:PreSync:Job/${job!.metadata.name}`,
+          `Synced:Sync:ConfigMap/${name}-cm`,
+        ]);
+        expect((await configMap(`${name}-cm`, namespace))?.data).toEqual({ a: '1' });
+      } finally {
+        await c.stop();
+      }
+    },
+  );
+
+  test('a wave that times out fails the sync: later phases are not applied, SyncFail hooks run, no retry without syncPolicy.retry', async () => {
+    const namespace = timeoutNs.name;
+    const onFail = SUSPENDED_HOOK('timeout-cleanup', false)
+      .replace('argocd.argoproj.io/hook: PreSync', 'argocd.argoproj.io/hook: SyncFail')
+      .replace('  suspend: true\n', '');
+    await server.createRepo('timeout', {
+      'hook.yaml': SUSPENDED_HOOK('timeout-hook', false),
+      'cm.yaml': CONFIGMAP('timeout-cm', { a: '1' }),
+      'on-fail.yaml': onFail,
+    });
+    const c = await startController(namespace, { waveTimeoutMs: 2000 });
+    try {
+      await createApp('timeout', 'timeout', { namespace });
+      const app = await waitFor(
+        'timeout',
+        (a) => a.status?.operationState?.phase === 'Failed',
+        'the sync to fail',
+        namespace,
+      );
+      const op = app.status!.operationState!;
+      expect(op.message).toMatch(
+        /^PreSync hook job\/timeout-hook failed: timed out after 2s waiting for PreSync hook Job "timeout-hook"/,
+      );
+      // Found by the controller's requeue, not before the wave's time was up.
+      expect(ms(op.finishedAt) - ms(op.startedAt)).toBeGreaterThanOrEqual(2000);
+      expect(results(app)).toEqual([
+        'Failed:PreSync:Job/timeout-hook',
+        'Succeeded:SyncFail:Job/timeout-cleanup',
+      ]);
+      expect(await configMap('timeout-cm', namespace)).toBeUndefined();
+      const after = await waitFor(
+        'timeout',
+        (a) =>
+          a.status?.conditions?.some(
+            (cond) => cond.type === 'SyncError' && /not retrying/.test(cond.message),
+          ) ?? false,
+        'the failure to be reported, not retried',
+        namespace,
+      );
+      expect(after.status!.operationState!.startedAt).toBe(op.startedAt);
+    } finally {
+      await c.stop();
+    }
+  });
+});
+
+describe('sync options and policy', () => {
+  test('CreateNamespace=true creates the destination namespace first (and does not track it); without it the sync fails', async () => {
+    const created = `${ns.name}-created`;
+    const absent = `${ns.name}-absent`;
+    extraNamespaces.push(created, absent);
+    await server.createRepo('createns', { 'cm.yaml': CONFIGMAP('createns-cm', { a: '1' }) });
+    const rev = await server.revParse('createns');
+    const to = (namespace: string) => ({ server: 'https://kubernetes.default.svc', namespace });
+    await createApp('createns', 'createns', {
+      destination: to(created),
+      syncPolicy: { automated: { prune: true }, syncOptions: ['CreateNamespace=true'] },
+    });
+    await createApp('nocreatens', 'createns', { destination: to(absent) });
+
+    const app = await waitFor('createns', succeeded(rev), 'the sync into a new namespace');
+    expect(results(app)).toEqual([
+      `Synced:PreSync:Namespace/${created}`,
+      'Synced:Sync:ConfigMap/createns-cm',
+    ]);
+    expect((await configMap('createns-cm', created))?.data).toEqual({ a: '1' });
+    // Argo CD creates the namespace but does not manage it: it is neither in the inventory nor
+    // labelled as the application's, so it is never pruned.
+    expect(app.status?.resources?.map((r) => `${r.kind}/${r.name}`)).toEqual(['ConfigMap/createns-cm']);
+    const namespace = await client.get<{ metadata: { labels?: Record<string, string> } }>(
+      NAMESPACES,
+      '',
+      created,
+    );
+    expect(namespace.metadata.labels?.['kube-actions.dev/instance']).toBeUndefined();
+
+    const refused = await waitFor(
+      'nocreatens',
+      (a) => a.status?.operationState?.phase === 'Failed',
+      'the sync without the namespace to fail',
+    );
+    expect(refused.status!.operationState!.message).toMatch(new RegExp(`namespaces? "${absent}" not found`));
+    await expect(client.get(NAMESPACES, '', absent)).rejects.toThrow();
+  });
+
+  test('PruneLast=true prunes after every other wave; by default a prune runs first in its wave', async () => {
+    // Two applications, one with the option: a (wave 0) and b (wave 1) stay, old leaves Git.
+    const scenario = async (name: string, syncOptions: string[]) => {
+      await server.createRepo(name, {
+        'a.yaml': CONFIGMAP(`${name}-a`, { v: '1' }),
+        'b.yaml': CONFIGMAP(`${name}-b`, { v: '1' }, { 'argocd.argoproj.io/sync-wave': '1' }),
+        'old.yaml': CONFIGMAP(`${name}-old`, { v: '1' }),
+      });
+      await createApp(name, name, { syncPolicy: { automated: { prune: true }, syncOptions } });
+      await waitFor(name, succeeded(await server.revParse(name)), 'the first sync');
+      const rev = await server.commitFiles(name, { 'old.yaml': null }, 'drop old');
+      await refresh(name);
+      const app = await waitFor(name, succeeded(rev), 'the sync that prunes');
+      expect(await configMap(`${name}-old`)).toBeUndefined();
+      return results(app);
+    };
+    expect(await scenario('prunelast', ['PruneLast=true'])).toEqual([
+      'Synced:Sync:ConfigMap/prunelast-a',
+      'Synced:Sync:ConfigMap/prunelast-b',
+      'Pruned:Sync:ConfigMap/prunelast-old',
+    ]);
+    expect(await scenario('prunefirst', [])).toEqual([
+      'Pruned:Sync:ConfigMap/prunefirst-old',
+      'Synced:Sync:ConfigMap/prunefirst-a',
+      'Synced:Sync:ConfigMap/prunefirst-b',
+    ]);
+  });
+
+  test('ApplyOutOfSyncOnly=true applies only what differs: an object already in sync is not written at all', async () => {
+    // Each application's `same` ConfigMap exists before it, exactly as it would apply it (tracking
+    // metadata included), written by another field manager. Applying it would make the
+    // controller's field manager a co-owner of its fields, so managedFields show whether it did.
+    const scenario = async (name: string, syncOptions: string[]) => {
+      await server.createRepo(name, {
+        'changed.yaml': CONFIGMAP(`${name}-changed`, { v: '1' }),
+        'same.yaml': CONFIGMAP(`${name}-same`, { v: '1' }),
+      });
+      const owner = { metadata: { name, namespace: ns.name } } as Application;
+      const same: KubeResource = {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: `${name}-same`, namespace: ns.name },
+        data: { v: '1' },
+      };
+      const precreated = await client.create(CM, track(owner, same, ns.name), {
+        fieldManager: 'someone-else',
+      });
+      await createApp(name, name, { syncPolicy: { automated: { prune: true }, syncOptions } });
+      const app = await waitFor(name, succeeded(await server.revParse(name)), 'the first sync');
+      const live = (await configMap(`${name}-same`))!;
+      return {
+        results: results(app),
+        untouched: live.metadata.resourceVersion === precreated.metadata?.resourceVersion,
+        managers: live.metadata.managedFields?.map((f) => f.manager).sort(),
+      };
+    };
+    expect(await scenario('outofsync', ['ApplyOutOfSyncOnly=true'])).toEqual({
+      results: ['Synced:Sync:ConfigMap/outofsync-changed'],
+      untouched: true,
+      managers: ['someone-else'],
+    });
+    // Without the option the same object is applied (and so owned) by the controller.
+    expect(await scenario('applyall', [])).toEqual({
+      results: ['Synced:Sync:ConfigMap/applyall-changed', 'Synced:Sync:ConfigMap/applyall-same'],
+      untouched: false,
+      managers: ['kube-actions', 'someone-else'],
+    });
+
+    // A later change is applied alone too.
+    const sameBefore = (await configMap('outofsync-same'))!.metadata.resourceVersion;
+    const rev = await server.commitFiles(
+      'outofsync',
+      { 'changed.yaml': CONFIGMAP('outofsync-changed', { v: '2' }) },
+      'v2',
+    );
+    await refresh('outofsync');
+    const app = await waitFor('outofsync', succeeded(rev), 'the second sync');
+    expect(results(app)).toEqual(['Synced:Sync:ConfigMap/outofsync-changed']);
+    expect((await configMap('outofsync-changed'))?.data).toEqual({ v: '2' });
+    expect((await configMap('outofsync-same'))!.metadata.resourceVersion).toBe(sameBefore);
+  });
+
+  test('syncPolicy.retry: a failing sync is retried with the backoff (1 s, then 2 s) up to the limit, then not at all; a new revision starts afresh', async () => {
+    await server.createRepo('retry', {
+      'cm.yaml': CONFIGMAP('retry-ok', { a: '1' }),
+      'svc.yaml': BAD_SERVICE('retry-bad', 700000),
+    });
+    await createApp('retry', 'retry', {
+      syncPolicy: {
+        automated: { prune: true, selfHeal: true },
+        retry: { limit: 2, backoff: { duration: '1s', factor: 2, maxDuration: '1m' } },
+      },
+    });
+    // Each attempt's final state lasts at least the backoff before the next one replaces it.
+    const attempts: OperationState[] = [];
+    for (const n of [0, 1, 2]) {
+      const app = await waitFor(
+        'retry',
+        (a) =>
+          (a.status?.operationState?.retryCount ?? 0) === n && a.status?.operationState?.phase === 'Failed',
+        `attempt ${n + 1} to fail`,
+      );
+      attempts.push(app.status!.operationState!);
+    }
+    for (const op of attempts) expect(op.message).toMatch(/failed to apply \(dry run\)[^]*retry-bad/);
+    // The backoff is duration × factor^retries after the previous attempt finished.
+    expect(ms(attempts[1]!.startedAt) - ms(attempts[0]!.finishedAt)).toBeGreaterThanOrEqual(1000);
+    expect(ms(attempts[2]!.startedAt) - ms(attempts[1]!.finishedAt)).toBeGreaterThanOrEqual(2000);
+
+    // The limit is reached: reported, and not tried again, not even after the next backoff (4 s).
+    const stopped = await waitFor(
+      'retry',
+      (a) =>
+        a.status?.conditions?.some((c) => c.type === 'SyncError' && /not retrying/.test(c.message)) ?? false,
+      'the retries to stop',
+    );
+    expect(stopped.status!.operationState!.startedAt).toBe(attempts[2]!.startedAt);
+    await sleep(Math.max(0, ms(attempts[2]!.finishedAt) + 5000 - Date.now()));
+    const later = (await getApp('retry'))!.status!.operationState!;
+    expect([later.startedAt, later.retryCount]).toEqual([attempts[2]!.startedAt, 2]);
+    expect(await configMap('retry-ok')).toBeUndefined();
+
+    const fixed = await server.commitFiles(
+      'retry',
+      { 'svc.yaml': BAD_SERVICE('retry-bad', 7000) },
+      'fix the port',
+    );
+    await refresh('retry');
+    const app = await waitFor('retry', succeeded(fixed), 'the fixed revision to sync');
+    expect(app.status!.operationState!.retryCount).toBeUndefined();
+    expect((await configMap('retry-ok'))?.data).toEqual({ a: '1' });
+  });
+
+  test('a private repository: a wrong password is a clear ComparisonError that does not contain it; the right one syncs', async () => {
+    const TOKEN = 'ghp_the-right-token-0123456789';
+    const WRONG = 'ghp_a-wrong-token-9876543210';
+    const git = await GitServer.start({ auth: { username: 'x-access-token', password: TOKEN } });
+    try {
+      await git.createRepo('private', { 'cm.yaml': CONFIGMAP('private-cm', { a: '1' }) });
+      const rev = await git.revParse('private');
+      const secret = (password: string) => ({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: {
+          name: 'private-repo',
+          namespace: ns.name,
+          labels: { 'argocd.argoproj.io/secret-type': 'repository' },
+        },
+        stringData: { type: 'git', url: git.url('private'), username: 'x-access-token', password },
+      });
+      const SECRETS = { apiVersion: 'v1', resource: 'secrets' };
+      await client.create(SECRETS, secret(WRONG));
+      await createApp('private', 'private', { git });
+
+      const failed = await waitFor(
+        'private',
+        (a) => a.status?.conditions?.some((c) => c.type === 'ComparisonError') ?? false,
+        'a ComparisonError',
+      );
+      const condition = failed.status!.conditions!.find((c) => c.type === 'ComparisonError')!;
+      expect(condition.message).toBe(
+        `authentication to ${git.url('private')} failed: check the repository credentials`,
+      );
+      // The server was asked, and refused.
+      expect(git.requests.some((r) => r.repo === 'private' && r.status === 401)).toBe(true);
+      expect(await configMap('private-cm')).toBeUndefined();
+      // Neither password appears anywhere: the status, or the Events about the application.
+      const events = await client.request<{ items: { note?: string }[] }>(
+        'GET',
+        `/apis/events.k8s.io/v1/namespaces/${ns.name}/events`,
+      );
+      for (const text of [JSON.stringify(failed), JSON.stringify(events)]) {
+        expect(text).not.toContain(WRONG);
+        expect(text).not.toContain(TOKEN);
+      }
+
+      // The right password: asked to look again (the controller's Secret watch may take a moment
+      // to see the change, so the refresh is repeated until it syncs).
+      await client.patch(SECRETS, ns.name, 'private-repo', { stringData: { password: TOKEN } });
+      const app = await eventually(
+        'the sync with the right password',
+        async () => {
+          const a = await getApp('private');
+          if (a && succeeded(rev)(a)) return a;
+          if (!a?.metadata.annotations?.[REFRESH_ANNOTATION]) await refresh('private');
+          await sleep(500);
+          return undefined;
+        },
+        60_000,
+      );
+      expect(app.status?.conditions?.map((c) => c.type) ?? []).not.toContain('ComparisonError');
+      expect((await configMap('private-cm'))?.data).toEqual({ a: '1' });
+    } finally {
+      await git.stop();
+    }
   });
 });

@@ -86,13 +86,27 @@ export class Comparer {
         misses.map((i) => objects[i]!.resolved),
         creatable,
       );
-      outcomes.forEach((outcome: DryRunOutcome, j) => {
+      const compared = outcomes.map(async (outcome: DryRunOutcome, j) => {
         const i = misses[j]!;
-        const { resolved, live } = objects[i]!;
+        const { resolved } = objects[i]!;
+        let { live } = objects[i]!;
         if (outcome.error !== undefined) {
           results[i] = { resolved, live, inSync: false, error: outcome.error };
           this.cache.delete(resolved.key);
           return;
+        }
+        // A dry-run of an existing object answers with the stored object's resourceVersion. When
+        // that is not the watched copy's, the watch has not shown the latest write yet (our own
+        // apply a moment ago, the Deployment controller's revision annotation): compared with the
+        // stale copy, the object would look OutOfSync and self-heal would sync it again at once.
+        const stored = outcome.merged?.metadata.resourceVersion;
+        if (stored && stored !== live?.metadata.resourceVersion) {
+          live =
+            (await this.resources.get(
+              resolved.mapping,
+              resolved.namespace,
+              resolved.object.metadata.name ?? '',
+            )) ?? live;
         }
         const inSync = outcome.merged !== undefined && !differs(outcome.merged, live);
         results[i] = { resolved, live, inSync, ...(outcome.merged ? { merged: outcome.merged } : {}) };
@@ -107,6 +121,7 @@ export class Comparer {
           this.cache.delete(resolved.key);
         }
       });
+      await Promise.all(compared);
     }
     return results as ObjectComparison[];
   }

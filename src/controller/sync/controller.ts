@@ -14,9 +14,10 @@ import type { Controller, Predicate } from '../runtime/controller.ts';
 import { EventRecorder } from '../runtime/events.ts';
 import type { EventSource, InformerHandlers } from '../runtime/informer.ts';
 import type { Manager } from '../runtime/manager.ts';
-import { PatchType } from '../../core/kube/client.ts';
-import type { KubeObject, Request } from '../../core/kube/objects.ts';
+import { isNotFound, PatchType } from '../../core/kube/client.ts';
+import { resourcePath, type KubeObject, type Request } from '../../core/kube/objects.ts';
 import { LiveObjects, owningApplication } from './live.ts';
+import type { Backoff } from './policy.ts';
 import { ApplicationReconciler } from './reconciler.ts';
 import { INSTANCE_LABEL, ManifestSource } from './source.ts';
 import { APPLICATION, REFRESH_ANNOTATION, type Application } from './types.ts';
@@ -53,6 +54,18 @@ export interface ApplicationControllerOptions {
   webhookSecret?: string;
   /** Largest webhook body read (see webhook.ts). */
   webhookMaxBodyBytes?: number;
+  /** How long one wave of a sync may wait for its hooks and objects (the reconciler's default: 5 min). */
+  waveTimeoutMs?: number;
+  /** How soon to look again while something progresses (the reconciler's default: 2 s). */
+  progressingRequeueMs?: number;
+  /** Self-heal backoff; Argo CD's defaults (2 s, ×3, at most 5 min) when omitted. */
+  selfHealBackoff?: Backoff;
+  /**
+   * A namespace-scoped install (Argo CD's namespace-install): the controller may touch only this
+   * namespace, so Applications deploy only there, never cluster-scoped objects, and managed
+   * objects are watched there alone (a cluster-wide watch would be forbidden).
+   */
+  managedNamespace?: string;
 }
 
 /** An event source the controller itself feeds: webhook refreshes and managed-object drift. */
@@ -167,7 +180,11 @@ export function setupApplicationController(
   const mapper = new RESTMapper(client);
   const resources = new ResourceManager(client, mapper);
   const live = new LiveObjects({
-    informer: (mapping) => manager.informer<KubeResource>(mapping, { labelSelector: INSTANCE_LABEL }),
+    informer: (mapping) =>
+      manager.informer<KubeResource>(mapping, {
+        labelSelector: INSTANCE_LABEL,
+        ...(options.managedNamespace ? { namespace: options.managedNamespace } : {}),
+      }),
     onChange: (obj) => {
       const owner = owningApplication(obj);
       if (owner) trigger.fire(owner);
@@ -192,8 +209,15 @@ export function setupApplicationController(
     live,
     logger: manager.logger.child({ controller: 'application' }),
     pollIntervalMs,
+    waveTimeoutMs: options.waveTimeoutMs,
+    progressingRequeueMs: options.progressingRequeueMs,
+    selfHealBackoff: options.selfHealBackoff,
+    ...(options.managedNamespace ? { managedNamespace: options.managedNamespace } : {}),
     onDryRuns: (n) => dryRuns.inc({}, n),
     getApplication: async (req) => {
+      // Managed objects' tracking ids wake applications too, and one may name an Application in a
+      // namespace this controller does not watch: that one is another controller's.
+      if (options.namespace && req.namespace !== options.namespace) return undefined;
       const cached = apps.get(req.namespace, req.name);
       const key = `${req.namespace}/${req.name}`;
       const last = written.get(key);
@@ -201,7 +225,7 @@ export function setupApplicationController(
       const fresh = await client
         .get<Application & KubeObject>(APPLICATION, req.namespace, req.name)
         .catch((err: unknown) => {
-          if ((err as { code?: number }).code === 404) return undefined;
+          if (isNotFound(err)) return undefined;
           throw err;
         });
       if (fresh?.metadata.resourceVersion) written.set(key, fresh.metadata.resourceVersion);
@@ -216,7 +240,8 @@ export function setupApplicationController(
 
   const controller = manager.controller({
     name: 'application',
-    reconciler: { reconcile: (req, ctx) => reconciler.reconcile(req, ctx.signal) },
+    // Each reconcile gets the runtime's signal and logger: concurrent reconciles share neither.
+    reconciler: { reconcile: (req, ctx) => reconciler.reconcile(req, { signal: ctx.signal, log: ctx.log }) },
     maxConcurrentReconciles: options.maxConcurrentReconciles ?? 10,
   });
   controller.watch(apps, undefined, applicationChanged());
@@ -235,13 +260,13 @@ export function setupApplicationController(
         repos.invalidate(app.spec.source!.repoURL);
         trigger.fire({ namespace: app.metadata.namespace, name: app.metadata.name });
       } else {
-        await client.patch(
-          APPLICATION,
-          app.metadata.namespace,
-          app.metadata.name,
-          { metadata: { annotations: { [REFRESH_ANNOTATION]: 'normal' } } },
-          PatchType.merge,
-        );
+        // Not the controller's state but a request to the leader, as a user's `argocd app get
+        // --refresh` is: so not subject to the write guard that keeps a follower from writing.
+        await client.request('PATCH', resourcePath(APPLICATION, app.metadata.namespace, app.metadata.name), {
+          body: { metadata: { annotations: { [REFRESH_ANNOTATION]: 'normal' } } },
+          contentType: PatchType.merge,
+          unguarded: true,
+        });
       }
     }
     return matching.length;

@@ -1,11 +1,16 @@
 // The Application reconciler: resolve the revision, render, compare with the cluster, sync when
-// the policy (or a requested operation) says so, and report sync and health status. All state is
-// in the Application's status, so a restarted controller carries on where the last one stopped.
+// the policy (policy.ts) or a requested operation says so, and report sync and health status. All
+// state is in the Application's status, so a restarted controller, or another replica, carries on
+// where the last one stopped: a sync in progress is status.operationState in phase Running, and
+// each reconcile advances it as far as it can without waiting (operation.ts), then returns a
+// requeue. A reconcile holds no state of its own: its abort signal and logger come with the call.
 //
 // Safety rules, each enforced here: a failed render or comparison never applies or prunes
 // anything; an empty render never prunes unless allowEmpty; only objects carrying this
 // application's tracking id are pruned; a sync that fails part-way reports what it applied.
-import { parseDurationMs } from '../../core/duration.ts';
+//
+// Layout: reconcile (the flow); validation; comparison; operations (start, advance, finish);
+// inventory and health; status and deletion; helpers.
 import { stableJSON } from '../../core/json.ts';
 import { ApplyError, type ResolvedObject, type ResourceManager } from '../../core/kube/apply.ts';
 import { UnknownKindError, type ResourceMapping, type RESTMapper } from '../../core/kube/discovery.ts';
@@ -15,14 +20,15 @@ import { apiGroup, describeObject } from '../../core/kube/resource.ts';
 import { isHook, isSkipped, planSync, SyncPlanError, type SyncPlan } from '../../core/kube/sync-plan.ts';
 import { SourceError, type RepoCache } from '../../core/gitops/repo-cache.ts';
 import type { KubeClient } from '../../core/kube/client.ts';
-import { isNotFound, PatchType } from '../../core/kube/client.ts';
+import { isConflict, isInvalid, isNotFound, PatchType } from '../../core/kube/client.ts';
 import type { EventRecorder } from '../runtime/events.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { KubeObject, Request } from '../../core/kube/objects.ts';
 import { resourcePath } from '../../core/kube/objects.ts';
 import { Comparer, type ObjectComparison } from './compare.ts';
 import type { LiveObjects } from './live.ts';
-import { runSyncPlan, type OperationOutcome } from './operation.ts';
+import { advanceSyncPlan, appliedKeys, prunedKeys, type Progress } from './operation.ts';
+import { decideSync, type Backoff, type ComparisonSummary, type SyncDecision } from './policy.ts';
 import { isTrackedBy, track, type ManifestSource } from './source.ts';
 import {
   APPLICATION,
@@ -33,9 +39,12 @@ import {
   type ApplicationStatus,
   type HistoryEntry,
   type OperationState,
+  type ResourceResult,
   type ResourceStatus,
   type SyncOperation,
 } from './types.ts';
+
+export { backoffMs } from './policy.ts';
 
 export interface ApplicationReconcilerOptions {
   client: KubeClient;
@@ -44,6 +53,7 @@ export interface ApplicationReconcilerOptions {
   repos: RepoCache;
   source: ManifestSource;
   live: LiveObjects;
+  /** For calls that bring no logger of their own (tests, the CLI's diff). */
   logger: Logger;
   /** Reads an Application (from the informer cache in the controller). */
   getApplication: (req: Request) => Promise<Application | undefined>;
@@ -55,14 +65,32 @@ export interface ApplicationReconcilerOptions {
   onWrite?: (app: Application) => void;
   /** How often to look at Git when nothing else happens (Argo CD: 3 minutes). */
   pollIntervalMs?: number;
-  /** How soon to look again while something is progressing. */
+  /** How soon to look again while something is progressing, a running sync included. */
   progressingRequeueMs?: number;
+  /** How long one wave of a sync may take for its hooks to finish and its objects to be healthy. */
   waveTimeoutMs?: number;
+  /** Self-heal backoff; Argo CD's defaults (2 s, ×3, at most 5 min) when omitted. */
+  selfHealBackoff?: Backoff;
+  /** A namespace-scoped install: deploy only namespaced objects, only into this namespace. */
+  managedNamespace?: string;
   now?: () => Date;
+}
+
+/** What the runtime hands one reconcile (its ReconcileContext); nothing of it outlives the call. */
+export interface ReconcileOptions {
+  /** Aborts when this replica stops leading: nothing may be written after it. */
+  signal?: AbortSignal;
+  log?: Logger;
 }
 
 export interface ReconcileResult {
   requeueAfter?: number;
+}
+
+/** One reconcile's signal and logger, handed to whatever acts for it. */
+interface Pass {
+  signal: AbortSignal | undefined;
+  log: Logger;
 }
 
 const IN_CLUSTER = new Set(['https://kubernetes.default.svc', 'https://kubernetes.default.svc/', '']);
@@ -86,10 +114,6 @@ export interface Comparison {
 export class ApplicationReconciler {
   private readonly o: ApplicationReconcilerOptions;
   readonly comparer: Comparer;
-  /** Self-heal attempts per application while its live state keeps drifting (for backoff). */
-  private readonly selfHealAttempts = new Map<string, { count: number; last: number }>();
-  /** The current reconcile's abort signal (reconciles of one key never overlap). */
-  private signal: AbortSignal | undefined;
 
   constructor(options: ApplicationReconcilerOptions) {
     this.o = options;
@@ -100,16 +124,18 @@ export class ApplicationReconciler {
     return this.o.now?.() ?? new Date();
   }
 
-  /** `signal` aborts when this replica stops leading: no write may follow. */
-  async reconcile(req: Request, signal?: AbortSignal): Promise<ReconcileResult> {
+  private get progressingMs(): number {
+    return this.o.progressingRequeueMs ?? 2000;
+  }
+
+  async reconcile(req: Request, ctx: ReconcileOptions = {}): Promise<ReconcileResult> {
     const app = await this.o.getApplication(req);
-    if (!app) {
-      this.selfHealAttempts.delete(`${req.namespace}/${req.name}`);
-      return {};
-    }
-    this.signal = signal;
-    if (app.metadata.deletionTimestamp) return this.finalize(app);
-    const log = this.o.logger.child({ application: `${req.namespace}/${req.name}` });
+    if (!app) return {};
+    const p: Pass = {
+      signal: ctx.signal,
+      log: ctx.log ?? this.o.logger.child({ application: `${req.namespace}/${req.name}` }),
+    };
+    if (app.metadata.deletionTimestamp) return this.finalize(app, p);
     const poll = this.o.pollIntervalMs ?? 180_000;
 
     const invalid = this.validate(app);
@@ -119,21 +145,22 @@ export class ApplicationReconciler {
         health: { status: 'Unknown', message: invalid },
         conditions: this.conditions(app, [{ type: 'InvalidSpecError', message: invalid }]),
       };
-      await this.reportFailure(app, invalid, failed);
+      await this.reportFailure(app, invalid, failed, p);
       return {};
     }
     const refreshRequested = app.metadata.annotations?.[REFRESH_ANNOTATION] !== undefined;
-    if (refreshRequested) await this.clearRefresh(app);
+    if (refreshRequested) await this.clearRefresh(app, p);
+    const running = runningOperation(app);
     // A requested sync means "now": ask git for the branch's head rather than the cached answer.
-    const refresh = refreshRequested || app.operation !== undefined;
+    const refresh = refreshRequested || (app.operation !== undefined && !running);
 
     let comparison: Comparison;
     try {
-      comparison = await this.compare(app, refresh);
+      comparison = await this.compare(app, refresh, p, running?.syncResult?.revision);
     } catch (err) {
       if (!(err instanceof ComparisonFailure)) throw err;
       // Nothing is applied or pruned: the previous inventory and sync stay as they are.
-      log.warn('comparison failed', { error: err.message });
+      p.log.warn('comparison failed', { error: err.message });
       await this.o.events?.record(eventTarget(app), 'Warning', 'ComparisonError', err.message);
       const failed: Partial<ApplicationStatus> = {
         sync: { ...app.status?.sync, status: 'Unknown' },
@@ -142,116 +169,81 @@ export class ApplicationReconciler {
           : (app.status?.health ?? { status: 'Unknown' }),
         conditions: this.conditions(app, [{ type: 'ComparisonError', message: err.message }]),
       };
-      await this.reportFailure(app, err.message, failed);
+      await this.reportFailure(app, err.message, failed, p);
       return { requeueAfter: err.degrades ? poll : Math.min(poll, 30_000) };
     }
 
-    const outOfSync = comparison.objects.filter((c) => !c.inSync);
-    const synced =
-      outOfSync.length === 0 && comparison.extraneous.length === 0 && comparison.errors.length === 0;
-    // Self-heal backs off while drift keeps coming back; it starts over once the app is in sync.
-    if (synced) this.selfHealAttempts.delete(key(app));
-    const decision = this.shouldSync(app, comparison, synced);
-    let operationOutcome: OperationOutcome | undefined;
-    const conditions: Omit<AppCondition, 'lastTransitionTime'>[] = comparison.warnings.map((message) => ({
-      type: 'SyncWarning',
-      message,
-    }));
-    if (comparison.errors.length) {
-      conditions.push({ type: 'ComparisonError', message: comparison.errors.join('\n') });
-    }
-    if (decision.skipReason) conditions.push({ type: 'SyncError', message: decision.skipReason });
-
-    if (decision.sync) {
-      const startedAt = this.now();
-      const requested = decision.operation.sync;
-      if (requested?.resources?.length) {
-        operationOutcome = {
-          phase: 'Failed',
-          message:
-            'selective sync (operation.sync.resources) is not supported yet: sync the whole application',
-          results: [],
-          applied: [],
-          pruned: [],
-        };
-      } else if (requested?.dryRun) {
-        // A dry run: what the comparison found, nothing applied or pruned, no history entry.
-        operationOutcome = {
-          phase: 'Succeeded',
-          message: `dry run: ${outOfSync.length} object(s) would be applied, ${comparison.extraneous.length} pruned${comparison.errors.length ? `; ${comparison.errors.length} refused by the server` : ''}`,
-          results: [],
-          applied: [],
-          pruned: [],
-          dryRun: true,
-        };
-      } else if (comparison.errors.length) {
-        // The server-side dry-run refused objects: nothing is applied.
-        operationOutcome = {
-          phase: 'Failed',
-          message: `one or more objects failed to apply (dry run), nothing was applied:\n${comparison.errors.join('\n')}`,
-          results: [],
-          applied: [],
-          pruned: [],
-        };
-      } else {
-        const who = decision.operation.initiatedBy?.username
-          ? `by ${decision.operation.initiatedBy.username}`
-          : 'automatically';
-        await this.o.events?.record(
-          eventTarget(app),
-          'Normal',
-          'OperationStarted',
-          `sync to ${comparison.revision.slice(0, 12)} started ${who}`,
-        );
-        log.info('syncing', {
-          revision: comparison.revision,
-          outOfSync: outOfSync.length,
-          prune: comparison.extraneous.length,
-        });
-        operationOutcome = await this.sync(app, comparison, decision.operation, startedAt);
-        this.signal?.throwIfAborted();
-      }
-      const warnings = conditions.filter((c) => c.type === 'SyncWarning');
-      await this.finishOperation(app, operationOutcome, comparison, decision.operation, startedAt, warnings);
-      await this.o.events?.record(
-        eventTarget(app),
-        operationOutcome.phase === 'Succeeded' ? 'Normal' : 'Warning',
-        operationOutcome.phase === 'Succeeded' ? 'OperationCompleted' : 'SyncFailed',
-        `sync to ${comparison.revision.slice(0, 12)} ${operationOutcome.phase.toLowerCase()}: ${operationOutcome.message}`,
-      );
-      // Look again soon: the objects just applied are progressing, and the status should show it.
-      return { requeueAfter: this.o.progressingRequeueMs ?? 2000 };
-    }
-
-    const health = this.health(comparison);
-    await this.writeStatus(app, {
-      ...app.status,
-      sync: {
-        status: synced ? 'Synced' : 'OutOfSync',
-        revision: comparison.revision,
-        comparedTo: { source: app.spec.source!, destination: app.spec.destination },
-      },
-      health: { status: health.status, ...(health.message ? { message: health.message } : {}) },
-      resources: this.resourceStatuses(comparison),
-      conditions: this.conditions(app, conditions),
-      sourceType: comparison.sourceType,
-      observedGeneration: app.metadata.generation,
+    // One operation at a time: a running one goes on before anything new is decided.
+    if (running) return this.advance(app, comparison, running, p);
+    const decision = decideSync({
+      app,
+      comparison: summarize(comparison),
+      now: this.now(),
+      ...(this.o.selfHealBackoff ? { selfHealBackoff: this.o.selfHealBackoff } : {}),
     });
-    if (health.status === 'Progressing' || health.status === 'Missing')
-      return { requeueAfter: this.o.progressingRequeueMs ?? 2000 };
-    if (decision.retryAfterMs !== undefined) return { requeueAfter: Math.min(decision.retryAfterMs, poll) };
-    return { requeueAfter: poll };
+    p.log.debug('sync decision', { action: decision.action, reason: decision.reason });
+    if (decision.action === 'sync') return this.startOperation(app, comparison, decision, p);
+
+    const conditions = comparisonConditions(comparison);
+    if (decision.action === 'none' && decision.error) {
+      conditions.push({ type: 'SyncError', message: decision.error });
+    }
+    const health = this.health(comparison);
+    await this.writeStatus(
+      app,
+      {
+        ...app.status,
+        sync: {
+          status: isSynced(comparison) ? 'Synced' : 'OutOfSync',
+          revision: comparison.revision,
+          comparedTo: { source: app.spec.source!, destination: app.spec.destination },
+        },
+        health: { status: health.status, ...(health.message ? { message: health.message } : {}) },
+        resources: this.resourceStatuses(comparison),
+        conditions: this.conditions(app, conditions),
+        sourceType: comparison.sourceType,
+        observedGeneration: app.metadata.generation,
+      },
+      p,
+    );
+    // The next look: when a backoff ends (a retry, a self-heal), and soon while objects progress.
+    const progressing = health.status === 'Progressing' || health.status === 'Missing';
+    return { requeueAfter: this.nextLook(decision, progressing ? this.progressingMs : poll) };
   }
 
-  /** Writes a failure's status; a pending operation fails with it (and is cleared). */
+  /** `otherwise`, or sooner when the decision waits for a time before then (at least 1 ms). */
+  private nextLook(decision: SyncDecision, otherwise: number): number {
+    if (decision.action !== 'wait') return otherwise;
+    return Math.max(1, Math.min(decision.at.getTime() - this.now().getTime(), otherwise));
+  }
+
+  /** Writes a failure's status; a running or requested operation fails with it (and is cleared). */
   private async reportFailure(
     app: Application,
     message: string,
     failed: Partial<ApplicationStatus>,
+    p: Pass,
   ): Promise<void> {
-    if (!app.operation) return this.writeStatus(app, { ...app.status, ...failed });
-    const outcome: OperationOutcome = { phase: 'Failed', message, results: [], applied: [], pruned: [] };
-    await this.finishOperation(app, outcome, undefined, app.operation, this.now(), [], failed);
+    const running = runningOperation(app);
+    const operation = running?.operation ?? app.operation;
+    if (!operation) {
+      await this.writeStatus(app, { ...app.status, ...failed }, p);
+      return;
+    }
+    const state: OperationState = running
+      ? { ...running, phase: 'Failed', message }
+      : {
+          operation,
+          phase: 'Failed',
+          message,
+          startedAt: this.now().toISOString(),
+          syncResult: {
+            revision: app.status?.operationState?.syncResult?.revision ?? '',
+            resources: [],
+            source: app.spec.source!,
+          },
+        };
+    await this.writeOperation(app, undefined, state, p, failed);
   }
 
   // ---- validation -------------------------------------------------------------------------
@@ -272,6 +264,13 @@ export class ApplicationReconciler {
     if (dest.server && !IN_CLUSTER.has(dest.server)) {
       return `destination server "${dest.server}": only the cluster the controller runs in (https://kubernetes.default.svc) is supported`;
     }
+    const scope = this.o.managedNamespace;
+    if (scope && (dest.namespace ?? '') !== scope) {
+      return `this controller is installed namespace-scoped and deploys only to namespace ${scope}: destination.namespace is "${dest.namespace ?? ''}"`;
+    }
+    if (scope && app.spec.syncPolicy?.syncOptions?.includes('CreateNamespace=true')) {
+      return `this controller is installed namespace-scoped (namespace ${scope}): CreateNamespace=true needs a cluster-scoped install`;
+    }
     return undefined;
   }
 
@@ -281,22 +280,23 @@ export class ApplicationReconciler {
   async diff(app: Application): Promise<Comparison> {
     const invalid = this.validate(app);
     if (invalid) throw new ComparisonFailure(invalid, true);
-    return this.compare(app, true);
+    return this.compare(app, true, { signal: undefined, log: this.o.logger });
   }
 
-  private async compare(app: Application, refresh: boolean): Promise<Comparison> {
+  /** `pinned`: the revision of a running operation, which goes on with it wherever the branch is now. */
+  private async compare(app: Application, refresh: boolean, p: Pass, pinned?: string): Promise<Comparison> {
     const source = app.spec.source!;
-    const wanted = app.operation?.sync?.revision || source.targetRevision || 'HEAD';
+    const wanted = pinned || app.operation?.sync?.revision || source.targetRevision || 'HEAD';
     let revision: string;
     try {
-      revision = await this.o.repos.resolve(source.repoURL, wanted, refresh, this.signal);
+      revision = await this.o.repos.resolve(source.repoURL, wanted, refresh, p.signal);
     } catch (err) {
       if (err instanceof SourceError) throw new ComparisonFailure(err.message, false);
       throw err;
     }
     let desiredState;
     try {
-      desiredState = await this.o.source.desired(app, revision, this.signal);
+      desiredState = await this.o.source.desired(app, revision, p.signal);
     } catch (err) {
       if (err instanceof SourceError) throw new ComparisonFailure(err.message, false);
       if (isRenderFailure(err))
@@ -332,6 +332,21 @@ export class ApplicationReconciler {
     } catch (err) {
       if (err instanceof ApplyError) throw new ComparisonFailure(err.message, true);
       throw err;
+    }
+    const outside = this.o.managedNamespace
+      ? resolved.filter((r) => !r.mapping.namespaced || r.namespace !== this.o.managedNamespace)
+      : [];
+    if (outside.length) {
+      // Refused before anything is applied: a partial sync would be worse than none.
+      throw new ComparisonFailure(
+        `this controller is installed namespace-scoped and manages only namespace ${this.o.managedNamespace}: ${outside
+          .slice(0, 5)
+          .map((r) =>
+            r.mapping.namespaced ? `${r.key} is in another namespace` : `${r.key} is cluster-scoped`,
+          )
+          .join('; ')}${outside.length > 5 ? ` (and ${outside.length - 5} more)` : ''}`,
+        true,
+      );
     }
     const tracked = resolved.map((r) => ({ ...r, object: track(app, r.object, r.namespace) }));
     const hooks = tracked.filter((r) => isHook(r.object));
@@ -421,253 +436,298 @@ export class ApplicationReconciler {
     }
   }
 
-  // ---- deciding and syncing ------------------------------------------------------------------
+  // ---- operations ----------------------------------------------------------------------------
 
-  private shouldSync(
+  /** Starts the operation the policy asked for, and takes it as far as it goes now. */
+  private async startOperation(
     app: Application,
     comparison: Comparison,
-    synced: boolean,
-  ): { sync: boolean; operation: SyncOperation; skipReason?: string; retryAfterMs?: number } {
-    if (app.operation) return { sync: true, operation: app.operation };
-    const automated = app.spec.syncPolicy?.automated;
-    const operation: SyncOperation = {
-      sync: { revision: comparison.revision, prune: automated?.prune ?? false },
-      initiatedBy: { automated: true },
+    decision: SyncDecision & { action: 'sync' },
+    p: Pass,
+  ): Promise<ReconcileResult> {
+    const { operation } = decision;
+    const state: OperationState = {
+      operation,
+      phase: 'Running',
+      message: 'sync started',
+      startedAt: this.now().toISOString(),
+      syncResult: { revision: comparison.revision, resources: [], source: app.spec.source! },
+      ...(decision.retryCount ? { retryCount: decision.retryCount } : {}),
     };
-    if (!automated || automated.enabled === false || synced) return { sync: false, operation };
-    const needsApply = comparison.objects.some((c) => !c.inSync) || comparison.errors.length > 0;
-    if (!needsApply && !automated.prune) {
-      // Only pruning would change anything, and pruning is off (Argo CD skips such syncs too).
-      return { sync: false, operation };
-    }
-    if (comparison.desired.length === 0 && comparison.hooks.length === 0 && !automated.allowEmpty) {
-      return {
-        sync: false,
-        operation,
-        skipReason:
-          'the source rendered no objects: automated sync refuses to sync an empty application (set allowEmpty to allow it)',
-      };
-    }
-    const last = app.status?.operationState;
-    // "Already attempted" means this revision with this source (a spec edit is a new attempt).
-    const sameRevision =
-      last?.syncResult?.revision === comparison.revision &&
-      stableJSON(last.syncResult.source) === stableJSON(app.spec.source);
-    if (sameRevision && last?.phase === 'Error') {
-      // Interrupted by the cluster or the network, not refused: retry with backoff.
-      const wait = backoffMs(app.spec.syncPolicy?.retry?.backoff, Math.min(last.retryCount ?? 0, 10));
-      const since = this.now().getTime() - Date.parse(last.finishedAt ?? '');
-      if (since < wait) return { sync: false, operation, retryAfterMs: wait - since };
-      return { sync: true, operation };
-    }
-    if (sameRevision && last?.phase !== 'Succeeded' && last?.phase !== 'Running') {
-      // A failed sync of this revision is retried only as syncPolicy.retry allows (Argo CD).
-      const retry = app.spec.syncPolicy?.retry;
-      const attempts = last?.retryCount ?? 0;
-      if (!retry || ((retry.limit ?? 0) >= 0 && attempts >= (retry.limit ?? 0))) {
-        return {
-          sync: false,
-          operation,
-          skipReason: `the last sync of ${comparison.revision.slice(0, 12)} failed; not retrying: ${last?.message ?? ''}`,
-        };
-      }
-      const wait = backoffMs(retry.backoff, attempts);
-      const since = this.now().getTime() - Date.parse(last?.finishedAt ?? '');
-      if (since < wait) return { sync: false, operation, retryAfterMs: wait - since };
-      return { sync: true, operation: { ...operation, retry } };
-    }
-    if (sameRevision && last?.phase === 'Succeeded' && !automated.selfHeal) {
-      // Drift from the synced revision is corrected only with selfHeal.
-      return { sync: false, operation };
-    }
-    if (sameRevision && automated.selfHeal) {
-      // Self-heal with backoff, so a fight with another controller does not become a hot loop.
-      const attempt = this.selfHealAttempts.get(key(app)) ?? { count: 0, last: 0 };
-      const wait = attempt.count === 0 ? 0 : Math.min(2 ** (attempt.count - 1) * 2000, 180_000);
-      const now = this.now().getTime();
-      const since = now - attempt.last;
-      if (since < wait) return { sync: false, operation, retryAfterMs: wait - since };
-      this.selfHealAttempts.set(key(app), { count: attempt.count + 1, last: now });
-    }
-    return { sync: true, operation };
+    const refused = refusal(operation, comparison);
+    if (refused) return this.complete(app, comparison, { ...state, ...refused }, p);
+    const who = operation.initiatedBy?.username ? `by ${operation.initiatedBy.username}` : 'automatically';
+    await this.o.events?.record(
+      eventTarget(app),
+      'Normal',
+      'OperationStarted',
+      `sync to ${comparison.revision.slice(0, 12)} started ${who}`,
+    );
+    p.log.info('syncing', {
+      revision: comparison.revision,
+      reason: decision.reason,
+      outOfSync: comparison.objects.filter((c) => !c.inSync).length,
+      prune: comparison.extraneous.length,
+    });
+    // Persisted before anything is applied: its startedAt names the generateName hooks, and a
+    // controller that takes over finds the operation running and carries it on.
+    const written = await this.writeStatus(app, { ...app.status, operationState: state }, p);
+    return this.advance(written, comparison, state, p);
   }
 
-  private async sync(
+  /** Does what is due in a running operation, records how far it got, and looks again soon. */
+  private async advance(
     app: Application,
     comparison: Comparison,
-    operation: SyncOperation,
-    startedAt: Date,
-  ): Promise<OperationOutcome> {
-    const syncOptions = [...(app.spec.syncPolicy?.syncOptions ?? []), ...(operation.sync?.syncOptions ?? [])];
-    const byKey = new Map<string, ResolvedObject>();
-    const namespaced = new Map<string, boolean>();
-    for (const r of [
-      ...comparison.desired,
-      ...comparison.hooks,
-      ...comparison.extraneous.map((e) => e.resolved),
-    ]) {
-      byKey.set(r.key, r);
-      namespaced.set(`${apiGroup(r.object.apiVersion)}/${r.object.kind}`, r.mapping.namespaced);
-    }
-    const liveByKey = new Map(comparison.objects.filter((c) => c.live).map((c) => [c.resolved.key, c.live!]));
-    const hookLive = await Promise.all(
-      comparison.hooks.filter((h) => h.object.metadata.name).map((h) => this.liveOf(h)),
-    );
-    let plan: SyncPlan;
+    state: OperationState,
+    p: Pass,
+  ): Promise<ReconcileResult> {
+    let planned: { plan: SyncPlan; resolved: Map<string, ResolvedObject> };
     try {
-      plan = planSync({
-        desired: [...comparison.desired, ...comparison.hooks].map((r) => r.object),
-        live: [
-          ...liveByKey.values(),
-          ...comparison.extraneous.map((e) => e.live),
-          ...hookLive.filter((h): h is KubeResource => !!h),
-        ],
-        options: {
-          namespace: app.spec.destination.namespace ?? '',
-          syncOptions,
-          prune: operation.sync?.prune ?? false,
-          revision: comparison.revision,
-          startedAt,
-          isNamespaced: (group, kind) => namespaced.get(`${group}/${kind}`),
-          isOutOfSync: (desired) => {
-            const c = comparison.objects.find((o) => o.resolved.object === desired);
-            return c ? !c.inSync : true;
-          },
-        },
-      });
+      planned = await this.plan(app, comparison, state);
     } catch (err) {
       if (!(err instanceof SyncPlanError)) throw err;
-      return { phase: 'Failed', message: err.message, results: [], applied: [], pruned: [] };
+      return this.complete(app, comparison, { ...state, phase: 'Failed', message: err.message }, p);
     }
+    let current = app;
     const destination = app.spec.destination.namespace ?? '';
-    // The CreateNamespace=true task is not among the rendered objects: resolve it here.
-    for (const task of plan.phases.flatMap((p) => p.waves.flatMap((w) => w.tasks))) {
-      if (task.type === 'apply' && !byKey.has(task.key)) {
-        const [r] = await this.o.resources.resolve([task.object], destination);
-        byKey.set(task.key, r!);
-      }
-    }
-    try {
-      return await runSyncPlan(plan, {
+    const step = await advanceSyncPlan(
+      planned.plan,
+      {
+        results: state.syncResult?.resources ?? [],
+        ...(state.currentWave ? { currentWave: state.currentWave } : {}),
+      },
+      {
         resources: this.o.resources,
         mapper: this.o.mapper,
-        resolved: byKey,
+        resolved: planned.resolved,
         owns: (live) => isTrackedBy(app, live, live.metadata.namespace ?? ''),
         resolveHook: async (obj) => {
           const [r] = await this.o.resources.resolve([obj], destination);
           return { ...r!, object: track(app, r!.object, r!.namespace) };
         },
         waveTimeoutMs: this.o.waveTimeoutMs ?? 300_000,
-        ...(this.signal ? { signal: this.signal } : {}),
-      });
-    } catch (err) {
-      // Only a stop (lost leadership) gets here: runSyncPlan reports every other failure itself.
-      if (this.signal?.aborted) throw err;
-      return {
-        phase: 'Error',
-        message: `sync interrupted: ${(err as Error).message}`,
-        results: [],
-        applied: [],
-        pruned: [],
-      };
-    }
+        now: () => this.now(),
+        signal: p.signal,
+        checkpoint: async (progress) => {
+          current = await this.writeOperation(
+            current,
+            comparison,
+            withProgress(state, progress, 'Running'),
+            p,
+          );
+        },
+      },
+    );
+    const next = withProgress(state, step, step.phase);
+    if (step.phase !== 'Running') return this.complete(current, comparison, next, p);
+    await this.writeOperation(current, comparison, next, p);
+    p.log.debug('sync in progress', { message: step.message });
+    // Hooks and objects this sync waits for are watched too: a change wakes it before this.
+    return { requeueAfter: this.progressingMs };
   }
 
-  private async finishOperation(
+  /**
+   * The plan of a running operation, made again from the comparison at each step: the same
+   * revision and start time give the same tasks and hook names, and the recorded results say
+   * which of them are done.
+   */
+  private async plan(
     app: Application,
-    outcome: OperationOutcome,
+    comparison: Comparison,
+    state: OperationState,
+  ): Promise<{ plan: SyncPlan; resolved: Map<string, ResolvedObject> }> {
+    const operation = state.operation;
+    const syncOptions = [...(app.spec.syncPolicy?.syncOptions ?? []), ...(operation.sync?.syncOptions ?? [])];
+    const resolved = new Map<string, ResolvedObject>();
+    const namespaced = new Map<string, boolean>();
+    for (const r of [
+      ...comparison.desired,
+      ...comparison.hooks,
+      ...comparison.extraneous.map((e) => e.resolved),
+    ]) {
+      resolved.set(r.key, r);
+      namespaced.set(`${apiGroup(r.object.apiVersion)}/${r.object.kind}`, r.mapping.namespaced);
+    }
+    const liveByKey = new Map(comparison.objects.filter((c) => c.live).map((c) => [c.resolved.key, c.live!]));
+    const hookLive = await Promise.all(
+      comparison.hooks.filter((h) => h.object.metadata.name).map((h) => this.liveOf(h)),
+    );
+    // What this operation applied stays in its plan although it is in sync now
+    // (ApplyOutOfSyncOnly): its wave still waits for it to become healthy.
+    const applied = appliedKeys(state.syncResult?.resources ?? []);
+    const plan = planSync({
+      desired: [...comparison.desired, ...comparison.hooks].map((r) => r.object),
+      live: [
+        ...liveByKey.values(),
+        ...comparison.extraneous.map((e) => e.live),
+        ...hookLive.filter((h): h is KubeResource => !!h),
+      ],
+      options: {
+        namespace: app.spec.destination.namespace ?? '',
+        syncOptions,
+        prune: operation.sync?.prune ?? false,
+        revision: comparison.revision,
+        startedAt: new Date(state.startedAt),
+        isNamespaced: (group, kind) => namespaced.get(`${group}/${kind}`),
+        isOutOfSync: (desired) => {
+          const c = comparison.objects.find((o) => o.resolved.object === desired);
+          return c ? !c.inSync || applied.has(c.resolved.key) : true;
+        },
+      },
+    });
+    const destination = app.spec.destination.namespace ?? '';
+    // The CreateNamespace=true task is not among the rendered objects: resolve it here.
+    for (const task of plan.phases.flatMap((ph) => ph.waves.flatMap((w) => w.tasks))) {
+      if (task.type === 'apply' && !resolved.has(task.key)) {
+        const [r] = await this.o.resources.resolve([task.object], destination);
+        resolved.set(task.key, r!);
+      }
+    }
+    return { plan, resolved };
+  }
+
+  /** Records a finished operation and tells it as an Event. */
+  private async complete(
+    app: Application,
+    comparison: Comparison,
+    state: OperationState,
+    p: Pass,
+  ): Promise<ReconcileResult> {
+    const written = await this.writeOperation(app, comparison, state, p);
+    const rev = comparison.revision.slice(0, 12);
+    const ok = state.phase === 'Succeeded';
+    p.log.info('sync finished', {
+      revision: comparison.revision,
+      phase: state.phase,
+      message: state.message,
+    });
+    await this.o.events?.record(
+      eventTarget(app),
+      ok ? 'Normal' : 'Warning',
+      ok ? 'OperationCompleted' : 'SyncFailed',
+      `sync to ${rev} ${state.phase.toLowerCase()}: ${state.message}`,
+    );
+    // Look again soon: the objects just applied are progressing, and the status should show it.
+    // A failed sync's retry may be due sooner than that (a backoff shorter than progressingMs):
+    // the policy, asked about the operation just recorded, says when.
+    const next = decideSync({
+      app: written,
+      comparison: summarize(comparison),
+      now: this.now(),
+      ...(this.o.selfHealBackoff ? { selfHealBackoff: this.o.selfHealBackoff } : {}),
+    });
+    return { requeueAfter: this.nextLook(next, this.progressingMs) };
+  }
+
+  /**
+   * Writes an operation's state with the status it implies: the inventory (whatever it applied is
+   * tracked, whatever it pruned is not), sync and health; once it is done, its history entry too,
+   * and the requested operation it ran is cleared. Returns the Application as written.
+   */
+  private async writeOperation(
+    app: Application,
     comparison: Comparison | undefined,
-    operation: SyncOperation = app.operation ?? {},
-    startedAt: Date = this.now(),
-    warnings: Omit<AppCondition, 'lastTransitionTime'>[] = [],
-    /** Status fields that win over what the outcome implies (a comparison failure's). */
+    state: OperationState,
+    p: Pass,
+    /** Status fields that win over what the state implies (a comparison failure's). */
     override: Partial<ApplicationStatus> = {},
-  ): Promise<void> {
-    const finishedAt = this.now().toISOString();
-    const previous = app.status?.operationState;
-    const revision = comparison?.revision ?? previous?.syncResult?.revision ?? '';
-    const retryCount =
-      outcome.phase === 'Succeeded'
-        ? 0
-        : previous?.syncResult?.revision === revision && previous.phase !== 'Succeeded'
-          ? (previous.retryCount ?? 0) + 1
-          : 0;
-    const operationState: OperationState = {
-      operation,
-      phase: outcome.phase,
-      message: outcome.message,
-      syncResult: { revision, resources: outcome.results, source: app.spec.source! },
-      startedAt: startedAt.toISOString(),
-      finishedAt,
-      ...(retryCount ? { retryCount } : {}),
-    };
+  ): Promise<Application> {
+    const done = state.phase !== 'Running';
+    const now = this.now().toISOString();
+    const { currentWave, ...rest } = state;
+    const operationState: OperationState = done
+      ? { ...rest, finishedAt: now }
+      : { ...rest, ...(currentWave ? { currentWave } : {}) };
+    const dryRun = state.operation.sync?.dryRun === true;
+    const succeeded = state.phase === 'Succeeded' && !dryRun;
+    const revision = state.syncResult?.revision ?? '';
     const history = [...(app.status?.history ?? [])];
-    if (outcome.phase === 'Succeeded' && comparison && !outcome.dryRun) {
-      const id = (history.at(-1)?.id ?? -1) + 1;
+    if (done && succeeded && comparison) {
       const entry: HistoryEntry = {
-        id,
+        id: (history.at(-1)?.id ?? -1) + 1,
         revision,
         source: app.spec.source!,
-        deployedAt: finishedAt,
-        deployStartedAt: startedAt.toISOString(),
-        ...(operation.initiatedBy ? { initiatedBy: operation.initiatedBy } : {}),
+        deployedAt: now,
+        deployStartedAt: state.startedAt,
+        ...(state.operation.initiatedBy ? { initiatedBy: state.operation.initiatedBy } : {}),
       };
       history.push(entry);
     }
     const limit = app.spec.revisionHistoryLimit ?? HISTORY_LIMIT;
-    // The inventory: what is desired now plus anything a failed run applied, minus what was pruned.
-    const real = comparison && !outcome.dryRun ? comparison : undefined;
-    const inventory = real ? this.inventory(real, outcome) : app.status?.resources;
-    const health = real ? this.health(real, outcome) : app.status?.health;
-    const synced = outcome.phase === 'Succeeded' && !outcome.dryRun;
-    await this.writeStatus(app, {
-      ...app.status,
-      operationState,
-      history: limit > 0 ? history.slice(-limit) : [],
-      ...(inventory ? { resources: inventory } : {}),
-      sync: outcome.dryRun
-        ? (app.status?.sync ?? { status: 'Unknown' })
-        : {
-            status: synced ? 'Synced' : 'OutOfSync',
-            revision,
-            comparedTo: { source: app.spec.source!, destination: app.spec.destination },
-          },
-      ...(health ? { health } : {}),
-      ...(comparison ? { sourceType: comparison.sourceType } : {}),
-      observedGeneration: app.metadata.generation,
-      conditions: this.conditions(app, [
-        ...warnings,
-        ...(outcome.phase === 'Succeeded' ? [] : [{ type: 'SyncError', message: outcome.message }]),
-      ]),
-      ...override,
-    });
-    if (app.operation) {
-      // The requested operation is done: clear it, as Argo CD does; but only if it is still the one
-      // we ran (the test fails when someone asked for another meanwhile, which then runs next).
-      try {
-        const written = await this.o.client.request<Application>(
-          'PATCH',
-          resourcePath(APPLICATION, app.metadata.namespace, app.metadata.name),
-          {
-            body: [
-              { op: 'test', path: '/operation', value: app.operation },
-              { op: 'remove', path: '/operation' },
-            ],
-            contentType: PatchType.json,
-          },
-        );
-        this.o.onWrite?.(written);
-      } catch (err) {
-        const code = (err as { code?: number }).code;
-        if (code !== 422 && code !== 409 && !isNotFound(err)) throw err;
-      }
+    const results = state.syncResult?.resources ?? [];
+    const real = comparison && !dryRun ? comparison : undefined;
+    const inventory = real ? this.inventory(real, results, succeeded) : app.status?.resources;
+    const failure = state.phase === 'Failed' ? state.message : undefined;
+    const health = real ? this.health(real, results, failure) : app.status?.health;
+    const inSync = done ? succeeded : real !== undefined && isSynced(real);
+    const warnings = (comparison?.warnings ?? []).map((message) => ({ type: 'SyncWarning', message }));
+    const written = await this.writeStatus(
+      app,
+      {
+        ...app.status,
+        operationState,
+        history: limit > 0 ? history.slice(-limit) : [],
+        ...(inventory ? { resources: inventory } : {}),
+        sync: dryRun
+          ? (app.status?.sync ?? { status: 'Unknown' })
+          : {
+              status: inSync ? 'Synced' : 'OutOfSync',
+              revision,
+              comparedTo: { source: app.spec.source!, destination: app.spec.destination },
+            },
+        ...(health ? { health } : {}),
+        ...(comparison ? { sourceType: comparison.sourceType } : {}),
+        observedGeneration: app.metadata.generation,
+        conditions: this.conditions(app, [
+          ...warnings,
+          ...(done && state.phase !== 'Succeeded' ? [{ type: 'SyncError', message: state.message }] : []),
+        ]),
+        ...override,
+      },
+      p,
+    );
+    if (done) await this.clearOperation(written, state.operation, p);
+    return written;
+  }
+
+  /**
+   * The requested operation is done: it is cleared, as Argo CD does, but only while it is still
+   * the one that ran (the patch's test fails when someone asked for another meanwhile, which then
+   * runs next).
+   */
+  private async clearOperation(app: Application, ran: SyncOperation, p: Pass): Promise<void> {
+    if (!app.operation || stableJSON(app.operation) !== stableJSON(ran)) return;
+    p.signal?.throwIfAborted();
+    try {
+      const written = await this.o.client.request<Application>(
+        'PATCH',
+        resourcePath(APPLICATION, app.metadata.namespace, app.metadata.name),
+        {
+          body: [
+            { op: 'test', path: '/operation', value: ran },
+            { op: 'remove', path: '/operation' },
+          ],
+          contentType: PatchType.json,
+        },
+      );
+      this.o.onWrite?.(written);
+    } catch (err) {
+      if (!isInvalid(err) && !isConflict(err) && !isNotFound(err)) throw err;
     }
   }
 
-  private inventory(comparison: Comparison, outcome?: OperationOutcome): ResourceStatus[] {
-    const pruned = new Set(outcome?.pruned ?? []);
+  // ---- inventory and health ------------------------------------------------------------------
+
+  /** What is desired now plus anything an operation applied, minus what it pruned. */
+  private inventory(
+    comparison: Comparison,
+    results: readonly ResourceResult[],
+    succeeded: boolean,
+  ): ResourceStatus[] {
+    const pruned = prunedKeys(results);
+    const applied = appliedKeys(results);
     const inSync = new Map(comparison.objects.map((c) => [c.resolved.key, c.inSync]));
-    const applied = new Set(outcome?.applied.map((r) => r.key) ?? []);
     const entries = new Map<string, ResourceStatus>();
     const add = (r: ResolvedObject, status: ResourceStatus['status'], extra: Partial<ResourceStatus> = {}) =>
       entries.set(r.key, {
@@ -679,7 +739,6 @@ export class ApplicationReconciler {
         ...(status ? { status } : {}),
         ...extra,
       });
-    const succeeded = outcome?.phase === 'Succeeded';
     for (const r of comparison.desired) {
       add(r, succeeded || applied.has(r.key) || inSync.get(r.key) ? 'Synced' : 'OutOfSync');
     }
@@ -689,12 +748,17 @@ export class ApplicationReconciler {
     return [...entries.values()];
   }
 
-  private health(comparison: Comparison, outcome?: OperationOutcome): HealthStatus {
+  /** The application's health from its objects'; `failure`: a failed sync's message (Degraded). */
+  private health(
+    comparison: Comparison,
+    results: readonly ResourceResult[] = [],
+    failure?: string,
+  ): HealthStatus {
+    const applied = appliedKeys(results);
     const statuses: HealthStatus[] = [];
     for (const c of comparison.objects) {
-      const applied = outcome?.applied.some((r) => r.key === c.resolved.key);
       // Just applied: it is at best progressing until the watch shows its new state.
-      if (applied && !c.inSync) {
+      if (applied.has(c.resolved.key) && !c.inSync) {
         statuses.push(assessHealth(c.merged ?? c.resolved.object) ?? { status: 'Healthy' });
         continue;
       }
@@ -714,7 +778,7 @@ export class ApplicationReconciler {
             : { ...h, message: `${describeObject(c.live)}: ${h.status}` },
         );
     }
-    if (outcome?.phase === 'Failed') statuses.push({ status: 'Degraded', message: outcome.message });
+    if (failure !== undefined) statuses.push({ status: 'Degraded', message: failure });
     return worstHealth(statuses);
   }
 
@@ -757,13 +821,18 @@ export class ApplicationReconciler {
     });
   }
 
-  /** Writes status through the status subresource, and only when it changed (idle resyncs write nothing). */
-  private async writeStatus(app: Application, status: ApplicationStatus): Promise<void> {
+  /**
+   * Writes status through the status subresource, and only when it changed (idle resyncs write
+   * nothing). Returns the Application as written, for the next write of the same reconcile.
+   */
+  private async writeStatus(app: Application, status: ApplicationStatus, p: Pass): Promise<Application> {
     const next = { ...status };
     delete next.reconciledAt;
     const prev = { ...app.status };
     delete prev.reconciledAt;
-    if (stableJSON(next) === stableJSON(prev)) return;
+    if (stableJSON(next) === stableJSON(prev)) return app;
+    // A replica that stopped leading writes nothing more.
+    p.signal?.throwIfAborted();
     // The whole status is replaced (a JSON merge patch would keep fields we dropped, such as a
     // health message that no longer applies). Status alone: no conflict with spec edits, and the
     // leader is its only writer.
@@ -776,9 +845,11 @@ export class ApplicationReconciler {
       },
     );
     this.o.onWrite?.(written);
+    return written;
   }
 
-  private async clearRefresh(app: Application): Promise<void> {
+  private async clearRefresh(app: Application, p: Pass): Promise<void> {
+    p.signal?.throwIfAborted();
     const written = await this.o.client.patch<Application & KubeObject>(
       APPLICATION,
       app.metadata.namespace,
@@ -789,8 +860,7 @@ export class ApplicationReconciler {
     this.o.onWrite?.(written);
   }
 
-  /** Deleting an Application with the resources finalizer deletes what it manages first (Argo CD's cascade). */
-  private async finalize(app: Application): Promise<ReconcileResult> {
+  private async finalize(app: Application, p: Pass): Promise<ReconcileResult> {
     const finalizers = app.metadata.finalizers ?? [];
     const ours = finalizers.filter((f) => RESOURCES_FINALIZERS.includes(f));
     if (ours.length === 0) return {};
@@ -809,6 +879,7 @@ export class ApplicationReconciler {
       )
         continue;
       remaining++;
+      p.signal?.throwIfAborted();
       if (!live.metadata.deletionTimestamp) {
         await this.o.resources.delete(mapping, entry.namespace, entry.name, {
           ...(live.metadata.uid ? { uid: live.metadata.uid } : {}),
@@ -817,6 +888,7 @@ export class ApplicationReconciler {
     }
     if (remaining > 0) return { requeueAfter: 1000 };
     const keep = finalizers.filter((f) => !RESOURCES_FINALIZERS.includes(f));
+    p.signal?.throwIfAborted();
     await this.o.client
       .request('PATCH', resourcePath(APPLICATION, app.metadata.namespace, app.metadata.name), {
         body: [
@@ -921,18 +993,83 @@ export function keepRolloutSelector(desired: KubeResource, live: KubeResource | 
   };
 }
 
-function key(app: Application): string {
-  return `${app.metadata.namespace}/${app.metadata.name}`;
+/** The operation in progress, if any: phase Running and not finished (a retry wait is not one). */
+function runningOperation(app: Application): OperationState | undefined {
+  const state = app.status?.operationState;
+  return state?.phase === 'Running' && !state.finishedAt ? state : undefined;
 }
 
-/** Argo CD's retry backoff: duration × factor^attempt, capped at maxDuration (defaults 5s, 2, 3m). */
-export function backoffMs(
-  backoff: { duration?: string; factor?: number; maxDuration?: string } | undefined,
-  attempt: number,
-): number {
-  const base = parseDurationMs(backoff?.duration) ?? 5000;
-  const cap = parseDurationMs(backoff?.maxDuration) ?? 180_000;
-  return Math.min(cap, base * (backoff?.factor ?? 2) ** attempt);
+function isSynced(comparison: Comparison): boolean {
+  return (
+    comparison.objects.every((c) => c.inSync) &&
+    comparison.extraneous.length === 0 &&
+    comparison.errors.length === 0
+  );
+}
+
+function summarize(comparison: Comparison): ComparisonSummary {
+  return {
+    revision: comparison.revision,
+    outOfSync: comparison.objects.filter((c) => !c.inSync).length,
+    requiresPruning: comparison.extraneous.length,
+    errors: comparison.errors.length,
+    empty: comparison.desired.length === 0 && comparison.hooks.length === 0,
+  };
+}
+
+function comparisonConditions(comparison: Comparison): Omit<AppCondition, 'lastTransitionTime'>[] {
+  const conditions = comparison.warnings.map((message) => ({ type: 'SyncWarning', message }));
+  if (comparison.errors.length) {
+    conditions.push({ type: 'ComparisonError', message: comparison.errors.join('\n') });
+  }
+  return conditions;
+}
+
+/** An operation that ends before it starts: what it would do is already known. */
+function refusal(
+  operation: SyncOperation,
+  comparison: Comparison,
+): Pick<OperationState, 'phase' | 'message'> | undefined {
+  const requested = operation.sync;
+  if (requested?.resources?.length) {
+    return {
+      phase: 'Failed',
+      message: 'selective sync (operation.sync.resources) is not supported yet: sync the whole application',
+    };
+  }
+  if (requested?.dryRun) {
+    // A dry run: what the comparison found, nothing applied or pruned, no history entry.
+    const outOfSync = comparison.objects.filter((c) => !c.inSync).length;
+    const refused = comparison.errors.length ? `; ${comparison.errors.length} refused by the server` : '';
+    return {
+      phase: 'Succeeded',
+      message: `dry run: ${outOfSync} object(s) would be applied, ${comparison.extraneous.length} pruned${refused}`,
+    };
+  }
+  if (comparison.errors.length) {
+    // The server-side dry-run refused objects: nothing is applied.
+    return {
+      phase: 'Failed',
+      message: `one or more objects failed to apply (dry run), nothing was applied:\n${comparison.errors.join('\n')}`,
+    };
+  }
+  return undefined;
+}
+
+/** The operation state with a step's progress; the wave reached matters only while it runs. */
+function withProgress(
+  state: OperationState,
+  progress: Progress & { message: string },
+  phase: OperationState['phase'],
+): OperationState {
+  const { currentWave: _previous, ...rest } = state;
+  return {
+    ...rest,
+    phase,
+    message: progress.message,
+    syncResult: { ...state.syncResult!, resources: progress.results },
+    ...(phase === 'Running' && progress.currentWave ? { currentWave: progress.currentWave } : {}),
+  };
 }
 
 export { TransientError };

@@ -53,6 +53,8 @@ export interface SyncOperation {
     dryRun?: boolean;
     syncOptions?: string[];
     resources?: { group?: string; kind: string; name: string; namespace?: string }[];
+    /** Self-heal attempts of this revision so far, this one included (Argo CD's SelfHealAttemptsCount). */
+    autoHealAttemptsCount?: number;
   };
   initiatedBy?: { username?: string; automated?: boolean };
   retry?: SyncPolicy['retry'];
@@ -81,10 +83,20 @@ export interface ResourceResult {
   status: 'Synced' | 'SyncFailed' | 'Pruned' | 'PruneSkipped';
   message: string;
   hookType?: string;
+  /**
+   * The state of the hook, or of any other object's part in the operation (as in Argo CD): a
+   * hook is Running until it finishes; an object that became Degraded, or never healthy in time,
+   * is Failed.
+   */
   hookPhase?: 'Running' | 'Succeeded' | 'Failed' | 'Error' | 'Terminating';
   syncPhase: string;
 }
 
+/**
+ * The last or the running operation. While it runs (phase Running, no finishedAt) it is also the
+ * whole memory of a sync in progress: the results say what was applied, pruned and created, and
+ * `currentWave` how far it got, so whichever replica reconciles next carries on from there.
+ */
 export interface OperationState {
   operation: SyncOperation;
   phase: 'Running' | 'Succeeded' | 'Failed' | 'Error' | 'Terminating';
@@ -93,6 +105,14 @@ export interface OperationState {
   startedAt: string;
   finishedAt?: string;
   retryCount?: number;
+  /** Ours, not Argo CD's: the wave a running operation has reached, and since when (for its timeout). */
+  currentWave?: WaveMark;
+}
+
+export interface WaveMark {
+  syncPhase: string;
+  wave: number;
+  startedAt: string;
 }
 
 export interface HistoryEntry {

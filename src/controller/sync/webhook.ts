@@ -147,8 +147,14 @@ export function webhookHandler(
       reply(res, status, message);
       req.destroy();
     };
-    if (req.method !== 'POST') return refuse(405, 'webhooks are POSTed');
+    if (req.method !== 'POST') return refuse(405, 'webhooks are POSTed', { Allow: 'POST' });
     if (!options.secret) return refuse(403, 'the webhook is disabled: no secret is configured');
+    const provider = unsupportedProvider(req.headers);
+    if (provider)
+      return refuse(
+        400,
+        `${provider} webhooks are not supported: only GitHub push webhooks (X-GitHub-Event, signed with X-Hub-Signature-256; Gitea and Gogs send them too)`,
+      );
     const header = first(req.headers['x-hub-signature-256']);
     if (!header?.startsWith('sha256=')) return refuse(401, 'missing or invalid X-Hub-Signature-256');
     const declared = Number(req.headers['content-length'] ?? 0);
@@ -173,7 +179,14 @@ export function webhookHandler(
       if (delivery && seen(delivery)) return reply(res, 200, `delivery ${delivery} already handled`);
       const event = req.headers['x-github-event'] ?? req.headers['x-gitea-event'];
       if (event === 'ping') return reply(res, 200, 'pong');
-      if (event !== 'push') return reply(res, 202, `event ${String(event)} ignored`);
+      if (event !== 'push')
+        return reply(
+          res,
+          400,
+          event === undefined
+            ? 'no X-GitHub-Event header: only push events are handled'
+            : `event ${String(event)} is not handled: only push (and ping) events are; subscribe the webhook to pushes only`,
+        );
       let payload: unknown;
       try {
         payload = JSON.parse(body.toString('utf8'));
@@ -188,6 +201,15 @@ export function webhookHandler(
       inFlight--;
     }
   };
+}
+
+/** Another provider's webhook, told apart by its headers as Argo CD tells them apart. */
+function unsupportedProvider(headers: IncomingMessage['headers']): string | undefined {
+  if (headers['x-github-event'] || headers['x-gitea-event']) return undefined;
+  if (headers['x-gitlab-event']) return 'GitLab';
+  if (headers['x-hook-uuid'] || headers['x-event-key']) return 'Bitbucket';
+  if (headers['x-vss-activityid']) return 'Azure DevOps';
+  return undefined;
 }
 
 function first(value: string | string[] | undefined): string | undefined {

@@ -139,11 +139,11 @@ describe('the webhook endpoint', () => {
     expect(pushes).toHaveLength(1);
   });
 
-  test('ping answers pong; other events are accepted and ignored', async () => {
+  test('ping answers pong; other events are refused with 400, as Argo CD does', async () => {
     const body = '{}';
     const sig = signature(SECRET, Buffer.from(body));
     expect((await post(body, { 'X-GitHub-Event': 'ping', 'X-Hub-Signature-256': sig })).status).toBe(200);
-    expect((await post(body, { 'X-GitHub-Event': 'issues', 'X-Hub-Signature-256': sig })).status).toBe(202);
+    expect((await post(body, { 'X-GitHub-Event': 'issues', 'X-Hub-Signature-256': sig })).status).toBe(400);
   });
 
   test('without a secret the endpoint refuses everything', async () => {
