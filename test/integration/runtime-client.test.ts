@@ -72,14 +72,15 @@ describe('KubeClient', () => {
 
   test('generated API clients use the same transport, counted by verb', async () => {
     const before =
-      metrics.render().match(/rest_client_requests_total\{verb="list",code="200"\} (\d+)/)?.[1] ?? '0';
+      (await metrics.render()).match(/rest_client_requests_total\{verb="list",code="200"\} (\d+)/)?.[1] ??
+      '0';
     const core = client.makeApiClient(k8s.CoreV1Api);
     const list = await core.listNamespacedConfigMap({ namespace: ns.name });
     expect(Array.isArray(list.items)).toBe(true);
-    expect(metrics.render()).toContain(
+    expect(await metrics.render()).toContain(
       `rest_client_requests_total{verb="list",code="200"} ${Number(before) + 1}`,
     );
-    expect(metrics.render()).toMatch(/rest_client_request_duration_seconds_count\{verb="list"\} [1-9]/);
+    expect(await metrics.render()).toMatch(/rest_client_request_duration_seconds_count\{verb="list"\} [1-9]/);
   });
 
   test('the connection pool keeps working after a request is aborted mid-response', async () => {
@@ -96,7 +97,7 @@ describe('KubeClient', () => {
         if (!isNotFound(err)) throw err;
       });
     }
-    expect(metrics.render()).toContain('rest_client_requests_total{verb="get",code="404"} ');
+    expect(await metrics.render()).toContain('rest_client_requests_total{verb="get",code="404"} ');
     await client.close();
     // Closing drops the pool; the next request opens a new one.
     expect(

@@ -120,15 +120,17 @@ describe('Informer', () => {
     );
     await informer.waitForSync();
     expect(informer.list()).toHaveLength(7);
-    const text = metrics.render();
+    const text = await metrics.render();
     // 7 objects in pages of 2: four list requests, then a watch.
     expect(text).toContain('rest_client_requests_total{verb="list",code="200"} 4');
     expect(text).toContain('informer_lists_total{informer="paged",cause="initial"} 1');
     expect(text).toContain('informer_objects{informer="paged"} 7');
     expect(informer.name).toBe('paged');
     expect(informer.getByKey(`${ns.name}/page-3`)?.metadata?.name).toBe('page-3');
-    await poll('the watch request', () =>
-      metrics.render().includes('rest_client_requests_total{verb="watch",code="200"} 1') ? true : undefined,
+    await eventually('the watch request', async () =>
+      (await metrics.render()).includes('rest_client_requests_total{verb="watch",code="200"} 1')
+        ? true
+        : undefined,
     );
   });
 
@@ -216,13 +218,11 @@ describe('Informer', () => {
     expect(informer.get('', ns.name)?.kind).toBe('Namespace');
   });
 
-  test('stop() ends the watch promptly; the cache stops changing', async () => {
+  test('stop() ends the open watch (not waiting out its 10-minute timeout); the cache stops changing', async () => {
     const { informer } = startInformer({ watchTimeoutSeconds: 600 });
     await informer.waitForSync();
     await poll('the watch to be open', () => (informer.stats.watches > 0 ? true : undefined));
-    const before = Date.now();
     await informer.stop();
-    expect(Date.now() - before).toBeLessThan(2000);
     expect(informer.isRunning()).toBe(false);
     await createConfigMap('after-stop');
     await new Promise((r) => setTimeout(r, 500)); // nothing to wait for: proving an absence

@@ -40,6 +40,12 @@ export interface InformerOptions {
    * server's --min-request-timeout.
    */
   watchTimeoutSeconds?: number;
+  /**
+   * Cache metadata only (PartialObjectMetadata, as controller-runtime's metadata informers): for
+   * kinds where existence and labels are all a controller needs, e.g. Secrets, whose values then
+   * never sit in this process's memory.
+   */
+  metadataOnly?: boolean;
   /** Retry delays after failures; default 800 ms doubling to 30 s, jitter 0.2. */
   backoff?: Partial<BackoffOptions>;
   logger?: Logger;
@@ -249,6 +255,23 @@ export class Informer<T extends KubeObject = KubeObject> implements EventSource<
     return [...this.store.keys()];
   }
 
+  /**
+   * Records an object this process just wrote (the API's answer), so a read right after the write
+   * never returns an older copy while the watch catches up. Handlers see it now, as the watch
+   * would show it (other controllers share this informer), and the watch's own event for the
+   * same version later changes nothing. A cached copy that is already newer stays.
+   */
+  written(obj: T): void {
+    if (!obj?.metadata?.name || !obj.metadata.resourceVersion) return;
+    const key = objectKey(obj);
+    const cached = this.store.get(key);
+    if (cached && !newerThan(obj, cached)) return;
+    this.store.set(key, obj);
+    if (cached) this.emit('onUpdate', (h) => h.onUpdate?.(cached, obj, { resync: false }));
+    else this.emit('onAdd', (h) => h.onAdd?.(obj, { initialList: false }));
+    this.metrics?.objects.set({ informer: this.name }, this.store.size);
+  }
+
   addHandlers(handlers: InformerHandlers<T>): () => void {
     this.handlers.add(handlers);
     // Like client-go: a handler added late still sees every object once, as an add.
@@ -326,11 +349,16 @@ export class Informer<T extends KubeObject = KubeObject> implements EventSource<
       // No resourceVersion: a consistent (quorum) read, so the list is never older than the cache.
       const page = await this.client.request<ListPage>('GET', path, {
         query: { ...this.selectors(), limit: this.options.pageSize ?? 500, continue: continueToken },
+        ...(this.options.metadataOnly ? { headers: { Accept: METADATA_LIST_ACCEPT } } : {}),
         signal: this.stopController.signal,
         timeoutMs: 60_000,
       });
       // List items carry no kind/apiVersion; watch events do. Fill them in for one shape.
-      const kind = page.kind?.endsWith('List') ? page.kind.slice(0, -4) : undefined;
+      const kind = this.options.metadataOnly
+        ? 'PartialObjectMetadata'
+        : page.kind?.endsWith('List')
+          ? page.kind.slice(0, -4)
+          : undefined;
       for (const item of page.items ?? []) {
         items.push({ apiVersion: page.apiVersion, kind, ...item } as T);
       }
@@ -365,6 +393,8 @@ export class Informer<T extends KubeObject = KubeObject> implements EventSource<
     const initialList = !this.synced;
     for (const [key, obj] of fresh) {
       const old = this.store.get(key);
+      // A list that started before one of our writes landed must not take the write back.
+      if (old && newerThan(old, obj)) continue;
       this.store.set(key, obj);
       if (!old) this.emit('onAdd', (h) => h.onAdd?.(obj, { initialList }));
       else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) {
@@ -404,6 +434,7 @@ export class Informer<T extends KubeObject = KubeObject> implements EventSource<
         resourcePath(this.resource, this.namespace),
         this.watchQuery(),
         abort.signal,
+        this.options.metadataOnly ? { Accept: METADATA_ACCEPT } : undefined,
       );
       for await (const line of lines) {
         clearTimeout(watchdog);
@@ -453,7 +484,11 @@ export class Informer<T extends KubeObject = KubeObject> implements EventSource<
       case 'MODIFIED': {
         const key = objectKey(obj);
         const old = this.store.get(key);
+        // The watch is behind one of our own writes (written()): it will deliver that one too.
+        if (old && newerThan(old, obj)) break;
         this.store.set(key, obj);
+        // Our own write, which handlers were shown when it was written.
+        if (old && old.metadata?.resourceVersion === rv) break;
         if (old) this.emit('onUpdate', (h) => h.onUpdate?.(old, obj, { resync: false }));
         else this.emit('onAdd', (h) => h.onAdd?.(obj, { initialList: false }));
         break;
@@ -499,6 +534,22 @@ export class Informer<T extends KubeObject = KubeObject> implements EventSource<
       this.log.error('event handler threw', { handler: kind, error: err });
     }
   }
+}
+
+const METADATA_ACCEPT = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json';
+const METADATA_LIST_ACCEPT =
+  'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json';
+
+/**
+ * Whether `a` is a later version of the same object than `b`. resourceVersions are etcd revisions
+ * (decimal); anything else compares as not newer, so the informer behaves as it did without it.
+ */
+export function newerThan(a: KubeObject, b: KubeObject): boolean {
+  const x = a.metadata?.resourceVersion;
+  const y = b.metadata?.resourceVersion;
+  if (!x || !y || !/^\d+$/.test(x) || !/^\d+$/.test(y)) return false;
+  if (a.metadata?.uid && b.metadata?.uid && a.metadata.uid !== b.metadata.uid) return false;
+  return BigInt(x) > BigInt(y);
 }
 
 /** The watch stream was not what the API promises; relist rather than trust the cache. */

@@ -76,6 +76,8 @@ export class LeaderElector {
   private readonly stopController = new AbortController();
   private running?: Promise<void>;
   private release = true;
+  /** performance.now() when the last successful acquire or renewal began. */
+  private renewedAt = -Infinity;
   private leading = false;
   /** The lease as last read or written by us: its resourceVersion allows a GET-less renewal. */
   private lease?: Lease;
@@ -206,10 +208,26 @@ export class LeaderElector {
     if (this.stopped && this.release) await this.releaseLease();
   }
 
+  /**
+   * Whether this candidate may write now: it leads, and its last successful renewal began less
+   * than the renew deadline ago (by the monotonic clock, which keeps running while the process is
+   * stopped or starved). A process frozen past that point — SIGSTOP, a long GC pause, a VM
+   * migration — resumes refusing writes at once, before its elector even notices the loss.
+   */
+  holdsLease(): boolean {
+    return this.leading && performance.now() - this.renewedAt < this.renewDeadlineMs;
+  }
+
   /** One attempt to take or keep the lease; true when this candidate holds it afterwards. */
   private async tryAcquireOrRenew(timeoutMs: number): Promise<boolean> {
+    const startedAt = performance.now();
     const path = resourcePath(LEASES, this.options.namespace, this.options.name);
     const now = Date.now();
+    const won = () => {
+      // Counted from when the attempt began: the lease may have been written as early as that.
+      this.renewedAt = startedAt;
+      return true;
+    };
     const signal = AbortSignal.any([
       this.stopController.signal,
       AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs))),
@@ -221,7 +239,7 @@ export class LeaderElector {
         try {
           const renewed = await this.put(path, this.renewed(this.lease, now), signal);
           this.observe(renewed);
-          return true;
+          return won();
         } catch (err) {
           if (signal.aborted) return false;
           this.log.debug('fast renewal failed; reading the lease', { error: err });
@@ -243,10 +261,11 @@ export class LeaderElector {
               spec: this.spec(now, now, 0),
             },
             signal,
+            unguarded: true,
           },
         );
         this.observe(created);
-        return true;
+        return won();
       }
       this.observe(current);
       const holder = current.spec?.holderIdentity ?? '';
@@ -254,7 +273,7 @@ export class LeaderElector {
       if (holder && holder !== this.identity && !expired) return false;
       const updated = await this.put(path, this.renewed(current, now), signal);
       this.observe(updated);
-      return true;
+      return won();
     } catch (err) {
       if (isConflict(err)) this.log.debug('lost a race for the lease (409)');
       else if (!this.stopped) this.log.warn('lease request failed', { error: err });
@@ -289,7 +308,8 @@ export class LeaderElector {
 
   private put(path: string, lease: Lease, signal: AbortSignal): Promise<Lease> {
     // PUT with metadata.resourceVersion: the apiserver rejects it (409) if anyone wrote since.
-    return this.client.request<Lease>('PUT', path, { body: lease, signal });
+    // Unguarded: the write guard (holdsLease) is what these requests establish.
+    return this.client.request<Lease>('PUT', path, { body: lease, signal, unguarded: true });
   }
 
   /** Records the lease; the expiry clock restarts only when the record itself changed. */
@@ -335,6 +355,7 @@ export class LeaderElector {
             },
           },
           timeoutMs: this.renewDeadlineMs,
+          unguarded: true,
         },
       );
       this.observe(released);

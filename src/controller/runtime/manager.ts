@@ -8,7 +8,7 @@ import type * as k8s from '@kubernetes/client-node';
 import { KubeClient } from '../../core/kube/client.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
 import { Informer, type InformerOptions } from './informer.ts';
-import { LeaderElector, type LeaderElectionOptions } from './leader-election.ts';
+import { defaultIdentity, LeaderElector, type LeaderElectionOptions } from './leader-election.ts';
 import { Logger } from './log.ts';
 import { Registry } from '../../core/metrics.ts';
 import { resourcePath, type KubeObject, type ResourceRef } from '../../core/kube/objects.ts';
@@ -41,6 +41,8 @@ export interface InformerSelection {
   namespace?: string;
   labelSelector?: string;
   fieldSelector?: string;
+  /** Metadata only (see InformerOptions.metadataOnly). */
+  metadataOnly?: boolean;
 }
 
 /** Why the manager stopped: stop() was called, or it lost its lease (the process should exit). */
@@ -66,11 +68,20 @@ export class Manager {
     this.options = options;
     this.logger = options.logger ?? new Logger();
     this.metrics = options.metrics ?? new Registry();
-    this.client = new KubeClient(options.kubeConfig, { metrics: this.metrics });
+    // The identity goes into the User-Agent: the apiserver's audit log then tells replicas apart
+    // (who wrote while holding the Lease, and who did not).
+    const identity = options.leaderElection
+      ? (options.leaderElection.identity ?? defaultIdentity())
+      : undefined;
+    this.client = new KubeClient(options.kubeConfig, {
+      metrics: this.metrics,
+      ...(identity ? { userAgent: `kube-actions-controller/${identity}` } : {}),
+    });
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     if (options.leaderElection) {
       this.elector = new LeaderElector({
         ...options.leaderElection,
+        identity: identity!,
         client: this.client,
         logger: this.logger,
         metrics: this.metrics,
@@ -82,11 +93,17 @@ export class Manager {
           this.leading = false;
           // Leadership ends on stop() too; only an unexpected loss stops the manager from here.
           if (this.state === 'running') {
+            // Before anything else: a reconcile still in flight must not write after this
+            // moment, when another replica may already lead (its writes would be undone).
+            this.client.fenceWrites('this replica lost its leader lease; it writes nothing more');
             this.logger.error('lost the leader lease; stopping');
             void this.shutdown('leadership-lost');
           }
         },
       });
+      // Controllers write only while the lease is good at the moment of each write.
+      const elector = this.elector;
+      this.client.setWriteGuard(() => elector.holdsLease());
     }
   }
 
@@ -108,6 +125,7 @@ export class Manager {
       resourcePath(resource, namespace),
       selection.labelSelector ?? '',
       selection.fieldSelector ?? '',
+      selection.metadataOnly === true,
     ]);
     let informer = this.informers.get(key);
     if (!informer) {
@@ -117,6 +135,7 @@ export class Manager {
         namespace,
         labelSelector: selection.labelSelector,
         fieldSelector: selection.fieldSelector,
+        metadataOnly: selection.metadataOnly,
         logger: this.logger,
         metrics: this.metrics,
       });
@@ -233,7 +252,10 @@ export class Manager {
               : `not ready: ${unsynced.length ? `unsynced ${unsynced.join(', ')}` : this.state}\n`,
           );
       } else if (path === '/metrics') {
-        res.writeHead(200, { 'content-type': Registry.contentType }).end(this.metrics.render());
+        void this.metrics.render().then(
+          (text) => res.writeHead(200, { 'content-type': Registry.contentType }).end(text),
+          () => res.writeHead(500).end(),
+        );
       } else {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       }

@@ -6,6 +6,7 @@
 // - failures back off per key, exponentially, until forget() (a success) resets the key;
 // - addAfter() schedules a key; an earlier addAfter for the same key wins.
 import type { Registry } from '../../core/metrics.ts';
+import { MAX_TIMER_MS } from '../../core/duration.ts';
 
 /** Decides how long a key waits before its next retry. */
 export interface RateLimiter {
@@ -188,10 +189,15 @@ export class WorkQueue {
       if (existing.readyAt <= readyAt) return;
       clearTimeout(existing.timer);
     }
-    const timer = setTimeout(() => {
-      this.waiting.delete(key);
-      this.add(key);
-    }, delayMs);
+    // Node fires a delay over 2^31-1 ms after 1 ms: a hot loop. Wake then instead (the
+    // reconciler, asked again early, simply asks for the rest).
+    const timer = setTimeout(
+      () => {
+        this.waiting.delete(key);
+        this.add(key);
+      },
+      Math.min(delayMs, MAX_TIMER_MS),
+    );
     this.waiting.set(key, { readyAt, timer });
   }
 

@@ -21,6 +21,8 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Aborts the request after this long; default 30 s. Watches have no timeout. */
   timeoutMs?: number;
+  /** Not subject to the write guard (the leader elector's own Lease writes). */
+  unguarded?: boolean;
 }
 
 export const PatchType = {
@@ -31,12 +33,44 @@ export const PatchType = {
 } as const;
 export type PatchType = (typeof PatchType)[keyof typeof PatchType];
 
+const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** A write refused because the client was fenced (see KubeClient.fenceWrites). */
+export class WritesFencedError extends Error {
+  override name = 'WritesFencedError';
+}
+
 /** The HTTP status of an API error (client-node's ApiException), if there is one. */
 export function statusCode(err: unknown): number | undefined {
-  return err instanceof k8s.ApiException ? err.code : undefined;
+  if (err instanceof k8s.ApiException) return err.code;
+  // Anything else carrying a numeric HTTP code (a test's fake API, a wrapped error); system
+  // errors' codes are strings (ECONNRESET) and never match.
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'number' ? code : undefined;
 }
+/** The Status reason the apiserver gave (AlreadyExists, Conflict, Invalid…), if any. */
+export function statusReason(err: unknown): string | undefined {
+  if (!(err instanceof k8s.ApiException)) return undefined;
+  const body = (err as k8s.ApiException<unknown>).body as { reason?: unknown } | string | undefined;
+  if (typeof body === 'object' && body && typeof body.reason === 'string') return body.reason;
+  if (typeof body === 'string') {
+    try {
+      const parsed = JSON.parse(body) as { reason?: unknown };
+      if (typeof parsed.reason === 'string') return parsed.reason;
+    } catch {
+      // not a Status
+    }
+  }
+  return undefined;
+}
+// One place for telling API errors apart, so every controller treats them alike.
 export const isNotFound = (err: unknown): boolean => statusCode(err) === 404;
+/** 409 of either kind: a stale resourceVersion (Conflict) or a create of an existing name (AlreadyExists). */
 export const isConflict = (err: unknown): boolean => statusCode(err) === 409;
+export const isAlreadyExists = (err: unknown): boolean =>
+  statusCode(err) === 409 && statusReason(err) === 'AlreadyExists';
+/** 422: the object (or patch) is invalid; sending it again will not help. */
+export const isInvalid = (err: unknown): boolean => statusCode(err) === 422;
 export const isGone = (err: unknown): boolean => statusCode(err) === 410;
 
 /**
@@ -138,6 +172,8 @@ export class KubeClient {
   private pool?: Dispatcher;
   /** Pools retired after a failure, destroyed once their in-flight requests had time to end. */
   private readonly retired = new Map<Dispatcher, NodeJS.Timeout>();
+  private readonly fence = new AbortController();
+  private writeGuard?: () => boolean;
 
   constructor(kubeConfig: k8s.KubeConfig, options: KubeClientOptions = {}) {
     if (!kubeConfig.getCurrentCluster()) throw new Error('the kubeconfig has no current cluster');
@@ -173,9 +209,21 @@ export class KubeClient {
 
   /** Sends a request and returns the parsed JSON body; throws k8s.ApiException unless 2xx. */
   async request<T = unknown>(method: Method, path: string, options: RequestOptions = {}): Promise<T> {
+    const writes = !READS.has(method.toUpperCase()) && !options.unguarded;
+    if (writes && this.fence.signal.aborted) throw this.fence.signal.reason as Error;
+    if (writes && this.writeGuard && !this.writeGuard()) {
+      throw new WritesFencedError(
+        `${method} ${path} refused: this replica does not hold its leader lease now`,
+      );
+    }
     // AbortSignal.timeout() throws on a fractional delay.
     const timeout = AbortSignal.timeout(Math.max(1, Math.ceil(options.timeoutMs ?? 30_000)));
-    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    const signals = [
+      timeout,
+      ...(options.signal ? [options.signal] : []),
+      ...(writes ? [this.fence.signal] : []),
+    ];
+    const signal = signals.length > 1 ? AbortSignal.any(signals) : timeout;
     const { rsp, dispatcher } = await this.send(method, path, { ...options, signal });
     let text: string;
     try {
@@ -193,13 +241,23 @@ export class KubeClient {
    * server ends it or `signal` aborts. Throws k8s.ApiException when the server refuses it.
    * Iterate the result (to its end, or break out): finishing it releases the connection.
    */
-  async watchLines(path: string, query: Query, signal: AbortSignal): Promise<AsyncGenerator<string>> {
+  async watchLines(
+    path: string,
+    query: Query,
+    signal: AbortSignal,
+    headers?: Record<string, string>,
+  ): Promise<AsyncGenerator<string>> {
     // A watch gets a connection of its own, destroyed when the watch ends: undici does not close a
     // connection whose request was aborted, and a silently dead one would otherwise linger, or
     // worse, in a shared pool, take the next requests down with it.
     let dispatcher: Dispatcher | undefined;
     try {
-      const sent = await this.send('GET', path, { query: { ...query, watch: 'true' }, signal }, true);
+      const sent = await this.send(
+        'GET',
+        path,
+        { query: { ...query, watch: 'true' }, signal, headers },
+        true,
+      );
       dispatcher = sent.dispatcher;
       const rsp = sent.rsp;
       if (rsp.httpStatusCode !== 200) throw apiError('WATCH', path, rsp, await rsp.body.text());
@@ -211,6 +269,22 @@ export class KubeClient {
     } finally {
       void dispatcher?.destroy().catch(() => undefined);
     }
+  }
+
+  /**
+   * Refuses every write from now on, and aborts the writes in flight: this process lost the right
+   * to write (its leader lease), and a write after that could undo the new leader's. Reads go on.
+   */
+  fenceWrites(reason: string): void {
+    if (!this.fence.signal.aborted) this.fence.abort(new WritesFencedError(reason));
+  }
+
+  /**
+   * Asks `guard` before every write, refusing the write when it says no: a leader checks that its
+   * lease is still good at the moment of writing, not only when its elector last looked.
+   */
+  setWriteGuard(guard: () => boolean): void {
+    this.writeGuard = guard;
   }
 
   /** Reads one object; T is any shape the caller expects (no KubeObject constraint on reads). */

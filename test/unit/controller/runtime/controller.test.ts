@@ -190,7 +190,7 @@ describe('Controller', () => {
     expect(gaps[1]).toBeGreaterThanOrEqual(9);
     expect(gaps[2]).toBeGreaterThanOrEqual(19);
     await delay(10);
-    const text = metrics.render();
+    const text = await metrics.render();
     expect(text).toContain('controller_runtime_reconcile_total{controller="test",result="error"} 3');
     expect(text).toContain('controller_runtime_reconcile_total{controller="test",result="success"} 1');
     expect(text).toContain('controller_runtime_reconcile_errors_total{controller="test"} 3');
@@ -213,7 +213,7 @@ describe('Controller', () => {
     source.add(obj('poll'));
     await until('the requeue', () => reconciler.calls.length === 2);
     expect(reconciler.calls[1]!.at - reconciler.calls[0]!.at).toBeGreaterThanOrEqual(39);
-    expect(metrics.render()).toContain(
+    expect(await metrics.render()).toContain(
       'controller_runtime_reconcile_total{controller="test",result="requeue_after"} 1',
     );
     await delay(60);

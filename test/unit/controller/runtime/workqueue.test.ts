@@ -112,6 +112,16 @@ describe('WorkQueue', () => {
     expect(queue.pendingLater()).toBe(0);
   });
 
+  test('a delay longer than a Node timer holds (2^31 ms, 30 days) waits, instead of firing after 1 ms', async () => {
+    const queue = new WorkQueue();
+    queue.addAfter('later', 2 ** 31);
+    queue.addAfter('month', 30 * 24 * 3_600_000);
+    await delay(30);
+    expect(queue.len()).toBe(0);
+    expect(queue.pendingLater()).toBe(2);
+    await queue.shutDown();
+  });
+
   test('addAfter with no delay adds at once', async () => {
     const queue = new WorkQueue();
     queue.addAfter('now', 0);
@@ -184,13 +194,13 @@ describe('WorkQueue', () => {
     queue.add('a');
     queue.add('a');
     queue.add('b');
-    let text = metrics.render();
+    let text = await metrics.render();
     expect(text).toContain('workqueue_depth{name="things"} 2');
     expect(text).toContain('workqueue_adds_total{name="things"} 2');
     const key = (await queue.get())!;
     queue.done(key);
     queue.addRateLimited('c');
-    text = metrics.render();
+    text = await metrics.render();
     expect(text).toContain('workqueue_depth{name="things"} 1');
     expect(text).toContain('workqueue_retries_total{name="things"} 1');
     expect(text).toContain('workqueue_work_duration_seconds_count{name="things"} 1');
