@@ -25,6 +25,10 @@ options:
   --rollout-namespace NS       run Rollouts and AnalysisRuns in NS only (default: all namespaces):
                                scoped apart from Applications, which deploy Rollouts elsewhere
   --namespace NS               both of the above
+  --namespaced                 a namespace-scoped install (needs --namespace): the controller
+                               touches only that namespace (Role, not ClusterRole): Applications
+                               deploy only there, no cluster-scoped objects, no
+                               ClusterAnalysisTemplates, no CreateNamespace
   --controller-namespace NS    where the leader Lease and repository Secrets live
                                (default: $POD_NAMESPACE, else kube-actions)
   --leader-elect=false         run without leader election (a single replica)
@@ -60,6 +64,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
       namespace: { type: 'string', default: '' },
       'application-namespace': { type: 'string' },
       'rollout-namespace': { type: 'string' },
+      namespaced: { type: 'boolean', default: false },
       'controller-namespace': { type: 'string' },
       'leader-elect': { type: 'string', default: 'true' },
       'lease-name': { type: 'string', default: 'kube-actions-controller' },
@@ -108,6 +113,14 @@ export async function controllerCommand(argv: string[]): Promise<number> {
   const workers = Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1) return usage('--workers must be a positive integer');
   if (!isLogLevel(values['log-level'])) return usage('--log-level must be debug, info, warn or error');
+  const scoped = values.namespaced ? values.namespace : undefined;
+  if (values.namespaced) {
+    if (!values.namespace) return usage('--namespaced needs --namespace: the one namespace it may touch');
+    if (values['application-namespace'] || values['rollout-namespace'])
+      return usage(
+        '--namespaced runs everything in --namespace: drop --application-namespace/--rollout-namespace',
+      );
+  }
   if (!['true', 'false'].includes(values['leader-elect']))
     return usage('--leader-elect must be true or false');
   const seconds = (name: 'lease-duration' | 'renew-deadline' | 'retry-period') => {
@@ -134,7 +147,12 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     return usage('leader election needs --retry-period < --renew-deadline < --lease-duration');
   }
   const identity = values.identity ?? process.env.POD_NAME;
-  const controllerNamespace = values['controller-namespace'] ?? process.env.POD_NAMESPACE ?? 'kube-actions';
+  const controllerNamespace =
+    values['controller-namespace'] ?? process.env.POD_NAMESPACE ?? scoped ?? 'kube-actions';
+  if (scoped && controllerNamespace !== scoped)
+    return usage(
+      `--namespaced: the Lease and repository Secrets must be in ${scoped} too, not ${controllerNamespace}`,
+    );
 
   const logger = new Logger({ level: values['log-level'] });
   const kubeConfig = loadKubeConfig({
@@ -169,9 +187,14 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     maxConcurrentReconciles: workers,
     webhookSecret: process.env.KUBE_ACTIONS_WEBHOOK_SECRET ?? '',
     webhookMaxBodyBytes: maxBody,
+    ...(scoped ? { managedNamespace: scoped } : {}),
     ...(values['cache-dir'] ? { cacheDir: values['cache-dir'] } : {}),
   });
-  setupRolloutController(manager, { namespace: rolloutNamespace, maxConcurrentReconciles: workers });
+  setupRolloutController(manager, {
+    namespace: rolloutNamespace,
+    maxConcurrentReconciles: workers,
+    ...(scoped ? { clusterScope: false } : {}),
+  });
   setupAnalysisController(manager, { namespace: rolloutNamespace, secretPolicy: analysisSecrets });
   // The webhook is served by every replica: a push only wakes reconciles, which run on the leader.
   const webhook = createServer(WEBHOOK_SERVER_OPTIONS, (req, res) => {
@@ -180,7 +203,11 @@ export async function controllerCommand(argv: string[]): Promise<number> {
       return;
     }
     apps.webhook(req, res).catch((err: unknown) => {
-      logger.error('webhook failed', { error: (err as Error).message });
+      // A sender hanging up mid-body is the sender's problem, not an error of ours.
+      const aborted =
+        (err as NodeJS.ErrnoException).code === 'ECONNRESET' || (err as Error).message === 'aborted';
+      if (aborted) logger.info('webhook sender hung up', { error: (err as Error).message });
+      else logger.error('webhook failed', { error: (err as Error).message });
       if (!res.headersSent) res.writeHead(500).end();
     });
   });

@@ -1,11 +1,10 @@
-// A minimal Prometheus registry (counters, gauges, histograms with labels) rendered in the text
-// exposition format 0.0.4. The controllers need a handful of series; a dependency such as
-// prom-client would bring a global default registry and process collectors we do not want.
+// The controllers' Prometheus metrics, on prom-client: a Registry of our own (prom-client's
+// global default registry and its process collectors are never used), with the small surface the
+// controllers need — counters, gauges and histograms with every declared label given on each
+// use, and one metric per name however many controllers or queues ask for it.
+import * as prom from 'prom-client';
 
 export type Labels = Record<string, string>;
-
-const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 export const DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -24,27 +23,25 @@ type MetricType = 'counter' | 'gauge' | 'histogram';
 
 abstract class Metric<Child> {
   readonly name: string;
-  readonly help: string;
   readonly labelNames: readonly string[];
   abstract readonly type: MetricType;
-  /** Children by serialized label set, in creation order (stable output). */
-  protected readonly children = new Map<string, { labels: Labels; child: Child }>();
+  private readonly children = new Map<string, Child>();
 
   constructor(options: MetricOptions) {
-    if (!METRIC_NAME.test(options.name)) throw new Error(`invalid metric name "${options.name}"`);
-    for (const label of options.labelNames ?? []) {
-      if (!LABEL_NAME.test(label) || label.startsWith('__')) {
-        throw new Error(`invalid label name "${label}" for metric ${options.name}`);
-      }
-    }
     this.name = options.name;
-    this.help = options.help;
     this.labelNames = [...(options.labelNames ?? [])];
+    // Prometheus reserves these for itself; prom-client does not check.
+    const reserved = this.labelNames.find((l) => l.startsWith('__'));
+    if (reserved) throw new Error(`invalid label name "${reserved}" for metric ${options.name}`);
   }
 
-  protected abstract create(): Child;
+  protected abstract child(labels: Labels): Child;
+  protected abstract clear(): void;
 
-  /** The series for one label set; every declared label must be given, and no other. */
+  /**
+   * The series for one label set; every declared label must be given, and no other (prom-client
+   * accepts a partial set, which would split one series into several by accident).
+   */
   with(labels: Labels = {}): Child {
     const given = Object.keys(labels);
     if (given.length !== this.labelNames.length || !this.labelNames.every((l) => l in labels)) {
@@ -53,151 +50,122 @@ abstract class Metric<Child> {
       );
     }
     const key = this.labelNames.map((l) => labels[l]).join('\u0000');
-    let entry = this.children.get(key);
-    if (!entry) {
+    let child = this.children.get(key);
+    if (!child) {
+      // In declared order: prom-client prints a series' labels in the order it first saw them.
       const ordered: Labels = {};
       for (const l of this.labelNames) ordered[l] = labels[l]!;
-      entry = { labels: ordered, child: this.create() };
-      this.children.set(key, entry);
+      child = this.child(ordered);
+      this.children.set(key, child);
     }
-    return entry.child;
+    return child;
   }
 
   /** Forgets every series (e.g. in tests, or when the labelled thing is gone). */
   reset(): void {
     this.children.clear();
+    this.clear();
   }
-
-  render(): string {
-    const lines = [`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} ${this.type}`];
-    for (const { labels, child } of this.children.values()) lines.push(...this.renderChild(labels, child));
-    return lines.join('\n');
-  }
-
-  protected abstract renderChild(labels: Labels, child: Child): string[];
 }
 
-export class CounterChild {
-  private value = 0;
-  inc(by = 1): void {
-    if (by < 0 || Number.isNaN(by)) throw new Error('a counter can only increase');
-    this.value += by;
-  }
-  get(): number {
-    return this.value;
-  }
+export interface CounterChild {
+  inc(by?: number): void;
 }
 
 export class Counter extends Metric<CounterChild> {
   readonly type = 'counter' as const;
-  protected create(): CounterChild {
-    return new CounterChild();
+  private readonly metric: prom.Counter;
+
+  constructor(options: MetricOptions, registry: prom.Registry) {
+    super(options);
+    this.metric = new prom.Counter({ ...options, labelNames: this.labelNames, registers: [registry] });
   }
+
+  protected child(labels: Labels): CounterChild {
+    const series = this.metric.labels(labels);
+    return {
+      inc: (by = 1) => {
+        if (!(by >= 0)) throw new Error('a counter can only increase');
+        series.inc(by);
+      },
+    };
+  }
+
+  protected clear(): void {
+    this.metric.reset();
+  }
+
   /** Increments the series for `labels` (none for an unlabelled counter). */
   inc(labels: Labels = {}, by = 1): void {
     this.with(labels).inc(by);
   }
-  get(labels: Labels = {}): number {
-    return this.with(labels).get();
-  }
-  protected renderChild(labels: Labels, child: CounterChild): string[] {
-    return [`${this.name}${formatLabels(labels)} ${formatValue(child.get())}`];
-  }
 }
 
-export class GaugeChild {
-  private value = 0;
-  set(value: number): void {
-    this.value = value;
-  }
-  inc(by = 1): void {
-    this.value += by;
-  }
-  dec(by = 1): void {
-    this.value -= by;
-  }
-  get(): number {
-    return this.value;
-  }
+export interface GaugeChild {
+  set(value: number): void;
+  inc(by?: number): void;
+  dec(by?: number): void;
 }
 
 export class Gauge extends Metric<GaugeChild> {
   readonly type = 'gauge' as const;
-  protected create(): GaugeChild {
-    return new GaugeChild();
+  private readonly metric: prom.Gauge;
+
+  constructor(options: MetricOptions, registry: prom.Registry) {
+    super(options);
+    this.metric = new prom.Gauge({ ...options, labelNames: this.labelNames, registers: [registry] });
   }
+
+  protected child(labels: Labels): GaugeChild {
+    const series = this.metric.labels(labels);
+    return { set: (v) => series.set(v), inc: (by = 1) => series.inc(by), dec: (by = 1) => series.dec(by) };
+  }
+
+  protected clear(): void {
+    this.metric.reset();
+  }
+
   set(labels: Labels, value: number): void {
     this.with(labels).set(value);
   }
-  get(labels: Labels = {}): number {
-    return this.with(labels).get();
-  }
-  protected renderChild(labels: Labels, child: GaugeChild): string[] {
-    return [`${this.name}${formatLabels(labels)} ${formatValue(child.get())}`];
-  }
 }
 
-export class HistogramChild {
-  readonly bounds: readonly number[];
-  /** Non-cumulative counts per bucket; the last slot is +Inf. */
-  private readonly counts: number[];
-  private sum = 0;
-  private count = 0;
-
-  constructor(bounds: readonly number[]) {
-    this.bounds = bounds;
-    this.counts = new Array<number>(bounds.length + 1).fill(0);
-  }
-
-  observe(value: number): void {
-    let i = this.bounds.findIndex((b) => value <= b);
-    if (i < 0) i = this.bounds.length;
-    this.counts[i]!++;
-    this.sum += value;
-    this.count++;
-  }
-
-  snapshot(): { buckets: Array<[number, number]>; sum: number; count: number } {
-    let cumulative = 0;
-    const buckets: Array<[number, number]> = [];
-    for (let i = 0; i <= this.bounds.length; i++) {
-      cumulative += this.counts[i]!;
-      buckets.push([this.bounds[i] ?? Infinity, cumulative]);
-    }
-    return { buckets, sum: this.sum, count: this.count };
-  }
+export interface HistogramChild {
+  observe(value: number): void;
 }
 
 export class Histogram extends Metric<HistogramChild> {
   readonly type = 'histogram' as const;
   readonly buckets: readonly number[];
+  private readonly metric: prom.Histogram;
 
-  constructor(options: HistogramOptions) {
+  constructor(options: HistogramOptions, registry: prom.Registry) {
     super(options);
-    if (this.labelNames.includes('le')) throw new Error(`histogram ${options.name} cannot use label "le"`);
     const buckets = [...(options.buckets ?? DEFAULT_BUCKETS)].filter((b) => b !== Infinity);
     for (let i = 1; i < buckets.length; i++) {
       if (!(buckets[i]! > buckets[i - 1]!)) throw new Error(`histogram ${options.name}: buckets must ascend`);
     }
     this.buckets = buckets;
+    this.metric = new prom.Histogram({
+      name: options.name,
+      help: options.help,
+      labelNames: this.labelNames,
+      buckets,
+      registers: [registry],
+    });
   }
 
-  protected create(): HistogramChild {
-    return new HistogramChild(this.buckets);
+  protected child(labels: Labels): HistogramChild {
+    const series = this.metric.labels(labels);
+    return { observe: (v) => series.observe(v) };
+  }
+
+  protected clear(): void {
+    this.metric.reset();
   }
 
   observe(labels: Labels, value: number): void {
     this.with(labels).observe(value);
-  }
-
-  protected renderChild(labels: Labels, child: HistogramChild): string[] {
-    const { buckets, sum, count } = child.snapshot();
-    const lines = buckets.map(
-      ([le, n]) => `${this.name}_bucket${formatLabels({ ...labels, le: formatValue(le) })} ${n}`,
-    );
-    lines.push(`${this.name}_sum${formatLabels(labels)} ${formatValue(sum)}`);
-    lines.push(`${this.name}_count${formatLabels(labels)} ${count}`);
-    return lines;
   }
 }
 
@@ -208,30 +176,30 @@ type AnyMetric = Counter | Gauge | Histogram;
  * and labels match, so several controllers or queues can share one series family.
  */
 export class Registry {
+  private readonly registry = new prom.Registry();
   private readonly metrics = new Map<string, AnyMetric>();
 
-  static readonly contentType = 'text/plain; version=0.0.4; charset=utf-8';
+  static readonly contentType: string = prom.Registry.PROMETHEUS_CONTENT_TYPE;
 
   counter(options: MetricOptions): Counter {
-    return this.register(options, 'counter', () => new Counter(options));
+    return this.register(options, 'counter', () => new Counter(options, this.registry));
   }
 
   gauge(options: MetricOptions): Gauge {
-    return this.register(options, 'gauge', () => new Gauge(options));
+    return this.register(options, 'gauge', () => new Gauge(options, this.registry));
   }
 
   histogram(options: HistogramOptions): Histogram {
-    return this.register(options, 'histogram', () => new Histogram(options));
+    return this.register(options, 'histogram', () => new Histogram(options, this.registry));
   }
 
   get(name: string): AnyMetric | undefined {
     return this.metrics.get(name);
   }
 
-  /** The whole registry in the Prometheus text format, ending with a newline. */
-  render(): string {
-    const parts = [...this.metrics.values()].map((m) => m.render());
-    return parts.length ? `${parts.join('\n')}\n` : '';
+  /** The whole registry in the Prometheus text format. */
+  render(): Promise<string> {
+    return this.registry.metrics();
   }
 
   private register<M extends AnyMetric>(options: MetricOptions, type: MetricType, make: () => M): M {
@@ -251,25 +219,4 @@ export class Registry {
     this.metrics.set(options.name, metric);
     return metric;
   }
-}
-
-function escapeHelp(text: string): string {
-  return text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
-}
-
-function escapeLabelValue(value: string): string {
-  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
-}
-
-function formatLabels(labels: Labels): string {
-  const entries = Object.entries(labels);
-  if (entries.length === 0) return '';
-  return `{${entries.map(([k, v]) => `${k}="${escapeLabelValue(v)}"`).join(',')}}`;
-}
-
-function formatValue(value: number): string {
-  if (value === Infinity) return '+Inf';
-  if (value === -Infinity) return '-Inf';
-  if (Number.isNaN(value)) return 'NaN';
-  return String(value);
 }

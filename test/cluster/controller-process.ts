@@ -49,7 +49,8 @@ export async function startControllerProcess(
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
     }
-    await rm(cache, { recursive: true, force: true });
+    // A git child of the controller may still be finishing a write in there: retry (ENOTEMPTY).
+    await rm(cache, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   };
   const deadline = Date.now() + (options.timeoutMs ?? 60_000);
   for (;;) {

@@ -49,7 +49,27 @@ export interface ControlPlaneOptions {
    * tolerate its taint run real containers. Check realNodeUnavailableReason() first.
    */
   realNode?: boolean | { taints?: Taint[]; labels?: Record<string, string> };
+  /**
+   * Write the apiserver's audit log (JSON lines, logs/audit.log): every write at Metadata level
+   * with its user agent, and Lease writes with their bodies, so a test can check who wrote what
+   * while holding which Lease.
+   */
+  auditLog?: boolean;
 }
+
+/** The audit policy of `auditLog`: no reads, Lease bodies, every other write's metadata. */
+const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    verbs: [get, list, watch]
+  - level: None
+    userGroups: ['system:nodes']
+  - level: RequestResponse
+    resources: [{ group: coordination.k8s.io, resources: [leases] }]
+  - level: Metadata
+`;
 
 export interface ControlPlaneState {
   dir: string;
@@ -63,6 +83,12 @@ export interface ControlPlaneState {
   serviceCidr: string;
   /** The real node, when started with `realNode`. */
   realNode?: RealNodeState;
+  /** The apiserver's audit log, when started with `auditLog`. */
+  auditLogPath?: string;
+  /** How the apiserver was launched, so restartApiserver() can launch it again. */
+  apiserverArgs?: string[];
+  logDir?: string;
+  attached?: boolean;
 }
 
 const STATE_FILE = 'state.json';
@@ -259,7 +285,9 @@ export class LocalControlPlane {
         30_000,
       );
 
-      const apiserver = launch('kube-apiserver', [
+      const auditLogPath = options.auditLog ? join(logDir, 'audit.log') : undefined;
+      if (auditLogPath) await writeFile(join(dir, 'audit-policy.yaml'), AUDIT_POLICY);
+      const apiserverArgs = [
         `--etcd-servers=http://127.0.0.1:${etcdPort}`,
         '--bind-address=127.0.0.1',
         '--advertise-address=127.0.0.1',
@@ -285,7 +313,17 @@ export class LocalControlPlane {
         `--etcd-compaction-interval=${options.etcdCompactionInterval ?? '5m'}`,
         '--profiling=false',
         '--v=1',
-      ]);
+        ...(auditLogPath
+          ? [
+              `--audit-policy-file=${join(dir, 'audit-policy.yaml')}`,
+              `--audit-log-path=${auditLogPath}`,
+              '--audit-log-format=json',
+              '--audit-log-mode=blocking',
+              '--audit-log-maxsize=0',
+            ]
+          : []),
+      ];
+      const apiserver = launch('kube-apiserver', apiserverArgs);
       const adminTls = {
         ca: await readFile(pki.caCert),
         cert: await readFile(pki.clients.admin!.cert),
@@ -344,6 +382,10 @@ export class LocalControlPlane {
         kubernetesVersion: '',
         startedInMs: 0,
         serviceCidr,
+        apiserverArgs,
+        logDir,
+        attached,
+        ...(auditLogPath ? { auditLogPath } : {}),
       };
       const cluster = new LocalControlPlane(state);
       const nodes = options.nodes ?? 3;
@@ -484,6 +526,36 @@ export class LocalControlPlane {
         },
       });
     }
+  }
+
+  /**
+   * Stops the apiserver and starts it again with the same flags (etcd keeps the data; watches
+   * break, clients reconnect), as a control-plane upgrade or crash would. Resolves once ready.
+   */
+  async restartApiserver(): Promise<void> {
+    const { apiserverArgs, logDir, binDir } = this.state;
+    if (!apiserverArgs || !logDir) throw new Error('this control plane was not started with restart support');
+    const pid = this.state.pids['kube-apiserver'];
+    if (pid !== undefined) await stopProcessGroup(pid);
+    const p = startComponent('kube-apiserver', join(binDir, 'kube-apiserver'), apiserverArgs, {
+      logDir,
+      attached: this.state.attached ?? true,
+    });
+    this.state.pids['kube-apiserver'] = p.pid;
+    await writeFile(join(this.state.dir, STATE_FILE), JSON.stringify(this.state, null, 2));
+    const kc = this.client();
+    const user = kc.getCurrentUser()!;
+    const tls = {
+      ca: await readFile(kc.getCurrentCluster()!.caFile!),
+      cert: await readFile(user.certFile!),
+      key: await readFile(user.keyFile!),
+    };
+    await waitFor(
+      'kube-apiserver /readyz after a restart',
+      p,
+      async () => (await get({ url: `${this.state.server}/readyz`, tls })).status === 200,
+      90_000,
+    );
   }
 
   /** Whether every component recorded in the state is still alive. */
