@@ -31,7 +31,12 @@ export default {
       ...common,
       displayName: 'integration',
       // e2e/: the same cluster, with its real node (tests there skip where none can run).
-      testMatch: ['<rootDir>/test/integration/**/*.test.ts', '<rootDir>/test/e2e/**/*.test.ts'],
+      // chaos/: faults and hostile input; files that kill or restart the apiserver start their own.
+      testMatch: [
+        '<rootDir>/test/integration/**/*.test.ts',
+        '<rootDir>/test/e2e/**/*.test.ts',
+        '<rootDir>/test/chaos/**/*.test.ts',
+      ],
       globalSetup: '<rootDir>/test/cluster/jest-global-setup.ts',
       globalTeardown: '<rootDir>/test/cluster/jest-global-teardown.ts',
     },

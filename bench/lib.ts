@@ -18,6 +18,17 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const pct = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
+/**
+ * "p50 …, p99 …" of sorted samples, honestly: a p99 needs at least 100 samples, so fewer print
+ * the median and the "max of N" instead.
+ */
+export function spread(sorted: number[], unit = 'ms'): string {
+  const f = (v: number) => `${v.toFixed(0)} ${unit}`;
+  if (sorted.length >= 100)
+    return `p50 ${f(pct(sorted, 50))}, p99 ${f(pct(sorted, 99))}, max ${f(sorted.at(-1)!)}`;
+  return `p50 ${f(pct(sorted, 50))}, max of ${sorted.length} ${f(sorted.at(-1)!)}`;
+}
+
 export async function until<T>(
   what: string,
   check: () => Promise<T | undefined>,

@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { PatchType } from '../src/core/kube/client.ts';
 import { podTemplateHash } from '../src/controller/rollout/replicas.ts';
 import { ROLLOUT, type ReplicaSet, type Rollout } from '../src/controller/rollout/types.ts';
-import { benchCluster, createNamespace, pct, pool, startController, until } from './lib.ts';
+import { benchCluster, createNamespace, pool, spread, startController, until } from './lib.ts';
 
 const { values } = parseArgs({
   options: { pauses: { type: 'string', default: '10' }, rollouts: { type: 'string', default: '200' } },
@@ -174,9 +174,70 @@ async function main(): Promise<void> {
         }
         lateness.sort((a, b) => a - b);
         console.log(`\n2. pause expiry → next step, ${PAUSES} rollouts (pause 2 s; includes 5 ms polling):`);
+        console.log(`   late by ${spread(lateness)}`);
+      } finally {
+        await controller.stop();
+      }
+    }
+
+    // 2b. Scale-down deadline → the old revision scaled to 0 (a requeue for the deadline, not a poll).
+    {
+      const ns = await createNamespace(client, `bench-deadline-${run}`);
+      const controller = await startController(kubeconfig, ns, '1h', 4);
+      try {
+        const lateness: number[] = [];
+        for (let i = 0; i < PAUSES; i++) {
+          const name = `d${i}`;
+          await client.create({ apiVersion: 'v1', resource: 'services', namespaced: true }, {
+            apiVersion: 'v1',
+            kind: 'Service',
+            metadata: { name, namespace: ns },
+            spec: { selector: { app: name }, ports: [{ port: 80 }] },
+          } as never);
+          await rollout(ns, name, {
+            replicas: 1,
+            selector: { matchLabels: { app: name } },
+            template: template(name, 'web:1'),
+            strategy: { blueGreen: { activeService: name, scaleDownDelaySeconds: 2 } },
+          });
+          await until(
+            `${name} Healthy`,
+            async () => ((await get(ns, name)).status?.phase === 'Healthy' ? true : undefined),
+            60_000,
+          );
+          await setImage(ns, name, 'web:2');
+          const old = podTemplateHash(template(name, 'web:1'));
+          const oldRS = async () =>
+            (
+              await client.request<{ items: ReplicaSet[] }>(
+                'GET',
+                `/apis/apps/v1/namespaces/${ns}/replicasets`,
+              )
+            ).items.find((rs) => rs.metadata.labels?.['rollouts-pod-template-hash'] === old);
+          const deadline = await until(
+            `${name} scale-down deadline`,
+            async () => {
+              const at = (await oldRS())?.metadata.annotations?.[
+                'argo-rollouts.argoproj.io/scale-down-deadline'
+              ];
+              return at ? Date.parse(at) : undefined;
+            },
+            30_000,
+            10,
+          );
+          const scaledAt = await until(
+            `${name} old revision at 0`,
+            async () => ((await oldRS())?.spec.replicas === 0 ? Date.now() : undefined),
+            30_000,
+            5,
+          );
+          lateness.push(scaledAt - deadline);
+        }
+        lateness.sort((a, b) => a - b);
         console.log(
-          `   p50 ${pct(lateness, 50)} ms late, p99 ${pct(lateness, 99)} ms, max ${lateness.at(-1)} ms`,
+          `\n2b. scale-down deadline → old revision at 0, ${PAUSES} rollouts (delay 2 s; includes 5 ms polling):`,
         );
+        console.log(`   late by ${spread(lateness)}`);
       } finally {
         await controller.stop();
       }

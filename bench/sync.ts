@@ -12,7 +12,7 @@ import { PatchType, type KubeClient } from '../src/core/kube/client.ts';
 import { APPLICATION, type Application } from '../src/controller/sync/types.ts';
 import { signature } from '../src/controller/sync/webhook.ts';
 import { GitServer } from '../test/cluster/git-server.ts';
-import { benchCluster, createNamespace, pct, pool, SECRET, sleep, startController, until } from './lib.ts';
+import { benchCluster, createNamespace, spread, pool, SECRET, sleep, startController, until } from './lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -124,9 +124,7 @@ async function main(): Promise<void> {
         }
         latencies.sort((a, b) => a - b);
         console.log(`\n1. push → Synced with the webhook, ${COMMITS} commits (1 app, poll interval 1h):`);
-        console.log(
-          `   p50 ${pct(latencies, 50).toFixed(0)} ms, p99 ${pct(latencies, 99).toFixed(0)} ms, max ${latencies.at(-1)!.toFixed(0)} ms`,
-        );
+        console.log(`   ${spread(latencies)}`);
       } finally {
         await controller.stop();
       }

@@ -33167,7 +33167,7 @@ async function promote(options) {
     await git.run(["remote", "add", "origin", options.repoURL]);
     const checkout = new Checkout(git, options);
     if (mode === "pull-request") return await promoteByPullRequest(checkout, options);
-    return await retryOnRace(options, async (attempt) => {
+    return await retryOnRace(options, () => options.branch, async (attempt) => {
       const head = await checkout.fetch(options.branch);
       if (head === void 0) throw new PromoteError(`branch ${options.branch} does not exist in ${options.repoURL}`);
       if (!await checkout.stage(head)) return { changed: false, commit: head, attempts: attempt };
@@ -33198,7 +33198,7 @@ async function promote(options) {
   }
 }
 var RACE = /* @__PURE__ */ Symbol("race");
-async function retryOnRace(options, attempt) {
+async function retryOnRace(options, moving, attempt) {
   const maxAttempts = options.maxAttempts ?? 10;
   const initial = options.backoff?.initialMs ?? 250;
   const cap = options.backoff?.maxMs ?? 8e3;
@@ -33208,7 +33208,7 @@ async function retryOnRace(options, attempt) {
     if (result !== RACE) return result;
     if (n >= maxAttempts) {
       throw new PromoteError(
-        `${options.branch} kept moving: gave up after ${n} attempts to land ${describeChange(options.change)}`
+        `${moving()} kept moving: gave up after ${n} attempts to land ${describeChange(options.change)}`
       );
     }
     await sleep(Math.random() * Math.min(cap, initial * 2 ** (n - 1)));
@@ -33259,10 +33259,12 @@ async function promoteByPullRequest(checkout, options) {
   const name = pr.branch ?? pullRequestBranch(options.branch, options.change);
   if (name === options.branch) throw new PromoteError("the pull request branch must differ from the target branch");
   const title = pr.title ?? options.message.split("\n")[0];
-  return retryOnRace(options, async (attempt) => {
+  let lastHead = name;
+  return retryOnRace(options, () => `pull request branch ${lastHead}`, async (attempt) => {
     const base = await checkout.fetch(options.branch);
     if (base === void 0) throw new PromoteError(`branch ${options.branch} does not exist in ${options.repoURL}`);
     const { head, headSha, open: open2 } = await livePullRequestBranch(octokit, target, checkout, name, options.branch);
+    lastHead = head;
     const start = headSha ?? base;
     let commit = start;
     let changed = false;

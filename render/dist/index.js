@@ -18341,12 +18341,12 @@ var require_eventsource_stream = __commonJS({
       }
       return true;
     }
-    function isFieldName(line, length, field) {
-      if (length !== field.length) {
+    function isFieldName(line, length, field2) {
+      if (length !== field2.length) {
         return false;
       }
       for (let i = 0; i < length; i++) {
-        if (line[i] !== field[i]) {
+        if (line[i] !== field2[i]) {
           return false;
         }
       }
@@ -18547,13 +18547,13 @@ ${value}`;
           }
         }
       }
-      setEventFieldSize(field, size) {
-        const eventSize = this.eventSize - this.eventFieldSizes[field] + size;
+      setEventFieldSize(field2, size) {
+        const eventSize = this.eventSize - this.eventFieldSizes[field2] + size;
         if (this.maxEventSize > 0 && eventSize > this.maxEventSize) {
           throw createMaxEventSizeExceededError();
         }
         this.eventSize = eventSize;
-        this.eventFieldSizes[field] = size;
+        this.eventFieldSizes[field2] = size;
       }
       /**
        * @param {EventSourceStreamEvent} event
@@ -24689,8 +24689,8 @@ var require_cst_visit = __commonJS({
     visit.REMOVE = REMOVE;
     visit.itemAtPath = (cst, path) => {
       let item = cst;
-      for (const [field, index] of path) {
-        const tok = item?.[field];
+      for (const [field2, index] of path) {
+        const tok = item?.[field2];
         if (tok && "items" in tok) {
           item = tok.items[index];
         } else
@@ -24700,8 +24700,8 @@ var require_cst_visit = __commonJS({
     };
     visit.parentCollection = (cst, path) => {
       const parent = visit.itemAtPath(cst, path.slice(0, -1));
-      const field = path[path.length - 1][0];
-      const coll = parent?.[field];
+      const field2 = path[path.length - 1][0];
+      const coll = parent?.[field2];
       if (coll && "items" in coll)
         return coll;
       throw new Error("Parent collection not found");
@@ -24710,11 +24710,11 @@ var require_cst_visit = __commonJS({
       let ctrl = visitor(item, path);
       if (typeof ctrl === "symbol")
         return ctrl;
-      for (const field of ["key", "value"]) {
-        const token = item[field];
+      for (const field2 of ["key", "value"]) {
+        const token = item[field2];
         if (token && "items" in token) {
           for (let i = 0; i < token.items.length; ++i) {
-            const ci = _visit(Object.freeze(path.concat([[field, i]])), token.items[i], visitor);
+            const ci = _visit(Object.freeze(path.concat([[field2, i]])), token.items[i], visitor);
             if (typeof ci === "number")
               i = ci - 1;
             else if (ci === BREAK)
@@ -24724,7 +24724,7 @@ var require_cst_visit = __commonJS({
               i -= 1;
             }
           }
-          if (typeof ctrl === "function" && field === "key")
+          if (typeof ctrl === "function" && field2 === "key")
             ctrl = ctrl(item, path);
         }
       }
@@ -27000,6 +27000,49 @@ import { dirname as dirname2, join as join2 } from "node:path";
 // src/core/render/output.ts
 var import_yaml2 = __toESM(require_dist(), 1);
 
+// src/core/kube/sync-plan.ts
+var KIND_ORDER = [
+  "Namespace",
+  "NetworkPolicy",
+  "ResourceQuota",
+  "LimitRange",
+  "PodSecurityPolicy",
+  "PodDisruptionBudget",
+  "ServiceAccount",
+  "Secret",
+  "SecretList",
+  "ConfigMap",
+  "StorageClass",
+  "PersistentVolume",
+  "PersistentVolumeClaim",
+  "CustomResourceDefinition",
+  "ClusterRole",
+  "ClusterRoleList",
+  "ClusterRoleBinding",
+  "ClusterRoleBindingList",
+  "Role",
+  "RoleList",
+  "RoleBinding",
+  "RoleBindingList",
+  "Service",
+  "DaemonSet",
+  "Pod",
+  "ReplicationController",
+  "ReplicaSet",
+  "Deployment",
+  "HorizontalPodAutoscaler",
+  "StatefulSet",
+  "Job",
+  "CronJob",
+  "IngressClass",
+  "Ingress",
+  "APIService"
+];
+var KIND_RANK = new Map(KIND_ORDER.map((k, i) => [k, i]));
+function kindOrder(kind) {
+  return KIND_RANK.get(kind) ?? KIND_ORDER.length;
+}
+
 // src/core/render/manifest.ts
 var import_yaml = __toESM(require_dist(), 1);
 function objectName(o) {
@@ -27086,48 +27129,12 @@ function assertNoDuplicates(manifests) {
 }
 
 // src/core/render/output.ts
-var KIND_ORDER = [
-  "CustomResourceDefinition",
-  "Namespace",
-  "NetworkPolicy",
-  "ResourceQuota",
-  "LimitRange",
-  "PodDisruptionBudget",
-  "ServiceAccount",
-  "Secret",
-  "ConfigMap",
-  "StorageClass",
-  "PersistentVolume",
-  "PersistentVolumeClaim",
-  "ClusterRole",
-  "ClusterRoleBinding",
-  "Role",
-  "RoleBinding",
-  "Service",
-  "DaemonSet",
-  "Pod",
-  "ReplicationController",
-  "ReplicaSet",
-  "Deployment",
-  "StatefulSet",
-  "Rollout",
-  "HorizontalPodAutoscaler",
-  "Job",
-  "CronJob",
-  "IngressClass",
-  "Ingress",
-  "APIService",
-  "MutatingWebhookConfiguration",
-  "ValidatingWebhookConfiguration"
-];
-var rank = new Map(KIND_ORDER.map((k, i) => [k, i]));
 function compareStrings(a, b) {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 function sortObjects(objects) {
-  const key = (o) => rank.get(o.kind) ?? KIND_ORDER.length;
   return [...objects].sort(
-    (a, b) => key(a) - key(b) || compareStrings(a.kind, b.kind) || compareStrings(a.apiVersion, b.apiVersion) || compareStrings(a.metadata.namespace ?? "", b.metadata.namespace ?? "") || compareStrings(objectName(a), objectName(b))
+    (a, b) => kindOrder(a.kind) - kindOrder(b.kind) || compareStrings(a.kind, b.kind) || compareStrings(a.apiVersion, b.apiVersion) || compareStrings(a.metadata.namespace ?? "", b.metadata.namespace ?? "") || compareStrings(objectName(a), objectName(b))
   );
 }
 function toYaml(o) {
@@ -27358,8 +27365,8 @@ function forEachContainer(objects, fn) {
   for (const o of objects) {
     const spec = podSpecOf(o);
     if (!spec) continue;
-    for (const field of ["initContainers", "containers", "ephemeralContainers"]) {
-      const containers = spec[field];
+    for (const field2 of ["initContainers", "containers", "ephemeralContainers"]) {
+      const containers = spec[field2];
       if (Array.isArray(containers)) for (const c of containers) fn(c, o);
     }
   }
@@ -27446,6 +27453,41 @@ var run = promisify(execFile);
 var RenderError = class extends Error {
   name = "RenderError";
 };
+function manifestsOf(text, source) {
+  try {
+    return parseManifests(text, source);
+  } catch (err) {
+    if (err instanceof ManifestError) throw err;
+    throw new RenderError(`${source}: ${err.message}`);
+  }
+}
+async function readYamlMapping(workspace, file) {
+  const name = relative3(workspace, file);
+  let value;
+  try {
+    value = (0, import_yaml3.parse)(await readFile3(file, "utf8"));
+  } catch (err) {
+    throw new RenderError(`${name}: ${err.message}`);
+  }
+  if (value === null || value === void 0) return {};
+  if (typeof value !== "object" || Array.isArray(value)) throw new RenderError(`${name}: expected a mapping`);
+  return value;
+}
+function chartMetadata(file, chart) {
+  const fail = (why) => new RenderError(`${file}: ${why}`);
+  if (chart.name !== void 0 && typeof chart.name !== "string") throw fail("name must be a string");
+  const deps = chart.dependencies ?? [];
+  if (!Array.isArray(deps)) throw fail("dependencies must be a list");
+  const dependencies = deps.map((d, i) => {
+    const dep = d;
+    if (typeof dep !== "object" || dep === null || Array.isArray(dep) || typeof dep.name !== "string")
+      throw fail(`dependencies[${i}] must be a mapping with a name`);
+    if (dep.repository !== void 0 && dep.repository !== null && typeof dep.repository !== "string")
+      throw fail(`dependencies[${i}].repository must be a string`);
+    return { name: dep.name, ...typeof dep.repository === "string" ? { repository: dep.repository } : {} };
+  });
+  return { ...typeof chart.name === "string" ? { name: chart.name } : {}, dependencies };
+}
 var KUSTOMIZATION_FILES = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 var RELEASE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 var NO_NETWORK = {
@@ -27489,7 +27531,7 @@ async function kustomizeTree(workspace, dir, tree = { dirs: [], remote: [] }) {
   for (const f of KUSTOMIZATION_FILES) if (await exists2(join4(dir, f))) file = join4(dir, f);
   if (!file) return tree;
   const real = await resolveInside(workspace, relative3(workspace, file), "kustomization");
-  const k = (0, import_yaml3.parse)(await readFile3(real, "utf8")) ?? {};
+  const k = await readYamlMapping(workspace, real);
   const entries = ["resources", "bases", "components", "transformers", "generators", "validators"].flatMap(
     (key) => Array.isArray(k[key]) ? k[key].filter((v) => typeof v === "string") : []
   );
@@ -27540,9 +27582,12 @@ async function renderHelm(dir, options, timeoutMs, counter) {
     relative3(options.workspace, join4(dir, "Chart.yaml")),
     "Chart.yaml"
   );
-  const chart = (0, import_yaml3.parse)(await readFile3(chartFile, "utf8")) ?? {};
+  const chart = chartMetadata(
+    relative3(options.workspace, chartFile),
+    await readYamlMapping(options.workspace, chartFile)
+  );
   const env = h.allowRepositoryAccess ? {} : NO_NETWORK;
-  const deps = chart.dependencies ?? [];
+  const deps = chart.dependencies;
   const remote = deps.filter((d) => d.repository && !d.repository.startsWith("file://"));
   if (remote.length > 0 && !h.allowRepositoryAccess) {
     throw new RenderError(
@@ -27637,11 +27682,11 @@ async function render(given) {
     manifests = [];
     for (const file of await yamlFiles(dir, options.directory?.recurse ?? false)) {
       const real = await resolveInside(options.workspace, relative3(options.workspace, file), "manifest");
-      manifests.push(...parseManifests(await readFile3(real, "utf8"), relative3(options.workspace, file)));
+      manifests.push(...manifestsOf(await readFile3(real, "utf8"), relative3(options.workspace, file)));
     }
   } else {
     const output = type === "kustomize" ? await renderKustomize(dir, options, timeoutMs, counter) : await renderHelm(dir, options, timeoutMs, counter);
-    manifests = parseManifests(
+    manifests = manifestsOf(
       output,
       `${type === "helm" ? "helm template" : "kustomize build"} ${options.path}`
     );

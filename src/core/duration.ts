@@ -15,3 +15,6 @@ export function parseDurationMs(text: string | undefined): number | undefined {
   }
   return end === s.length ? total : undefined;
 }
+
+/** The longest delay a Node timer holds: longer ones fire after 1 ms, so every wait is capped here. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;

@@ -247,13 +247,22 @@ beforeAll(async () => {
 }, 600_000);
 
 afterAll(async () => {
-  await controller?.stop();
-  await client?.close();
-  await github?.stop();
-  await git?.stop();
-  await buildkit?.stop();
-  await registry?.stop();
-  if (work) await rm(work, { recursive: true, force: true });
+  // Every part is stopped even when one fails to: a server left running keeps jest from exiting.
+  const results = await Promise.allSettled([
+    controller?.stop(),
+    client?.close(),
+    github?.stop(),
+    git?.stop(),
+    buildkit?.stop(),
+    registry?.stop(),
+  ]);
+  if (work) await rm(work, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+  const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed.length)
+    throw new AggregateError(
+      failed.map((r) => r.reason as Error),
+      'cleanup failed',
+    );
 });
 
 describeAct('act runs the ready-to-copy workflows', () => {

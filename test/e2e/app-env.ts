@@ -77,7 +77,14 @@ export async function startAppEnvironment(
         return check(ro) ? ro : undefined;
       },
       timeoutMs,
-    );
+    ).catch(async (err: unknown) => {
+      // Say where it stuck: the Application's view and the controller's last words.
+      const app = await client.get<{ status?: unknown }>(APPLICATION, ns.name, 'web').catch(() => undefined);
+      throw new Error(
+        `${(err as Error).message}\napplication status: ${JSON.stringify(app?.status)}\ncontroller (last lines):\n${controller.logs.slice(-15).join('\n')}`,
+        { cause: err },
+      );
+    });
 
   /** The endpoints kube-proxy's rules send `service`'s traffic to, in the node's own network namespace. */
   const proxied = async (service: string) => {

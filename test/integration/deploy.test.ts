@@ -19,6 +19,42 @@ const chart = join(root, 'deploy/chart/kube-actions');
 
 const ns = useTestNamespace('deploy');
 
+/** `helm template kube-actions` of the chart into `namespace`, with extra flags. */
+async function render(namespace: string, ...flags: string[]): Promise<string> {
+  const { stdout } = await run('helm', [
+    'template',
+    'kube-actions',
+    chart,
+    '--namespace',
+    namespace,
+    ...flags,
+  ]);
+  return stdout;
+}
+
+function objectsOf(stdout: string): KubeResource[] {
+  return parseAllDocuments(stdout)
+    .map((d) => d.toJS() as KubeResource | null)
+    .filter((o): o is KubeResource => o !== null);
+}
+
+/** Server-side dry-runs of every object, none waved through as "created by the same install". */
+async function dryRunAll(objects: KubeResource[]) {
+  const client = new KubeClient(testKubeConfig());
+  try {
+    const resources = new ResourceManager(client, new RESTMapper(client), {
+      fieldManager: 'kube-actions-tests',
+    });
+    const outcomes = await resources.dryRun(await resources.resolve(objects, ns.name), () => false);
+    expect(outcomes.filter((o) => o.error || !o.merged).map((o) => `${o.resolved.key}: ${o.error}`)).toEqual(
+      [],
+    );
+    return outcomes;
+  } finally {
+    await client.close();
+  }
+}
+
 describe('deploy/', () => {
   test('the chart lints cleanly', async () => {
     const { stdout } = await run('helm', ['lint', '--strict', chart]);
@@ -26,19 +62,18 @@ describe('deploy/', () => {
   });
 
   test('install.yaml is what the chart renders (run `make manifests` after changing either)', async () => {
-    const { stdout } = await run('helm', [
-      'template',
-      'kube-actions',
-      chart,
-      '--namespace',
-      'kube-actions',
-      '--include-crds',
-    ]);
+    const stdout = await render('kube-actions', '--include-crds');
     const committed = await readFile(join(root, 'deploy/install.yaml'), 'utf8');
     // The file is a header and the Namespace, then exactly helm's output (see `make manifests`).
     expect(committed.endsWith(stdout)).toBe(true);
     expect(committed.slice(0, committed.length - stdout.length)).toMatch(
       /^# Generated[^]*kind: Namespace\nmetadata:\n {2}name: kube-actions\n$/,
+    );
+    const namespaced = await render('kube-actions', '--set', 'installMode=namespace', '--skip-crds');
+    const committedNamespaced = await readFile(join(root, 'deploy/namespace-install.yaml'), 'utf8');
+    expect(committedNamespaced.endsWith(namespaced)).toBe(true);
+    expect(committedNamespaced.slice(0, committedNamespaced.length - namespaced.length)).toMatch(
+      /^# Generated[^]*\n$/,
     );
     for (const crd of await readdir(join(root, 'deploy/crds'))) {
       expect(await readFile(join(chart, 'crds', crd), 'utf8')).toBe(
@@ -48,17 +83,7 @@ describe('deploy/', () => {
   });
 
   test('every object the chart installs passes a server-side dry-run, in a namespace that exists', async () => {
-    const { stdout } = await run('helm', [
-      'template',
-      'kube-actions',
-      chart,
-      '--namespace',
-      ns.name,
-      '--include-crds',
-    ]);
-    const objects = parseAllDocuments(stdout)
-      .map((d) => d.toJS() as KubeResource | null)
-      .filter((o): o is KubeResource => o !== null);
+    const objects = objectsOf(await render(ns.name, '--include-crds'));
     expect(objects.map((o) => o.kind).sort()).toEqual([
       'ClusterRole',
       'ClusterRoleBinding',
@@ -71,23 +96,30 @@ describe('deploy/', () => {
       'Service',
       'ServiceAccount',
     ]);
-    const client = new KubeClient(testKubeConfig());
-    try {
-      const resources = new ResourceManager(client, new RESTMapper(client), {
-        fieldManager: 'kube-actions-tests',
-      });
-      const resolved = await resources.resolve(objects, ns.name);
-      // Nothing may pass as "created by the same install": every object is really dry-run.
-      const outcomes = await resources.dryRun(resolved, () => false);
-      expect(outcomes.filter((o) => o.error).map((o) => `${o.resolved.key}: ${o.error}`)).toEqual([]);
-      expect(outcomes.filter((o) => !o.merged).map((o) => o.resolved.key)).toEqual([]);
-      const deployment = outcomes.find((o) => o.resolved.object.kind === 'Deployment')!.merged!;
-      expect(deployment.metadata.namespace).toBe(ns.name);
-      expect(outcomes.find((o) => o.resolved.object.kind === 'ClusterRole')?.merged?.metadata.name).toBe(
-        'kube-actions-controller',
-      );
-    } finally {
-      await client.close();
-    }
+    const outcomes = await dryRunAll(objects);
+    const deployment = outcomes.find((o) => o.resolved.object.kind === 'Deployment')!.merged!;
+    expect(deployment.metadata.namespace).toBe(ns.name);
+    expect(outcomes.find((o) => o.resolved.object.kind === 'ClusterRole')?.merged?.metadata.name).toBe(
+      'kube-actions-controller',
+    );
+  });
+
+  test('the namespace-scoped install: a Role and its binding, no cluster-scoped object, all passing a dry-run', async () => {
+    const objects = objectsOf(await render(ns.name, '--set', 'installMode=namespace', '--skip-crds'));
+    expect(objects.map((o) => o.kind).sort()).toEqual([
+      'Deployment',
+      'Role',
+      'RoleBinding',
+      'Service',
+      'ServiceAccount',
+    ]);
+    const outcomes = await dryRunAll(objects);
+    expect(outcomes.every((o) => o.resolved.namespace === ns.name)).toBe(true);
+    const deployment = objects.find((o) => o.kind === 'Deployment') as unknown as {
+      spec: { template: { spec: { containers: { args: string[] }[] } } };
+    };
+    expect(deployment.spec.template.spec.containers[0]!.args).toEqual(
+      expect.arrayContaining(['--namespaced', `--namespace=${ns.name}`]),
+    );
   });
 });

@@ -2,6 +2,7 @@
 // Argo Rollouts' analysis/analysis.go: which measurements are due, how measurements count
 // against the limits, a metric's and the run's phase, when to look again, and how many
 // measurements to keep. No I/O here: the reconciler runs providers and writes status.
+import { RE2JS } from 're2js';
 import { parseDurationMs } from '../../core/duration.ts';
 import {
   phaseCompleted,
@@ -75,6 +76,8 @@ export function validateMetric(metric: Metric): string | undefined {
   try {
     if (!metric.name) return 'metric has no name';
     const count = intValue(metric.count, 'count') ?? 0;
+    // A negative count would count as reached before any measurement: Successful, having measured nothing.
+    if (count < 0) return 'count must be >= 0';
     const failures = failureLimit(metric);
     const inconclusives = inconclusiveLimit(metric);
     if (count > 0) {
@@ -85,6 +88,8 @@ export function validateMetric(metric: Metric): string | undefined {
     if (metric.interval && parseDurationMs(metric.interval) === undefined) {
       return `invalid interval string: ${JSON.stringify(metric.interval)}`;
     }
+    // 0s would measure in a loop as fast as the provider answers.
+    if (metric.interval && parseDurationMs(metric.interval) === 0) return 'interval must be greater than 0';
     if (metric.initialDelay && parseDurationMs(metric.initialDelay) === undefined) {
       return `invalid initialDelay string: ${JSON.stringify(metric.initialDelay)}`;
     }
@@ -119,10 +124,15 @@ export function validateMetrics(metrics: Metric[] | undefined): string | undefin
   return undefined;
 }
 
+/**
+ * A metric-name rule (Go's regexp.MatchString, unanchored), compiled by RE2 as Go compiles it: its
+ * syntax, and time linear in the name, so a hostile `^(a|a)*$` cannot stall the event loop the way
+ * JavaScript's backtracking engine does on a 25-character name.
+ */
 function matcher(pattern: string): (name: string) => boolean {
-  let re: RegExp | undefined;
+  let re: RE2JS | undefined;
   try {
-    re = new RegExp(pattern);
+    re = RE2JS.compile(pattern);
   } catch {
     re = undefined; // Go ignores the compile error: the rule then matches nothing.
   }

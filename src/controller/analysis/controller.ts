@@ -6,6 +6,7 @@ import { enqueueOwner, type Controller, type Predicate } from '../runtime/contro
 import { EventRecorder } from '../runtime/events.ts';
 import type { Manager } from '../runtime/manager.ts';
 import type { KubeObject, Request } from '../../core/kube/objects.ts';
+import { isNotFound } from '../../core/kube/client.ts';
 import type { Job } from './providers/job.ts';
 import { AnalysisRunReconciler } from './reconciler.ts';
 import { ANALYSIS_RUN, API_VERSION, JOB_RUN_UID_LABEL, JOBS, type AnalysisRun } from './types.ts';
@@ -70,7 +71,7 @@ export function setupAnalysisController(
     const fresh = await client
       .get<AnalysisRun>(ANALYSIS_RUN, req.namespace, req.name)
       .catch((err: unknown) => {
-        if ((err as { code?: number }).code === 404) return undefined;
+        if (isNotFound(err)) return undefined;
         throw err;
       });
     if (fresh?.metadata.resourceVersion) written.set(key, fresh.metadata.resourceVersion);

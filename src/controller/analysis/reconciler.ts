@@ -8,7 +8,7 @@
 // Secrets: `valueFrom.secretKeyRef` arguments are read when measuring, substituted only into the
 // metric handed to the provider, and redacted from every message, value and log line. Status,
 // events and logs only ever see the metric with secrets replaced by "*****".
-import { isConflict, PatchType, type KubeClient } from '../../core/kube/client.ts';
+import { isConflict, isInvalid, isNotFound, PatchType, type KubeClient } from '../../core/kube/client.ts';
 import type { Request } from '../../core/kube/objects.ts';
 import { resourcePath } from '../../core/kube/objects.ts';
 import type { EventRecorder } from '../runtime/events.ts';
@@ -55,6 +55,7 @@ import {
   type Metric,
   type MetricResult,
 } from './types.ts';
+import { MAX_TIMER_MS } from '../../core/duration.ts';
 
 export interface AnalysisRunReconcilerOptions {
   client: KubeClient;
@@ -245,7 +246,8 @@ export class AnalysisRunReconciler {
     if (completed) return {};
     const now = this.now().getTime();
     const next = nextReconcileTime(metrics, status, now, this.errorRetryMs);
-    return next === undefined ? {} : { requeueAfter: Math.max(1, next - now) };
+    // A long interval (720h) is looked at again within what a Node timer can hold, then re-decided.
+    return next === undefined ? {} : { requeueAfter: Math.min(MAX_TIMER_MS, Math.max(1, next - now)) };
   }
 
   private async measure(
@@ -343,7 +345,7 @@ export class AnalysisRunReconciler {
     try {
       return await this.o.client.get<AnalysisRun>(ANALYSIS_RUN, req.namespace, req.name);
     } catch (err) {
-      if ((err as { code?: number }).code === 404) return undefined;
+      if (isNotFound(err)) return undefined;
       throw err;
     }
   }
@@ -353,7 +355,7 @@ export class AnalysisRunReconciler {
     try {
       secret = await this.o.client.get(SECRETS, run.metadata.namespace ?? '', name);
     } catch (err) {
-      if ((err as { code?: number }).code === 404) return undefined;
+      if (isNotFound(err)) return undefined;
       throw err;
     }
     checkSecretAllowed(this.o.secretPolicy ?? 'any', secret, `${run.metadata.namespace}/${name}`);
@@ -385,10 +387,9 @@ export class AnalysisRunReconciler {
       return true;
     } catch (err) {
       // A failed `test` is a 422 like a schema violation: tell them apart by the current version.
-      const code = (err as { code?: number }).code;
       if (
         isConflict(err) ||
-        (code === 422 && (await this.currentVersion(run)) !== run.metadata.resourceVersion)
+        (isInvalid(err) && (await this.currentVersion(run)) !== run.metadata.resourceVersion)
       ) {
         throw new Error(
           `analysis run ${run.metadata.namespace}/${run.metadata.name} changed since it was read; retrying`,

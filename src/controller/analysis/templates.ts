@@ -27,6 +27,26 @@ export class TemplateError extends Error {
 
 const MAX_TEMPLATE_DEPTH = 10;
 
+const templateId = (ref: AnalysisTemplateRef) =>
+  `${ref.clusterScope ? 'ClusterAnalysisTemplate' : 'AnalysisTemplate'}/${ref.templateName}`;
+
+/** Refuses a reference that closes a cycle or nests too deep, as the run's creation would. */
+function checkNesting(ref: AnalysisTemplateRef, path: string[]): string {
+  const id = templateId(ref);
+  if (path.includes(id)) throw new TemplateError(`template cycle: ${[...path, id].join(' -> ')}`);
+  if (path.length >= MAX_TEMPLATE_DEPTH)
+    throw new TemplateError(`templates nested deeper than ${MAX_TEMPLATE_DEPTH}`);
+  return id;
+}
+
+function notFound(ref: AnalysisTemplateRef, namespace: string): TemplateError {
+  return new TemplateError(
+    ref.clusterScope
+      ? `ClusterAnalysisTemplate "${ref.templateName}" not found`
+      : `AnalysisTemplate "${ref.templateName}" not found in namespace "${namespace}"`,
+  );
+}
+
 /** Reads the templates (and the templates they include) in order. */
 export async function fetchTemplates(
   client: KubeClient,
@@ -35,29 +55,41 @@ export async function fetchTemplates(
 ): Promise<AnalysisTemplate[]> {
   const out: AnalysisTemplate[] = [];
   const visit = async (ref: AnalysisTemplateRef, path: string[]): Promise<void> => {
-    const id = `${ref.clusterScope ? 'ClusterAnalysisTemplate' : 'AnalysisTemplate'}/${ref.templateName}`;
-    if (path.includes(id)) throw new TemplateError(`template cycle: ${[...path, id].join(' -> ')}`);
-    if (path.length >= MAX_TEMPLATE_DEPTH)
-      throw new TemplateError(`templates nested deeper than ${MAX_TEMPLATE_DEPTH}`);
+    const id = checkNesting(ref, path);
     let template: AnalysisTemplate;
     try {
       template = ref.clusterScope
         ? await client.get<AnalysisTemplate>(CLUSTER_ANALYSIS_TEMPLATE, '', ref.templateName)
         : await client.get<AnalysisTemplate>(ANALYSIS_TEMPLATE, namespace, ref.templateName);
     } catch (err) {
-      if (isNotFound(err)) {
-        throw new TemplateError(
-          ref.clusterScope
-            ? `ClusterAnalysisTemplate "${ref.templateName}" not found`
-            : `AnalysisTemplate "${ref.templateName}" not found in namespace "${namespace}"`,
-        );
-      }
+      if (isNotFound(err)) throw notFound(ref, namespace);
       throw err;
     }
     out.push(template);
     for (const inner of template.spec?.templates ?? []) await visit(inner, [...path, id]);
   };
   for (const ref of refs) await visit(ref, []);
+  return out;
+}
+
+/**
+ * fetchTemplates from a cache (`lookup`): the same templates in the same order, and the same
+ * TemplateErrors, so a caller can tell before creating a run that its creation would fail.
+ */
+export function templateTree(
+  namespace: string,
+  refs: AnalysisTemplateRef[],
+  lookup: (ref: AnalysisTemplateRef) => AnalysisTemplate | undefined,
+): AnalysisTemplate[] {
+  const out: AnalysisTemplate[] = [];
+  const visit = (ref: AnalysisTemplateRef, path: string[]): void => {
+    const id = checkNesting(ref, path);
+    const template = lookup(ref);
+    if (!template) throw notFound(ref, namespace);
+    out.push(template);
+    for (const inner of template.spec?.templates ?? []) visit(inner, [...path, id]);
+  };
+  for (const ref of refs) visit(ref, []);
   return out;
 }
 
@@ -189,6 +221,11 @@ export interface CreateAnalysisRunOptions extends AnalysisRunSpecOptions {
   templates: AnalysisTemplateRef[];
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
+  /**
+   * Use exactly `name` (the caller chose a free one and recorded it): an existing run of that
+   * name is returned only if it is the same run, else the create fails, never renames.
+   */
+  exactName?: boolean;
 }
 
 /**
@@ -229,6 +266,9 @@ export async function createAnalysisRun(
       (existing.metadata.ownerReferences?.find((r) => r.controller)?.uid ?? undefined) === options.owner?.uid;
     if (sameOwner && !phaseCompleted(existing.status?.phase) && sameSpec(existing.spec, spec))
       return existing;
+    if (options.exactName) {
+      throw new TemplateError(`analysis run ${options.name} already exists and is not the one to start`);
+    }
     if (collision > 100) throw new Error(`could not find a free name for analysis run ${options.name}`);
   }
 }

@@ -97,7 +97,7 @@ export async function promote(options: PromoteOptions): Promise<PromoteResult> {
     await git.run(['remote', 'add', 'origin', options.repoURL]);
     const checkout = new Checkout(git, options);
     if (mode === 'pull-request') return await promoteByPullRequest(checkout, options);
-    return await retryOnRace(options, async (attempt) => {
+    return await retryOnRace(options, () => options.branch, async (attempt) => {
       const head = await checkout.fetch(options.branch);
       if (head === undefined) throw new PromoteError(`branch ${options.branch} does not exist in ${options.repoURL}`);
       if (!(await checkout.stage(head))) return { changed: false, commit: head, attempts: attempt };
@@ -132,8 +132,13 @@ export async function promote(options: PromoteOptions): Promise<PromoteResult> {
 /** Returned by an attempt whose write was refused because the branch moved: try again. */
 const RACE = Symbol('race');
 
+/**
+ * Runs `attempt` until it lands or the attempts run out. `moving` names the branch whose moves
+ * refused the writes (the target branch, or a pull request's own branch), for the final error.
+ */
 async function retryOnRace(
   options: PromoteOptions,
+  moving: () => string,
   attempt: (n: number) => Promise<PromoteResult | typeof RACE>,
 ): Promise<PromoteResult> {
   const maxAttempts = options.maxAttempts ?? 10;
@@ -145,7 +150,7 @@ async function retryOnRace(
     if (result !== RACE) return result;
     if (n >= maxAttempts) {
       throw new PromoteError(
-        `${options.branch} kept moving: gave up after ${n} attempts to land ${describeChange(options.change)}`,
+        `${moving()} kept moving: gave up after ${n} attempts to land ${describeChange(options.change)}`,
       );
     }
     // Full jitter: concurrent pipelines that collided spread out instead of colliding again.
@@ -223,10 +228,14 @@ async function promoteByPullRequest(checkout: Checkout, options: PromoteOptions)
   if (name === options.branch) throw new PromoteError('the pull request branch must differ from the target branch');
   const title = pr.title ?? options.message.split('\n')[0]!;
 
-  return retryOnRace(options, async (attempt) => {
+  // For the give-up error: in this mode the writes that are refused go to the pull request's
+  // branch (the base is never written), so that is the branch that kept moving.
+  let lastHead = name;
+  return retryOnRace(options, () => `pull request branch ${lastHead}`, async (attempt) => {
     const base = await checkout.fetch(options.branch);
     if (base === undefined) throw new PromoteError(`branch ${options.branch} does not exist in ${options.repoURL}`);
     const { head, headSha, open } = await livePullRequestBranch(octokit, target, checkout, name, options.branch);
+    lastHead = head;
     // Build on the live branch (an open pull request's, or a concurrent promotion's); a new one
     // starts from the base.
     const start = headSha ?? base;

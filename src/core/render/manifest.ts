@@ -2,14 +2,14 @@
 // each came from, validated (apiVersion, kind, metadata.name, no duplicates) with errors that name
 // the file and line.
 import { LineCounter, parseAllDocuments } from 'yaml';
+import type { KubeResource } from '../kube/resource.ts';
 
-export interface KubeObject {
-  apiVersion: string;
-  kind: string;
-  /** `name` is absent only for a hook that sets `generateName` (see validateObject). */
-  metadata: { name?: string; generateName?: string; namespace?: string; [key: string]: unknown };
-  [key: string]: unknown;
-}
+/**
+ * A rendered object: the type the sync plans and applies (core/kube/resource.ts), so what render
+ * produces goes to the sync as it is. `metadata.name` is absent only for a hook that sets
+ * `generateName` (see validateObject).
+ */
+export type KubeObject = KubeResource;
 
 /** The name, or `generateName` for hooks named at creation. */
 export function objectName(o: KubeObject): string {

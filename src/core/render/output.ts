@@ -1,46 +1,12 @@
 // Deterministic output: the same input always gives byte-identical YAML, in an order that can be
-// applied top to bottom (CRDs and Namespaces before what lives in them), so diffs of rendered
-// manifests stay small and reviewable.
+// applied top to bottom, so diffs of rendered manifests stay small and reviewable. The order is the
+// one a sync applies a wave in (sync-plan's kindOrder: gitops-engine's, from Helm's install order):
+// Namespaces first, a Secret before the Deployment that mounts it, and custom resources (kinds it
+// does not list) after all of them, so after their CustomResourceDefinitions. One order for both,
+// so a rendered file reads in the order the controller applies it.
 import { stringify } from 'yaml';
+import { kindOrder } from '../kube/sync-plan.ts';
 import { objectName, type KubeObject } from './manifest.ts';
-
-// Dependencies first, in the spirit of Helm's install order (a Secret before the Deployment that
-// mounts it, a Service before the Ingress that routes to it).
-const KIND_ORDER = [
-  'CustomResourceDefinition',
-  'Namespace',
-  'NetworkPolicy',
-  'ResourceQuota',
-  'LimitRange',
-  'PodDisruptionBudget',
-  'ServiceAccount',
-  'Secret',
-  'ConfigMap',
-  'StorageClass',
-  'PersistentVolume',
-  'PersistentVolumeClaim',
-  'ClusterRole',
-  'ClusterRoleBinding',
-  'Role',
-  'RoleBinding',
-  'Service',
-  'DaemonSet',
-  'Pod',
-  'ReplicationController',
-  'ReplicaSet',
-  'Deployment',
-  'StatefulSet',
-  'Rollout',
-  'HorizontalPodAutoscaler',
-  'Job',
-  'CronJob',
-  'IngressClass',
-  'Ingress',
-  'APIService',
-  'MutatingWebhookConfiguration',
-  'ValidatingWebhookConfiguration',
-];
-const rank = new Map(KIND_ORDER.map((k, i) => [k, i]));
 
 function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
@@ -48,10 +14,9 @@ function compareStrings(a: string, b: string): number {
 
 /** Known kinds in dependency order, then other kinds alphabetically; ties by namespace and name. */
 export function sortObjects(objects: KubeObject[]): KubeObject[] {
-  const key = (o: KubeObject) => rank.get(o.kind) ?? KIND_ORDER.length;
   return [...objects].sort(
     (a, b) =>
-      key(a) - key(b) ||
+      kindOrder(a.kind) - kindOrder(b.kind) ||
       compareStrings(a.kind, b.kind) ||
       compareStrings(a.apiVersion, b.apiVersion) ||
       compareStrings(a.metadata.namespace ?? '', b.metadata.namespace ?? '') ||

@@ -8,7 +8,13 @@ import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { applyImageOverrides, containerImageNames, parseImageOverride, type ImageChange } from './images.ts';
-import { assertNoDuplicates, parseManifests, type KubeObject, type Manifest } from './manifest.ts';
+import {
+  assertNoDuplicates,
+  ManifestError,
+  parseManifests,
+  type KubeObject,
+  type Manifest,
+} from './manifest.ts';
 import { assertNoEscapingSymlinks, resolveInside } from '../fs/paths.ts';
 import { inputKey, type RenderCache } from './cache.ts';
 
@@ -66,6 +72,60 @@ export interface RenderResult {
 
 export class RenderError extends Error {
   override name = 'RenderError';
+}
+
+/**
+ * The manifests in `text`. The yaml library reports most problems as document errors (a
+ * ManifestError naming file and line), but throws a plain Error for some hostile input, e.g. a
+ * ReferenceError for an alias bomb: that is a render failure of `source` too, not a crash.
+ */
+function manifestsOf(text: string, source: string): Manifest[] {
+  try {
+    return parseManifests(text, source);
+  } catch (err) {
+    if (err instanceof ManifestError) throw err;
+    throw new RenderError(`${source}: ${(err as Error).message}`);
+  }
+}
+
+/** A YAML file the renderer reads itself (a kustomization, Chart.yaml): a mapping, or an error naming it. */
+async function readYamlMapping(workspace: string, file: string): Promise<Record<string, unknown>> {
+  const name = relative(workspace, file);
+  let value: unknown;
+  try {
+    value = parseYaml(await readFile(file, 'utf8'));
+  } catch (err) {
+    // A YAMLParseError for bad syntax, a ReferenceError for an alias bomb: both the file's fault.
+    throw new RenderError(`${name}: ${(err as Error).message}`);
+  }
+  if (value === null || value === undefined) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) throw new RenderError(`${name}: expected a mapping`);
+  return value as Record<string, unknown>;
+}
+
+interface ChartDependency {
+  name: string;
+  repository?: string;
+}
+
+/** Chart.yaml's fields this renderer acts on, checked: they come from the repository, untrusted. */
+function chartMetadata(
+  file: string,
+  chart: Record<string, unknown>,
+): { name?: string; dependencies: ChartDependency[] } {
+  const fail = (why: string) => new RenderError(`${file}: ${why}`);
+  if (chart.name !== undefined && typeof chart.name !== 'string') throw fail('name must be a string');
+  const deps = chart.dependencies ?? [];
+  if (!Array.isArray(deps)) throw fail('dependencies must be a list');
+  const dependencies = deps.map((d: unknown, i) => {
+    const dep = d as Partial<Record<string, unknown>> | null;
+    if (typeof dep !== 'object' || dep === null || Array.isArray(dep) || typeof dep.name !== 'string')
+      throw fail(`dependencies[${i}] must be a mapping with a name`);
+    if (dep.repository !== undefined && dep.repository !== null && typeof dep.repository !== 'string')
+      throw fail(`dependencies[${i}].repository must be a string`);
+    return { name: dep.name, ...(typeof dep.repository === 'string' ? { repository: dep.repository } : {}) };
+  });
+  return { ...(typeof chart.name === 'string' ? { name: chart.name } : {}), dependencies };
 }
 
 const KUSTOMIZATION_FILES = ['kustomization.yaml', 'kustomization.yml', 'Kustomization'];
@@ -133,7 +193,7 @@ async function kustomizeTree(
   if (!file) return tree;
   // Resolved inside the workspace first: a symlinked kustomization must not read other files.
   const real = await resolveInside(workspace, relative(workspace, file), 'kustomization');
-  const k = (parseYaml(await readFile(real, 'utf8')) ?? {}) as Record<string, unknown>;
+  const k = await readYamlMapping(workspace, real);
   // Every field whose entries kustomize loads as paths or URLs.
   const entries = ['resources', 'bases', 'components', 'transformers', 'generators', 'validators'].flatMap(
     (key) =>
@@ -206,12 +266,12 @@ async function renderHelm(
     relative(options.workspace, join(dir, 'Chart.yaml')),
     'Chart.yaml',
   );
-  const chart = (parseYaml(await readFile(chartFile, 'utf8')) ?? {}) as {
-    name?: string;
-    dependencies?: Array<{ name: string; repository?: string }>;
-  };
+  const chart = chartMetadata(
+    relative(options.workspace, chartFile),
+    await readYamlMapping(options.workspace, chartFile),
+  );
   const env = h.allowRepositoryAccess ? {} : NO_NETWORK;
-  const deps = chart.dependencies ?? [];
+  const deps = chart.dependencies;
   const remote = deps.filter((d) => d.repository && !d.repository.startsWith('file://'));
   if (remote.length > 0 && !h.allowRepositoryAccess) {
     throw new RenderError(
@@ -318,14 +378,14 @@ export async function render(given: RenderOptions): Promise<RenderResult> {
     manifests = [];
     for (const file of await yamlFiles(dir, options.directory?.recurse ?? false)) {
       const real = await resolveInside(options.workspace, relative(options.workspace, file), 'manifest');
-      manifests.push(...parseManifests(await readFile(real, 'utf8'), relative(options.workspace, file)));
+      manifests.push(...manifestsOf(await readFile(real, 'utf8'), relative(options.workspace, file)));
     }
   } else {
     const output =
       type === 'kustomize'
         ? await renderKustomize(dir, options, timeoutMs, counter)
         : await renderHelm(dir, options, timeoutMs, counter);
-    manifests = parseManifests(
+    manifests = manifestsOf(
       output,
       `${type === 'helm' ? 'helm template' : 'kustomize build'} ${options.path}`,
     );

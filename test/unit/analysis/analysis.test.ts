@@ -60,6 +60,8 @@ describe('validateMetrics (Argo ValidateMetric)', () => {
     [[metric({ count: 1, failureLimit: 2 })], 'metrics[0]: count must be >= failureLimit'],
     [[metric({ count: 1, inconclusiveLimit: 2 })], 'metrics[0]: count must be >= inconclusiveLimit'],
     [[metric({ interval: 'soon' })], 'metrics[0]: invalid interval string: "soon"'],
+    [[metric({ interval: '0s', count: 3 })], 'metrics[0]: interval must be greater than 0'],
+    [[metric({ interval: '0' })], 'metrics[0]: interval must be greater than 0'],
     [[metric({ failureLimit: -1 })], 'metrics[0]: failureLimit must be >= 0'],
     [[metric({ count: 'three' })], 'metrics[0]: count must be an integer, not "three"'],
     [[metric({ provider: {} })], 'metrics[0]: no provider specified'],

@@ -10,7 +10,7 @@ const obj = (apiVersion: string, kind: string, name: string, namespace?: string,
 });
 
 describe('output', () => {
-  test('orders CRDs and Namespaces first, dependencies before dependents, unknown kinds last', () => {
+  test('orders Namespaces first, dependencies before dependents (as a sync applies them), unknown kinds last', () => {
     const sorted = sortObjects([
       obj('example.com/v1', 'Widget', 'w', 'a'),
       obj('apps/v1', 'Deployment', 'web', 'a'),
@@ -20,9 +20,9 @@ describe('output', () => {
       obj('apiextensions.k8s.io/v1', 'CustomResourceDefinition', 'widgets.example.com'),
     ]);
     expect(sorted.map((o) => o.kind)).toEqual([
-      'CustomResourceDefinition',
       'Namespace',
       'ConfigMap',
+      'CustomResourceDefinition',
       'Service',
       'Deployment',
       'Widget',
