@@ -399,10 +399,6 @@ const appWatch: Watched<AppSnapshot> = {
   },
 };
 
-/** A bug this suite found in the Application controller (not this file's to fix): see the report. */
-const DRY_RUN_LOOP =
-  'src/controller/sync/reconciler.ts: an object the dry-run refuses stays Missing, so the application is re-reconciled every 2 s (progressingRequeueMs) and the refused dry-run is sent again each time, forever';
-
 /** Enough `../` to reach / from any checkout directory. */
 const UP = '../'.repeat(40);
 
@@ -508,8 +504,6 @@ const applicationCases: Case[] = [
     area: 'Application',
     name: 'YAML alias bomb in spec.source.helm.values',
     expect: /^ComparisonError: .*[Ee]xcessive alias count/,
-    knownBug:
-      'src/controller/sync/source.ts helmValues parses helm.values (with valuesObject) outside render: the yaml ReferenceError escapes the reconcile',
     run: async () => {
       const values = bombLines('');
       await patchAppSpec({ source: { ...appSpec().source, helm: { values, valuesObject: { a: 1 } } } });
@@ -520,12 +514,11 @@ const applicationCases: Case[] = [
       await sleep(1000);
     },
   },
-  // Last: these leave the application re-reconciled every 2 s (the known bug), which would
-  // spill into the next row's measurement.
+  // The server refuses these (the sync's plan or its dry-run): the refused object stays missing,
+  // and the application is looked at again on its poll, not every 2 s, resending the dry-run.
   {
     area: 'Application',
     name: 'duplicate objects (one names the destination namespace)',
-    knownBug: DRY_RUN_LOOP,
     // Not refused by the render (which cannot know the destination), but by the sync's plan, before anything.
     expect:
       /^SyncError: (the last sync of [0-9a-f]{12} failed; not retrying: )?ConfigMap "web-dup" in namespace "chaos-input-[0-9a-f]{6}": defined more than once$/,
@@ -541,7 +534,6 @@ const applicationCases: Case[] = [
   {
     area: 'Application',
     name: 'int32 extreme: Deployment replicas 2147483648',
-    knownBug: DRY_RUN_LOOP,
     // The apiserver reads 2147483648 into an int32 (wrapping it) and refuses that: its message.
     expect:
       /^SyncError: one or more objects failed to apply \(dry run\), nothing was applied:\nDeployment "web-deploy" .*spec\.replicas: Invalid value/,
@@ -569,7 +561,6 @@ spec:
     // Parsing 1.2 MB of YAML and sending it as a dry-run's JSON is synchronous work: 150-300 ms on
     // this machine. 1 s still catches parsing that grows faster than the input.
     maxStallMs: 1000,
-    knownBug: DRY_RUN_LOOP,
     expect:
       /^SyncError: one or more objects failed to apply \(dry run\), nothing was applied:\nConfigMap "web-huge" .*Too long: may not be more than 1048576 bytes/,
     run: () =>
@@ -583,7 +574,6 @@ spec:
   {
     area: 'Application',
     name: 'missing reference: an object in a namespace that does not exist',
-    knownBug: DRY_RUN_LOOP,
     // Reported by the comparison's dry-run, and again by the refused sync: either line is clear.
     expect:
       /^(ComparisonError: |SyncError: .*nothing was applied:\n)ConfigMap "web-elsewhere" in namespace "chaos-no-such-ns": namespaces "chaos-no-such-ns" not found$/,

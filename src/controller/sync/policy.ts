@@ -6,9 +6,12 @@
 // attempts it counted (operationState.operation.sync.autoHealAttemptsCount, Argo's field), so a
 // restarted or failed-over controller decides exactly as the one before it would have.
 //
-// Layout: the inputs and the decision type; decideSync; the two backoffs (retry, self-heal).
+// Layout: the inputs and the decision type; decideSync; the two backoffs (retry, self-heal);
+// awaitsProgress, whether to look again soon.
 import { parseDurationMs } from '../../core/duration.ts';
 import { stableJSON } from '../../core/json.ts';
+import { assessHealth } from '../../core/kube/health.ts';
+import type { KubeResource } from '../../core/kube/resource.ts';
 import type { Application, OperationState, SyncOperation, SyncPolicy } from './types.ts';
 
 /** What a comparison found, as far as the policy cares. */
@@ -177,4 +180,33 @@ export function selfHealDelayMs(attempts: number, backoff: Backoff = SELF_HEAL_B
 function argoDurationMs(text: string | undefined): number | undefined {
   const s = text?.trim() ?? '';
   return /^\d+$/.test(s) ? Number(s) * 1000 : parseDurationMs(s);
+}
+
+/** How long after a sync a missing object is taken for one the watch has yet to show. */
+const JUST_APPLIED_MS = 30_000;
+
+/**
+ * Whether something is on its way that the watches might not wake us for: an object whose health
+ * is Progressing, or a missing object the last sync of this revision applied moments ago. A
+ * missing object nothing is about to create is not progressing: one the server refused in the
+ * dry-run, one a failed or manual sync left out. Polling those every 2 s re-sent the refused
+ * dry-run forever; the watch on managed objects, a new commit or a spec change wake us instead.
+ */
+export function awaitsProgress(
+  app: Application,
+  revision: string,
+  objects: readonly { live?: KubeResource | undefined; error?: string }[],
+  now: Date,
+): boolean {
+  const last = app.status?.operationState;
+  const justApplied =
+    last?.phase === 'Succeeded' &&
+    last.syncResult?.revision === revision &&
+    last.finishedAt !== undefined &&
+    now.getTime() - Date.parse(last.finishedAt) < JUST_APPLIED_MS;
+  return objects.some((c) => {
+    if (c.error !== undefined) return false;
+    if (!c.live) return justApplied;
+    return assessHealth(c.live)?.status === 'Progressing';
+  });
 }

@@ -28,7 +28,13 @@ import { resourcePath } from '../../core/kube/objects.ts';
 import { Comparer, type ObjectComparison } from './compare.ts';
 import type { LiveObjects } from './live.ts';
 import { advanceSyncPlan, appliedKeys, prunedKeys, type Progress } from './operation.ts';
-import { decideSync, type Backoff, type ComparisonSummary, type SyncDecision } from './policy.ts';
+import {
+  awaitsProgress,
+  decideSync,
+  type Backoff,
+  type ComparisonSummary,
+  type SyncDecision,
+} from './policy.ts';
 import { isTrackedBy, track, type ManifestSource } from './source.ts';
 import {
   APPLICATION,
@@ -207,8 +213,8 @@ export class ApplicationReconciler {
       p,
     );
     // The next look: when a backoff ends (a retry, a self-heal), and soon while objects progress.
-    const progressing = health.status === 'Progressing' || health.status === 'Missing';
-    return { requeueAfter: this.nextLook(decision, progressing ? this.progressingMs : poll) };
+    const soon = awaitsProgress(app, comparison.revision, comparison.objects, this.now());
+    return { requeueAfter: this.nextLook(decision, soon ? this.progressingMs : poll) };
   }
 
   /** `otherwise`, or sooner when the decision waits for a time before then (at least 1 ms). */

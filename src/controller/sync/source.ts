@@ -6,7 +6,7 @@ import { jsonBytes, SizedLru } from '../../core/lru.ts';
 import { parse, stringify } from 'yaml';
 import type { RepoCache } from '../../core/gitops/repo-cache.ts';
 import type { RenderCache } from '../../core/render/cache.ts';
-import { render, type RenderOptions } from '../../core/render/render.ts';
+import { render, RenderError, type RenderOptions } from '../../core/render/render.ts';
 import type { KubeResource } from '../../core/kube/resource.ts';
 import { apiGroup } from '../../core/kube/resource.ts';
 import type { Application } from './types.ts';
@@ -154,7 +154,14 @@ export function helmValues(
   valuesObject: Record<string, unknown> | undefined,
 ): string | undefined {
   if (!valuesObject) return values || undefined;
-  const base: unknown = values ? parse(values) : {};
+  let base: unknown = {};
+  try {
+    // The yaml library's default alias budget refuses a billion-laughs document, but with a
+    // ReferenceError: a bad value of the application's own, reported like any other bad render.
+    if (values) base = parse(values);
+  } catch (err) {
+    throw new RenderError(`spec.source.helm.values: ${(err as Error).message}`);
+  }
   return stringify(deepMerge(isPlain(base) ? base : {}, valuesObject));
 }
 

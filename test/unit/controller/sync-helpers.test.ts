@@ -64,6 +64,20 @@ describe('helm values', () => {
     expect(helmValues('a: 1\n', undefined)).toBe('a: 1\n');
     expect(helmValues('', undefined)).toBeUndefined();
   });
+
+  test('an alias bomb in values is a RenderError naming the field, not a ReferenceError', () => {
+    let bomb = 'a0: &a0 "lol"\n';
+    for (let i = 1; i < 9; i++)
+      bomb += `a${i}: &a${i} [${Array(10)
+        .fill(`*a${i - 1}`)
+        .join(', ')}]\n`;
+    expect(() => helmValues(bomb, { a: 1 })).toThrow(
+      expect.objectContaining({
+        name: 'RenderError',
+        message: expect.stringMatching(/^spec\.source\.helm\.values: Excessive alias count/),
+      }),
+    );
+  });
 });
 
 describe('repository URLs and credentials', () => {

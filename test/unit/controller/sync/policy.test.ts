@@ -3,6 +3,7 @@
 // case states the time and the status it decides from.
 import { describe, expect, test } from '@jest/globals';
 import {
+  awaitsProgress,
   backoffMs,
   decideSync,
   selfHealDelayMs,
@@ -253,5 +254,48 @@ describe('a requested operation', () => {
         reason: 'requested by alice',
       });
     }
+  });
+});
+
+describe('whether to look again soon (awaitsProgress)', () => {
+  const deployment = (ready: number) => ({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'web', namespace: 'web', generation: 1 },
+    spec: { replicas: 2 },
+    status: {
+      observedGeneration: 1,
+      replicas: 2,
+      updatedReplicas: 2,
+      readyReplicas: ready,
+      availableReplicas: ready,
+    },
+  });
+  const refused = { error: 'spec.replicas: Invalid value: -2147483648' };
+  const missing = {};
+
+  test('a Progressing object is looked at soon; a healthy one is not', () => {
+    expect(awaitsProgress(app({}), REV, [{ live: deployment(1) }], T0)).toBe(true);
+    expect(awaitsProgress(app({}), REV, [{ live: deployment(2) }], T0)).toBe(false);
+  });
+
+  test('a missing object counts only just after a sync of this revision succeeded', () => {
+    const synced = app({ automated: {} }, { phase: 'Succeeded' });
+    expect(awaitsProgress(synced, REV, [missing], at(5_000))).toBe(true);
+    // Long after the sync, or after a sync of another revision, nothing is about to create it.
+    expect(awaitsProgress(synced, REV, [missing], at(60_000))).toBe(false);
+    expect(awaitsProgress(synced, NEXT, [missing], at(5_000))).toBe(false);
+    // A failed sync, a manual application never synced: it stays missing until something changes.
+    expect(awaitsProgress(app({ automated: {} }, { phase: 'Failed' }), REV, [missing], at(5_000))).toBe(
+      false,
+    );
+    expect(awaitsProgress(app(undefined), REV, [missing], T0)).toBe(false);
+  });
+
+  test('an object the dry-run refused is never progressing, whatever else is true', () => {
+    const synced = app({ automated: {} }, { phase: 'Succeeded' });
+    expect(awaitsProgress(synced, REV, [refused], at(1_000))).toBe(false);
+    expect(awaitsProgress(synced, REV, [refused, { live: deployment(2) }], at(1_000))).toBe(false);
+    expect(awaitsProgress(synced, REV, [refused, { live: deployment(0) }], at(1_000))).toBe(true);
   });
 });
