@@ -45,7 +45,13 @@ lint: deps typecheck binaries ## typecheck, eslint, prettier, and actionlint ove
 
 .PHONY: test
 test: deps binaries build ## run every test (unit and against the real control plane)
+	@# The conformance test runs Argo Rollouts beside ours: built once, then cached.
+	bench/peers/build-peers.sh argo-rollouts >/dev/null
 	node --experimental-vm-modules node_modules/jest/bin/jest.js $(JEST_ARGS)
+
+.PHONY: peers
+peers: ## build (first time) or find the cached peers the bench compares with: Flux, Argo Rollouts
+	@bench/peers/build-peers.sh >/dev/null
 
 .PHONY: test-unit
 test-unit: deps ## run the unit tests only (no cluster)
@@ -66,6 +72,11 @@ bench: deps binaries build ## run the benchmarks under bench/ and print their fi
 	node bench/rollout.ts
 	node bench/build.ts
 	node bench/dispatch.ts
+
+.PHONY: bench-peers
+bench-peers: deps binaries build ## run ours beside the real peers (Argo Rollouts) and print figures with ratios
+	bench/peers/build-peers.sh argo-rollouts >/dev/null
+	node bench/peers.ts
 
 .PHONY: image
 image: deps binaries build ## build the controller's image (layers, no daemon) into a local registry, or IMAGE=name

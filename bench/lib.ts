@@ -54,6 +54,19 @@ export async function pool<T>(items: T[], limit: number, task: (item: T) => Prom
   );
 }
 
+/** Peak resident set size (VmHWM, MiB) and CPU seconds (user + system) of a process so far. */
+export async function processUsage(pid: number): Promise<{ peakRssMiB: number; cpuSeconds: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  // /proc/PID/stat: the fields after the command's closing parenthesis; utime and stime are the
+  // 12th and 13th of those, in clock ticks (USER_HZ, 100 on Linux).
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return {
+    peakRssMiB: Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024,
+    cpuSeconds: (Number(fields[11]) + Number(fields[12])) / 100,
+  };
+}
+
 export interface Controller {
   pid: number;
   metricsPort: number;
@@ -130,10 +143,7 @@ export async function startController(
       }
       return m;
     },
-    peakRssMiB: async () => {
-      const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
-      return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
-    },
+    peakRssMiB: async () => (await processUsage(child.pid!)).peakRssMiB,
   };
 }
 

@@ -1,4 +1,4 @@
-// Installs the project's CRDs (deploy/crds) into the test cluster with server-side apply and waits
+// Installs the project's CRDs (deploy/crds, or a peer's) into the test cluster with server-side apply and waits
 // until the apiserver serves them. Idempotent, so every test file may call it.
 import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -12,9 +12,12 @@ const CRDS = {
   namespaced: false,
 };
 
-export async function installCRDs(kc: KubeConfig): Promise<void> {
+/** `dir`: another directory of CRDs (a peer's, bench/peers/build-peers.sh). */
+export async function installCRDs(
+  kc: KubeConfig,
+  dir = resolve(import.meta.dirname, '../../deploy/crds'),
+): Promise<void> {
   const client = new KubeClient(kc);
-  const dir = resolve(import.meta.dirname, '../../deploy/crds');
   try {
     for (const file of (await readdir(dir)).filter((f) => f.endsWith('.yaml')).sort()) {
       for (const doc of parseAllDocuments(await readFile(join(dir, file), 'utf8'))) {

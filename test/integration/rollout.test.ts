@@ -262,8 +262,10 @@ describe('canary without a traffic router', () => {
       'aborted',
     );
     expect(ro.status?.stableRS).toBe(h2);
-    expect(await selectorOf('undo-canary')).toBe(h3);
+    // Both Services on the stable pods, as Argo Rollouts does on abort (rollout-conformance.test.ts).
+    expect(await selectorOf('undo-canary')).toBe(h2);
     expect(await selectorOf('undo-stable')).toBe(h2);
+    expect(ro.status?.currentStepIndex).toBe(0);
     // Retry: clear the abort; the canary steps run again from the start.
     await patchStatus('undo', { abort: null, abortedAt: null, currentStepIndex: 0 });
     const again = await reconcileUntil(

@@ -14,6 +14,7 @@ export function decideBlueGreen(d: Decision): void {
   const updating = status.currentPodHash !== stableHash;
   const scaleDownDelay = bg.scaleDownDelaySeconds ?? DEFAULT_SCALE_DOWN_DELAY;
   status.blueGreen = { ...status.blueGreen };
+  delete status.currentStepIndex; // a canary field (an older version of ours wrote 0 here)
 
   const stableRS = d.stableRS;
   if (!updating || !stableRS) {

@@ -34,9 +34,12 @@ export function decideCanary(d: Decision): void {
 
   if (status.abort) {
     stopAnalysesOnAbort(d);
-    // Back to the stable revision: act moves traffic first, then removes the canary's pods.
+    // Back to the stable revision: act moves traffic first, then removes the canary's pods. As
+    // Argo does, the canary Service selects the stable pods too (whatever still sends to it is
+    // served, not dropped, once the canary's pods go), and the step index is back at 0.
     route(d, 0);
-    d.pointServices([canary.stableService], status.stableRS!);
+    d.pointServices([canary.stableService, canary.canaryService], status.stableRS!);
+    if (steps.length) status.currentStepIndex = 0;
     d.scale(stableRS, replicas);
     d.scaleDownAfter(newRS, router ? (canary.abortScaleDownDelaySeconds ?? DEFAULT_SCALE_DOWN_DELAY) : 0);
     setWeights(d, 0);

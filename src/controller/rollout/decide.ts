@@ -50,7 +50,9 @@ export function decide(observed: Observed, now: Date): Plan {
 function startRevision(d: Decision, hash: string): void {
   const { status, now } = d;
   status.currentPodHash = hash;
-  status.currentStepIndex = 0;
+  // Steps are the canary's: a blue/green Rollout has no step index (Argo leaves it unset).
+  if (d.ro.spec.strategy?.canary) status.currentStepIndex = 0;
+  else delete status.currentStepIndex;
   delete status.pauseConditions;
   delete status.controllerPause;
   delete status.promoteFull;

@@ -31,6 +31,8 @@ describe('blue/green', () => {
     world.settle();
     expect(world.ro.status?.pauseConditions?.map((p) => p.reason)).toEqual(['BlueGreenPause']);
     expect(world.selector('active')).toBe(h1);
+    // Steps are the canary's: no step index here, as Argo leaves it unset.
+    expect(world.ro.status?.currentStepIndex).toBeUndefined();
     world.editStatus({ pauseConditions: null });
     const plan = world.reconcile();
     expect(world.selector('active')).toBe(h2);

@@ -74,9 +74,15 @@ describe('canary without a router', () => {
     world.settle();
     world.editStatus({ abort: true });
     world.settle();
-    expect(world.ro.status).toMatchObject({ phase: 'Degraded', abort: true, message: 'RolloutAborted' });
+    // As Argo: the step index back at 0, and the canary Service on the stable pods too.
+    expect(world.ro.status).toMatchObject({
+      phase: 'Degraded',
+      abort: true,
+      message: 'RolloutAborted',
+      currentStepIndex: 0,
+    });
     expect(world.counts()).toEqual({ [h1]: 4, [h2]: 0 });
-    expect(world.selector('stable')).toBe(h1);
+    expect([world.selector('stable'), world.selector('canary')]).toEqual([h1, h1]);
     world.editStatus({ abort: null, abortedAt: null, currentStepIndex: 0 });
     world.settle();
     expect(world.ro.status).toMatchObject({ phase: 'Paused', currentStepIndex: 1 });
