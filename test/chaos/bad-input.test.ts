@@ -243,7 +243,14 @@ beforeAll(async () => {
   cacheDir = await mkdtemp(join(tmpdir(), 'bad-input-cache-'));
   manager = new Manager({
     kubeConfig: ns.kc,
-    logger: new Logger({ level: 'warn', sink: (line) => logs.push(line) }),
+    // BAD_INPUT_LOG=debug shows what the controllers do during each row (on stderr).
+    logger: new Logger({
+      level: (process.env.BAD_INPUT_LOG as 'debug' | undefined) ?? 'warn',
+      sink: (line) => {
+        logs.push(line);
+        if (process.env.BAD_INPUT_LOG) process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+      },
+    }),
   });
   apps = setupApplicationController(manager, {
     namespace: ns.name,
@@ -535,8 +542,9 @@ const applicationCases: Case[] = [
     area: 'Application',
     name: 'int32 extreme: Deployment replicas 2147483648',
     // The apiserver reads 2147483648 into an int32 (wrapping it) and refuses that: its message.
+    // Reported by the comparison's dry-run and by the refused sync: either line is clear.
     expect:
-      /^SyncError: one or more objects failed to apply \(dry run\), nothing was applied:\nDeployment "web-deploy" .*spec\.replicas: Invalid value/,
+      /^(ComparisonError: |SyncError: one or more objects failed to apply \(dry run\), nothing was applied:\n)Deployment "web-deploy" .*spec\.replicas: Invalid value/,
     run: () =>
       pushBroken(
         {
@@ -562,7 +570,7 @@ spec:
     // this machine. 1 s still catches parsing that grows faster than the input.
     maxStallMs: 1000,
     expect:
-      /^SyncError: one or more objects failed to apply \(dry run\), nothing was applied:\nConfigMap "web-huge" .*Too long: may not be more than 1048576 bytes/,
+      /^(ComparisonError: |SyncError: one or more objects failed to apply \(dry run\), nothing was applied:\n)ConfigMap "web-huge" .*Too long: may not be more than 1048576 bytes/,
     run: () =>
       pushBroken(
         {

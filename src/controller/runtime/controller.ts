@@ -291,8 +291,9 @@ export class Controller {
       });
       queue.forget(key);
       const after = result?.requeueAfter;
+      // This reconcile's answer replaces what an earlier one scheduled for the key.
+      queue.reschedule(key, after !== undefined && after > 0 ? after : undefined);
       if (after !== undefined && after > 0) {
-        queue.addAfter(key, after);
         this.metrics?.total.inc({ ...labels, result: 'requeue_after' });
       } else {
         this.metrics?.total.inc({ ...labels, result: 'success' });

@@ -201,6 +201,20 @@ export class WorkQueue {
     this.waiting.set(key, { readyAt, timer });
   }
 
+  /**
+   * What a reconcile that just finished says: `key` is next due after `delayMs` (undefined: only
+   * when an event adds it), whatever an earlier reconcile had scheduled. That schedule was made
+   * from an older state (a missing branch retried in 30 s, say) and would wake the key for nothing.
+   */
+  reschedule(key: string, delayMs: number | undefined): void {
+    const existing = this.waiting.get(key);
+    if (existing) {
+      clearTimeout(existing.timer);
+      this.waiting.delete(key);
+    }
+    if (delayMs !== undefined) this.addAfter(key, delayMs);
+  }
+
   /** Adds `key` after the rate limiter's delay for it (one more failure). */
   addRateLimited(key: string): void {
     if (this.shuttingDown) return;

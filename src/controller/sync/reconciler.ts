@@ -130,6 +130,10 @@ export class ApplicationReconciler {
     return this.o.now?.() ?? new Date();
   }
 
+  private get pollMs(): number {
+    return this.o.pollIntervalMs ?? 180_000;
+  }
+
   private get progressingMs(): number {
     return this.o.progressingRequeueMs ?? 2000;
   }
@@ -142,7 +146,7 @@ export class ApplicationReconciler {
       log: ctx.log ?? this.o.logger.child({ application: `${req.namespace}/${req.name}` }),
     };
     if (app.metadata.deletionTimestamp) return this.finalize(app, p);
-    const poll = this.o.pollIntervalMs ?? 180_000;
+    const poll = this.pollMs;
 
     const invalid = this.validate(app);
     if (invalid) {
@@ -614,16 +618,33 @@ export class ApplicationReconciler {
       ok ? 'OperationCompleted' : 'SyncFailed',
       `sync to ${rev} ${state.phase.toLowerCase()}: ${state.message}`,
     );
-    // Look again soon: the objects just applied are progressing, and the status should show it.
-    // A failed sync's retry may be due sooner than that (a backoff shorter than progressingMs):
-    // the policy, asked about the operation just recorded, says when.
+    // Look again soon after a sync that applied: its objects are progressing, and the status
+    // should show it. A failed one is looked at soon only if something it applied progresses
+    // (one the server refused stays refused until something changes, and the watches, a new
+    // commit or the poll bring that). A retry may be due sooner still: the policy, asked about
+    // the operation just recorded, says when.
     const next = decideSync({
       app: written,
       comparison: summarize(comparison),
       now: this.now(),
       ...(this.o.selfHealBackoff ? { selfHealBackoff: this.o.selfHealBackoff } : {}),
     });
-    return { requeueAfter: this.nextLook(next, this.progressingMs) };
+    if (!ok && next.action === 'none' && next.error) {
+      // No retry is due: say so now (the next look may be an hour away), as a look would.
+      await this.writeStatus(
+        written,
+        {
+          ...written.status,
+          conditions: this.conditions(written, [
+            ...comparisonConditions(comparison),
+            { type: 'SyncError', message: next.error },
+          ]),
+        },
+        p,
+      );
+    }
+    const soon = ok || awaitsProgress(written, comparison.revision, comparison.objects, this.now());
+    return { requeueAfter: this.nextLook(next, soon ? this.progressingMs : this.pollMs) };
   }
 
   /**

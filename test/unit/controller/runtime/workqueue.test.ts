@@ -122,6 +122,24 @@ describe('WorkQueue', () => {
     await queue.shutDown();
   });
 
+  test("reschedule: a finished reconcile's answer replaces an earlier schedule, sooner or later", async () => {
+    const queue = new WorkQueue();
+    queue.addAfter('retry', 30); // an old answer: look again in 30 ms
+    queue.reschedule('retry', 10_000); // the newer one: not before 10 s
+    queue.addAfter('idle', 30);
+    queue.reschedule('idle', undefined); // nothing due: only an event adds it again
+    queue.addAfter('soon', 5_000);
+    queue.reschedule('soon', 20);
+    const started = performance.now();
+    expect(await queue.get()).toBe('soon');
+    expect(performance.now() - started).toBeLessThan(1_000);
+    queue.done('soon');
+    await delay(80);
+    expect(queue.len()).toBe(0);
+    expect(queue.pendingLater()).toBe(1); // 'retry', at 10 s
+    await queue.shutDown();
+  });
+
   test('addAfter with no delay adds at once', async () => {
     const queue = new WorkQueue();
     queue.addAfter('now', 0);
