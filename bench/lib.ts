@@ -1,6 +1,7 @@
 // Shared by the benchmarks that run on a cluster: polling, a bounded pool, percentiles, and the
 // controller run as it ships (the bundled CLI in its own process, so its RSS is its own).
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -189,4 +190,24 @@ export async function createNamespace(client: KubeClient, name: string): Promise
     { metadata: { name } },
   );
   return name;
+}
+
+/**
+ * A web metric answering {"ok": true} until failing is set, then {"ok": false}; `firstFailure` is
+ * when it first answered false (performance.now()), 0 before.
+ */
+export async function switchableMetric(): Promise<{
+  url: string;
+  failing: boolean;
+  firstFailure: number;
+  close: () => void;
+}> {
+  const metric = { url: '', failing: false, firstFailure: 0, close: () => server.close() };
+  const server = createServer((_req, res) => {
+    if (metric.failing && metric.firstFailure === 0) metric.firstFailure = performance.now();
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ ok: !metric.failing }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  metric.url = `http://127.0.0.1:${(server.address() as { port: number }).port}/`;
+  return metric;
 }

@@ -10,7 +10,6 @@
 //
 //   node bench/peers.ts [--rollouts 200] [--samples 10]
 // Uses the cluster in $KUBECONFIG when set, else starts a local control plane.
-import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import { PatchType, type KubeClient } from '../src/core/kube/client.ts';
 import type { ResourceRef } from '../src/core/kube/objects.ts';
@@ -25,7 +24,16 @@ import {
   runScenario,
   startArgoRollouts,
 } from '../test/cluster/rollout-conformance.ts';
-import { benchCluster, createNamespace, pool, processUsage, spread, startController, until } from './lib.ts';
+import {
+  benchCluster,
+  createNamespace,
+  pool,
+  processUsage,
+  spread,
+  startController,
+  switchableMetric,
+  until,
+} from './lib.ts';
 
 const { values } = parseArgs({
   options: { rollouts: { type: 'string', default: '200' }, samples: { type: 'string', default: '10' } },
@@ -237,14 +245,8 @@ async function main(): Promise<void> {
       const p50s: number[] = [];
       for (const c of contenders) {
         const ns = await createNamespace(client, `peers-abort-${c.ref.apiVersion.split('.')[0]}-${run}`);
-        let failing = false;
-        let firstFailure = 0;
-        const metrics = createServer((_req, res) => {
-          if (failing && firstFailure === 0) firstFailure = performance.now();
-          res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ ok: !failing }));
-        });
-        await new Promise<void>((r) => metrics.listen(0, '127.0.0.1', r));
-        const url = `http://127.0.0.1:${(metrics.address() as { port: number }).port}/`;
+        const metric = await switchableMetric();
+        const url = metric.url;
         const proc = await c.start(ns);
         try {
           await client.create(c.analysisTemplates, {
@@ -281,11 +283,11 @@ async function main(): Promise<void> {
             });
             await untilPhase(client, c.ref, ns, name, 'Healthy');
             const stable = (await client.get<Rollout>(c.ref, ns, name)).status!.stableRS!;
-            failing = false;
-            firstFailure = 0;
+            metric.failing = false;
+            metric.firstFailure = 0;
             await setImage(client, c.ref, ns, name, 'web:2');
             await untilPhase(client, c.ref, ns, name, 'Paused');
-            failing = true;
+            metric.failing = true;
             const back = await until(
               `${c.name}: ${name} back to stable`,
               async () => {
@@ -303,7 +305,7 @@ async function main(): Promise<void> {
                   .filter((rs) => rs.metadata.labels?.['rollouts-pod-template-hash'] !== stable)
                   .reduce((n, rs) => n + (rs.spec.replicas ?? 0), 0);
                 // 100% stable: the canary Service selects the stable pods, or the canary has none.
-                return firstFailure &&
+                return metric.firstFailure &&
                   (svc.spec.selector['rollouts-pod-template-hash'] === stable || canaryPods === 0)
                   ? performance.now()
                   : undefined;
@@ -311,14 +313,14 @@ async function main(): Promise<void> {
               60_000,
               5,
             );
-            samples.push(back - firstFailure);
+            samples.push(back - metric.firstFailure);
           }
           samples.sort((a, b) => a - b);
           p50s.push(samples[Math.floor(samples.length / 2)]!);
           lines.push(`   ${c.name.padEnd(14)} ${spread(samples)}`);
         } finally {
           await proc.stop();
-          metrics.close();
+          metric.close();
         }
       }
       console.log(

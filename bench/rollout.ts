@@ -6,12 +6,19 @@
 //
 //   node bench/rollout.ts [--pauses 10] [--rollouts 200]
 // Uses the cluster in $KUBECONFIG when set, else starts a local control plane.
-import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import { PatchType } from '../src/core/kube/client.ts';
 import { podTemplateHash } from '../src/controller/rollout/replicas.ts';
 import { ROLLOUT, type ReplicaSet, type Rollout } from '../src/controller/rollout/types.ts';
-import { benchCluster, createNamespace, pool, spread, startController, until } from './lib.ts';
+import {
+  benchCluster,
+  createNamespace,
+  pool,
+  spread,
+  startController,
+  switchableMetric,
+  until,
+} from './lib.ts';
 
 const { values } = parseArgs({
   options: { pauses: { type: 'string', default: '10' }, rollouts: { type: 'string', default: '200' } },
@@ -43,14 +50,8 @@ async function main(): Promise<void> {
     // 1. A failing measurement → traffic 100% stable.
     {
       const ns = await createNamespace(client, `bench-abort-${run}`);
-      let failing = false;
-      let firstFailure = 0;
-      const metrics = createServer((_req, res) => {
-        if (failing && firstFailure === 0) firstFailure = performance.now();
-        res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ ok: !failing }));
-      });
-      await new Promise<void>((r) => metrics.listen(0, '127.0.0.1', r));
-      const url = `http://127.0.0.1:${(metrics.address() as { port: number }).port}/`;
+      const metric = await switchableMetric();
+      const url = metric.url;
       const controller = await startController(kubeconfig, ns, '1h', 4);
       try {
         await client.create({ apiVersion: 'kube-actions.dev/v1alpha1', resource: 'analysistemplates' }, {
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
           },
           60_000,
         );
-        failing = true;
+        metric.failing = true;
         const stableAt = await until(
           '100% stable',
           async () => {
@@ -119,11 +120,11 @@ async function main(): Promise<void> {
           10,
         );
         console.log(
-          `\n1. failed measurement → 100% stable (background analysis, interval 1 s): ${(stableAt - firstFailure).toFixed(0)} ms`,
+          `\n1. failed measurement → 100% stable (background analysis, interval 1 s): ${(stableAt - metric.firstFailure).toFixed(0)} ms`,
         );
       } finally {
         await controller.stop();
-        metrics.close();
+        metric.close();
       }
     }
 

@@ -159,7 +159,7 @@ const both =
   (o: Observation) =>
     fs.every((f) => f(o));
 
-/** The specs .ci/run compares (the bench adds more): canary by replicas, nginx with abort/retry, blue/green, a third revision. */
+/** The specs .ci/run compares (the bench adds more): canary by replicas, nginx with abort/retry, blue/green, no steps, a third revision. */
 export const CONFORMANCE_SCENARIOS: Scenario[] = [
   {
     name: 'canary-replicas',
@@ -243,6 +243,18 @@ export const CONFORMANCE_SCENARIOS: Scenario[] = [
     ],
   },
   {
+    name: 'canary-no-steps',
+    spec: { replicas: 3, strategy: { canary: {} } },
+    checkpoints: [
+      { label: 'v1 created', action: { create: true }, until: healthy },
+      {
+        label: 'v2 stable',
+        action: { image: '2' },
+        until: both(healthy, onlyCurrent, (o) => o.current === '2'),
+      },
+    ],
+  },
+  {
     name: 'canary-third-revision',
     spec: {
       replicas: 4,
@@ -273,18 +285,6 @@ export const BENCH_SCENARIOS: Scenario[] = [
       { label: 'v1 created', action: { create: true }, until: healthy },
       { label: 'v2 paused at step 1', action: { image: '2' }, until: pausedAt(1) },
       { label: 'promoted: v2 stable', action: { promote: true }, until: both(healthy, onlyCurrent) },
-    ],
-  },
-  {
-    name: 'canary-no-steps',
-    spec: { replicas: 3, strategy: { canary: {} } },
-    checkpoints: [
-      { label: 'v1 created', action: { create: true }, until: healthy },
-      {
-        label: 'v2 stable',
-        action: { image: '2' },
-        until: both(healthy, onlyCurrent, (o) => o.current === '2'),
-      },
     ],
   },
   {

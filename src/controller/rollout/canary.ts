@@ -9,6 +9,12 @@ import { abort, failed, holdPause, promote, runStatus, stopAnalysesOnAbort } fro
 import { DEFAULT_SCALE_DOWN_DELAY, type CanaryStep } from './types.ts';
 
 export function decideCanary(d: Decision): void {
+  walkCanary(d);
+  // Without steps there is no step index (Argo leaves it unset, conformance-tested).
+  if (!d.ro.spec.strategy!.canary!.steps?.length) delete d.status.currentStepIndex;
+}
+
+function walkCanary(d: Decision): void {
   const { ro, status, replicas, newRS } = d;
   const canary = ro.spec.strategy!.canary!;
   const steps = canary.steps ?? [];
@@ -49,7 +55,7 @@ export function decideCanary(d: Decision): void {
   d.pointServices([canary.stableService], status.stableRS!);
   d.pointServices([canary.canaryService], status.currentPodHash!);
   backgroundAnalysis(d);
-  if (status.abort) return decideCanary(d);
+  if (status.abort) return walkCanary(d);
 
   let index = status.promoteFull ? steps.length : (status.currentStepIndex ?? 0);
   // Walk the steps until one has to wait.
@@ -79,7 +85,7 @@ export function decideCanary(d: Decision): void {
           d,
           `analysis run ${outcome.name} ${outcome.phase.toLowerCase()}${outcome.message ? `: ${outcome.message}` : ''}`,
         );
-        return decideCanary(d);
+        return walkCanary(d);
       }
       if (outcome.phase === 'Inconclusive') {
         if (!holdPause(d, 'InconclusiveAnalysisRun', undefined)) break;

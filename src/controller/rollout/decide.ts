@@ -50,8 +50,8 @@ export function decide(observed: Observed, now: Date): Plan {
 function startRevision(d: Decision, hash: string): void {
   const { status, now } = d;
   status.currentPodHash = hash;
-  // Steps are the canary's: a blue/green Rollout has no step index (Argo leaves it unset).
-  if (d.ro.spec.strategy?.canary) status.currentStepIndex = 0;
+  // Only a canary with steps has a step index (Argo leaves it unset otherwise).
+  if (d.ro.spec.strategy?.canary?.steps?.length) status.currentStepIndex = 0;
   else delete status.currentStepIndex;
   delete status.pauseConditions;
   delete status.controllerPause;

@@ -89,6 +89,16 @@ describe('canary without a router', () => {
     expect(world.counts()).toEqual({ [h1]: 2, [h2]: 2 });
   });
 
+  test('no steps: the new revision becomes stable at once, with no step index (as Argo)', () => {
+    const world = basic([]);
+    expect(world.ro.status?.currentStepIndex).toBeUndefined();
+    const h2 = world.setImage('web:2');
+    world.settle();
+    expect(world.ro.status).toMatchObject({ phase: 'Healthy', stableRS: h2 });
+    expect(world.ro.status?.currentStepIndex).toBeUndefined();
+    expect(world.counts()).toEqual({ [h1]: 0, [h2]: 4 });
+  });
+
   test('promote --full skips the remaining steps', () => {
     const world = basic([{ setWeight: 25 }, { pause: {} }, { setWeight: 50 }, { pause: {} }]);
     const h2 = world.setImage('web:2');
