@@ -193,6 +193,25 @@ export async function createNamespace(client: KubeClient, name: string): Promise
 }
 
 /**
+ * Deletes a namespace and waits until it is gone: its pods no longer hold the (kwok) nodes'
+ * capacity, so the next contender measured runs on the same empty cluster.
+ */
+export async function deleteNamespace(client: KubeClient, name: string): Promise<void> {
+  const ref = { apiVersion: 'v1', resource: 'namespaces', namespaced: false };
+  await client.delete(ref, '', name);
+  await until(
+    `namespace ${name} gone`,
+    () =>
+      client.get(ref, '', name).then(
+        () => undefined,
+        () => true,
+      ),
+    600_000,
+    500,
+  );
+}
+
+/**
  * A web metric answering {"ok": true} until failing is set, then {"ok": false}; `firstFailure` is
  * when it first answered false (performance.now()), 0 before.
  */

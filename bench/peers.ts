@@ -8,7 +8,7 @@
 //   4. a failing web measurement → 100% stable (analysis interval 1 s), N rollouts.
 // Every figure of ours is printed beside the peer's with the ratio (ours / peer: below 1 is better).
 //
-//   node bench/peers.ts [--rollouts 200] [--samples 10]
+//   node bench/peers.ts [--rollouts 200] [--samples 10] [--sections 1,2,3,4]
 // Uses the cluster in $KUBECONFIG when set, else starts a local control plane.
 import { parseArgs } from 'node:util';
 import { PatchType, type KubeClient } from '../src/core/kube/client.ts';
@@ -27,6 +27,8 @@ import {
 import {
   benchCluster,
   createNamespace,
+  deleteNamespace,
+  pct,
   pool,
   processUsage,
   spread,
@@ -36,8 +38,13 @@ import {
 } from './lib.ts';
 
 const { values } = parseArgs({
-  options: { rollouts: { type: 'string', default: '200' }, samples: { type: 'string', default: '10' } },
+  options: {
+    rollouts: { type: 'string', default: '200' },
+    samples: { type: 'string', default: '10' },
+    sections: { type: 'string', default: '1,2,3,4' },
+  },
 });
+const SECTIONS = new Set(values.sections.split(','));
 const ROLLOUTS = Number(values.rollouts);
 const SAMPLES = Number(values.samples);
 
@@ -81,7 +88,7 @@ async function main(): Promise<void> {
     console.log(`kube-actions vs Argo Rollouts v1.10.2 (${new Date().toISOString()}), ${label}`);
 
     // 1. Conformance.
-    {
+    if (SECTIONS.has('1')) {
       const nsOurs = await createNamespace(client, `peers-conf-ours-${run}`);
       const nsArgo = await createNamespace(client, `peers-conf-argo-${run}`);
       const a = await ours.start(nsOurs);
@@ -110,7 +117,7 @@ async function main(): Promise<void> {
     }
 
     // 2. Many canaries at once.
-    {
+    if (SECTIONS.has('2')) {
       const rows: { name: string; seconds: number; rss: number; cpu: number }[] = [];
       for (const c of contenders) {
         const ns = await createNamespace(client, `peers-many-${c.ref.apiVersion.split('.')[0]}-${run}`);
@@ -163,6 +170,8 @@ async function main(): Promise<void> {
           rows.push({ name: c.name, seconds, rss: usage.peakRssMiB, cpu: usage.cpuSeconds });
         } finally {
           await proc.stop();
+          // Its 400 pods would hold the nodes' capacity the next contender needs.
+          await deleteNamespace(client, ns);
         }
       }
       const [o, p] = rows as [(typeof rows)[0], (typeof rows)[0]];
@@ -185,7 +194,7 @@ async function main(): Promise<void> {
     }
 
     // 3. Pause expiry precision.
-    {
+    if (SECTIONS.has('3')) {
       const lines: string[] = [];
       const p50s: number[] = [];
       for (const c of contenders) {
@@ -225,7 +234,7 @@ async function main(): Promise<void> {
             lateness.push(movedAt - (pausedAt + 2000));
           }
           lateness.sort((a, b) => a - b);
-          p50s.push(lateness[Math.floor(lateness.length / 2)]!);
+          p50s.push(pct(lateness, 50));
           lines.push(`   ${c.name.padEnd(14)} late by ${spread(lateness)}`);
         } finally {
           await proc.stop();
@@ -240,7 +249,7 @@ async function main(): Promise<void> {
     }
 
     // 4. A failing measurement → 100% stable.
-    {
+    if (SECTIONS.has('4')) {
       const lines: string[] = [];
       const p50s: number[] = [];
       for (const c of contenders) {
@@ -316,7 +325,7 @@ async function main(): Promise<void> {
             samples.push(back - metric.firstFailure);
           }
           samples.sort((a, b) => a - b);
-          p50s.push(samples[Math.floor(samples.length / 2)]!);
+          p50s.push(pct(samples, 50));
           lines.push(`   ${c.name.padEnd(14)} ${spread(samples)}`);
         } finally {
           await proc.stop();
