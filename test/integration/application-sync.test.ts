@@ -225,6 +225,16 @@ interface LiveConfigMap {
   };
 }
 
+/**
+ * Whether a sync pruned the ConfigMap: gone, or deleted and waiting for the garbage collector
+ * (prunes use foreground propagation, as Argo CD's do, so the object stays a moment with a
+ * deletionTimestamp and the foregroundDeletion finalizer after the sync has done its part).
+ */
+async function isPruned(name: string): Promise<boolean> {
+  const live = await configMap(name);
+  return live === undefined || Boolean((live.metadata as { deletionTimestamp?: string }).deletionTimestamp);
+}
+
 async function configMap(name: string, namespace = ns.name): Promise<LiveConfigMap | undefined> {
   try {
     return await client.get<LiveConfigMap>(CM, namespace, name);
@@ -298,7 +308,7 @@ describe('Application sync', () => {
     await refresh('plain');
     const pruned = await waitFor('plain', succeeded(second), 'the new revision to sync');
     expect(results(pruned)).toContain('Pruned:Sync:ConfigMap/extra');
-    expect(await configMap('extra')).toBeUndefined();
+    expect(await isPruned('extra')).toBe(true);
     expect(await configMap('settings')).toBeDefined();
   });
 
@@ -789,7 +799,7 @@ describe('sync options and policy', () => {
       const rev = await server.commitFiles(name, { 'old.yaml': null }, 'drop old');
       await refresh(name);
       const app = await waitFor(name, succeeded(rev), 'the sync that prunes');
-      expect(await configMap(`${name}-old`)).toBeUndefined();
+      expect(await isPruned(`${name}-old`)).toBe(true);
       return results(app);
     };
     expect(await scenario('prunelast', ['PruneLast=true'])).toEqual([
