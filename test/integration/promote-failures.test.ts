@@ -476,21 +476,24 @@ describe('pull-request branch races: different files, one pull request', () => {
     return (await git(['diff', '--name-only', `${base}..${head}`], bare)).trim().split('\n').sort();
   }
 
+  /** A promotion of `file` to 2.0 into the shared pull request `pr` (the web one is the default). */
+  const promoteFile = (repo: string, pr: { branch: string; title: string }, file?: string) =>
+    promote(
+      options(repo, {
+        mode: 'pull-request',
+        pullRequest: pr,
+        ...(file ? { change: valueOf(file, '2.0'), message: `${file} 2.0` } : {}),
+      }),
+    );
+
   test('another promotion creates the branch (and its pull request) just before this one would: this one builds on it', async () => {
     const { bare, base } = await createRepo('acme/race-create');
     const pr = { branch: 'promote/both', title: 'Promote web and api' };
     let api: PromoteResult | undefined;
     github.beforeNext('git/create-ref', async () => {
-      api = await promote(
-        options('acme/race-create', {
-          mode: 'pull-request',
-          pullRequest: pr,
-          change: valueOf(API, '2.0'),
-          message: 'api 2.0',
-        }),
-      );
+      api = await promoteFile('acme/race-create', pr, API);
     });
-    const web = await promote(options('acme/race-create', { mode: 'pull-request', pullRequest: pr }));
+    const web = await promoteFile('acme/race-create', pr);
     const creates = github.requests.filter(
       (r) => r.operationId === 'git/create-ref' && r.params.repo === 'race-create',
     );
@@ -519,26 +522,12 @@ describe('pull-request branch races: different files, one pull request', () => {
   test('another promotion moves the open pull request’s branch just before this one would: this one re-applies on top', async () => {
     const { bare, base } = await createRepo('acme/race-update');
     const pr = { branch: 'promote/all', title: 'Promote' };
-    const db = await promote(
-      options('acme/race-update', {
-        mode: 'pull-request',
-        pullRequest: pr,
-        change: valueOf(DB, '2.0'),
-        message: 'db 2.0',
-      }),
-    );
+    const db = await promoteFile('acme/race-update', pr, DB);
     let api: PromoteResult | undefined;
     github.beforeNext('git/update-ref', async () => {
-      api = await promote(
-        options('acme/race-update', {
-          mode: 'pull-request',
-          pullRequest: pr,
-          change: valueOf(API, '2.0'),
-          message: 'api 2.0',
-        }),
-      );
+      api = await promoteFile('acme/race-update', pr, API);
     });
-    const web = await promote(options('acme/race-update', { mode: 'pull-request', pullRequest: pr }));
+    const web = await promoteFile('acme/race-update', pr);
     const updates = github.requests.filter(
       (r) => r.operationId === 'git/update-ref' && r.params.repo === 'race-update',
     );
