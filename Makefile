@@ -74,9 +74,10 @@ bench: deps binaries build ## run the benchmarks under bench/ and print their fi
 	node bench/dispatch.ts
 
 .PHONY: bench-peers
-bench-peers: deps binaries build ## run ours beside the real peers (Argo Rollouts) and print figures with ratios
-	bench/peers/build-peers.sh argo-rollouts >/dev/null
+bench-peers: deps binaries build ## run ours beside the real peers (Argo Rollouts, Flux) and print figures with ratios
+	bench/peers/build-peers.sh >/dev/null
 	node bench/peers.ts
+	node bench/gitops-peers.ts
 
 .PHONY: image
 image: deps binaries build ## build the controller's image (layers, no daemon) into a local registry, or IMAGE=name
