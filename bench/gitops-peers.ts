@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
-import { PatchType, type KubeClient } from '../src/core/kube/client.ts';
+import type { KubeClient } from '../src/core/kube/client.ts';
 import { APPLICATION, type Application } from '../src/controller/sync/types.ts';
 import { signature } from '../src/controller/sync/webhook.ts';
 import { installCRDs } from '../test/cluster/crds.ts';
@@ -31,6 +31,7 @@ import {
   createNamespace,
   pool,
   processUsage,
+  rawApply,
   SECRET,
   sleep,
   spread,
@@ -306,29 +307,41 @@ async function countReady(client: KubeClient, ns: string, revision: string): Pro
   ).length;
 }
 
-/** Server-side apply of `count` ConfigMaps, 10 in flight: the apiserver's own limit. */
-async function rawApply(client: KubeClient, ns: string, count: number): Promise<number> {
-  const started = performance.now();
-  await pool(
-    Array.from({ length: count }, (_, i) => `raw-${i}`),
-    10,
-    async (name) => {
-      await client.patch(
-        { apiVersion: 'v1', resource: 'configmaps' },
-        ns,
-        name,
-        JSON.stringify({
-          apiVersion: 'v1',
-          kind: 'ConfigMap',
-          metadata: { name, namespace: ns },
-          data: { v: '1' },
-        }),
-        PatchType.apply,
-        { fieldManager: 'bench', force: true },
-      );
-    },
-  );
-  return (performance.now() - started) / 1000;
+/**
+ * Milliseconds from each of COMMITS pushes' webhook (signed and headed as GitHub sends it) until
+ * `applied(sha)` holds.
+ */
+async function pushLatencies(
+  git: GitServer,
+  repo: string,
+  webhookURL: string,
+  applied: (sha: string) => Promise<boolean>,
+): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 1; i <= COMMITS; i++) {
+    const sha = await git.commitFiles(repo, { 'apps/web/cm.yaml': configMap('web', String(i)) }, `v${i}`);
+    const body = Buffer.from(
+      JSON.stringify({
+        ref: 'refs/heads/main',
+        repository: { clone_url: git.url(repo), default_branch: 'main' },
+      }),
+    );
+    const started = performance.now();
+    const res = await fetch(webhookURL, {
+      method: 'POST',
+      body,
+      headers: {
+        'Content-Type': 'application/json',
+        'X-GitHub-Event': 'push',
+        'X-GitHub-Delivery': `bench-${i}`,
+        'X-Hub-Signature-256': signature(SECRET, body),
+      },
+    });
+    if (!res.ok) throw new Error(`${webhookURL} answered ${res.status}: ${await res.text()}`);
+    await until(`commit ${i} applied`, async () => ((await applied(sha)) ? true : undefined), 60_000, 5);
+    samples.push(performance.now() - started);
+  }
+  return samples;
 }
 
 async function main(): Promise<void> {
@@ -457,33 +470,14 @@ async function main(): Promise<void> {
               async () => ((await countSynced(client, ns, first)) === 1 ? true : undefined),
               60_000,
             );
-            for (let i = 1; i <= COMMITS; i++) {
-              const sha = await git.commitFiles(
+            samples.push(
+              ...(await pushLatencies(
+                git,
                 repo,
-                { 'apps/web/cm.yaml': configMap('web', String(i)) },
-                `v${i}`,
-              );
-              const body = Buffer.from(
-                JSON.stringify({
-                  ref: 'refs/heads/main',
-                  repository: { clone_url: git.url(repo), default_branch: 'main' },
-                }),
-              );
-              const started = performance.now();
-              const res = await fetch(`http://127.0.0.1:${proc.webhookPort}/api/webhook`, {
-                method: 'POST',
-                body,
-                headers: { 'X-GitHub-Event': 'push', 'X-Hub-Signature-256': signature(SECRET, body) },
-              });
-              if (!res.ok) throw new Error(`our webhook answered ${res.status}`);
-              await until(
-                `ours: commit ${i}`,
-                async () => ((await countSynced(client, ns, sha)) === 1 ? true : undefined),
-                60_000,
-                5,
-              );
-              samples.push(performance.now() - started);
-            }
+                `http://127.0.0.1:${proc.webhookPort}/api/webhook`,
+                async (sha) => (await countSynced(client, ns, sha)) === 1,
+              )),
+            );
           } finally {
             await proc.stop();
           }
@@ -534,38 +528,14 @@ async function main(): Promise<void> {
               60_000,
               100,
             );
-            for (let i = 1; i <= COMMITS; i++) {
-              const sha = await git.commitFiles(
+            samples.push(
+              ...(await pushLatencies(
+                git,
                 repo,
-                { 'apps/web/cm.yaml': configMap('web', String(i)) },
-                `v${i}`,
-              );
-              const body = Buffer.from(
-                JSON.stringify({
-                  ref: 'refs/heads/main',
-                  repository: { clone_url: git.url(repo), default_branch: 'main' },
-                }),
-              );
-              const started = performance.now();
-              const res = await fetch(`http://127.0.0.1:${proc.receiverPort}${path}`, {
-                method: 'POST',
-                body,
-                headers: {
-                  'Content-Type': 'application/json',
-                  'X-GitHub-Event': 'push',
-                  'X-GitHub-Delivery': `bench-${i}`,
-                  'X-Hub-Signature-256': signature(SECRET, body),
-                },
-              });
-              if (!res.ok) throw new Error(`Flux's receiver answered ${res.status}: ${await res.text()}`);
-              await until(
-                `Flux: commit ${i}`,
-                async () => ((await countReady(client, ns, sha)) === 1 ? true : undefined),
-                60_000,
-                5,
-              );
-              samples.push(performance.now() - started);
-            }
+                `http://127.0.0.1:${proc.receiverPort}${path}`,
+                async (sha) => (await countReady(client, ns, sha)) === 1,
+              )),
+            );
           } finally {
             await proc.stop();
           }

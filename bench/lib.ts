@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { KubeClient } from '../src/core/kube/client.ts';
+import { KubeClient, PatchType } from '../src/core/kube/client.ts';
 import { ensureBinaries, LocalControlPlane } from '../test/cluster/controlplane.ts';
 import { installCRDs } from '../test/cluster/crds.ts';
 import { freePort } from '../test/cluster/ports.ts';
@@ -182,6 +182,34 @@ export async function benchCluster(name: string): Promise<{
       await cluster?.stop();
     },
   };
+}
+
+/**
+ * Server-side apply of `count` ConfigMaps (raw-0…), 10 in flight, in seconds: the apiserver's own
+ * throughput, the physical limit a controller's sync is measured against.
+ */
+export async function rawApply(client: KubeClient, ns: string, count: number): Promise<number> {
+  const started = performance.now();
+  await pool(
+    Array.from({ length: count }, (_, i) => `raw-${i}`),
+    10,
+    async (name) => {
+      await client.patch(
+        { apiVersion: 'v1', resource: 'configmaps' },
+        ns,
+        name,
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: { name, namespace: ns },
+          data: { v: '1' },
+        }),
+        PatchType.apply,
+        { fieldManager: 'bench', force: true },
+      );
+    },
+  );
+  return (performance.now() - started) / 1000;
 }
 
 export async function createNamespace(client: KubeClient, name: string): Promise<string> {
