@@ -21,13 +21,14 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import type { KubeClient } from '../src/core/kube/client.ts';
-import { APPLICATION, type Application } from '../src/controller/sync/types.ts';
 import { signature } from '../src/controller/sync/webhook.ts';
 import { installCRDs } from '../test/cluster/crds.ts';
 import { GitServer } from '../test/cluster/git-server.ts';
 import { freePort } from '../test/cluster/ports.ts';
 import {
   benchCluster,
+  countSynced,
+  createApps,
   createNamespace,
   pool,
   processUsage,
@@ -244,21 +245,6 @@ async function startOurs(kubeconfig: string, namespace: string) {
   };
 }
 
-async function createApplications(client: KubeClient, ns: string, repoURL: string, names: string[]) {
-  await pool(names, 16, async (name) => {
-    await client.create(APPLICATION, {
-      apiVersion: 'kube-actions.dev/v1alpha1',
-      kind: 'Application',
-      metadata: { name, namespace: ns },
-      spec: {
-        source: { repoURL, targetRevision: 'main', path: `apps/${name}` },
-        destination: { namespace: ns },
-        syncPolicy: { automated: { prune: true, selfHeal: true } },
-      },
-    });
-  });
-}
-
 async function createKustomizations(client: KubeClient, ns: string, repoURL: string, names: string[]) {
   await client.create(GITREPOSITORY, {
     apiVersion: 'source.toolkit.fluxcd.io/v1',
@@ -280,15 +266,6 @@ async function createKustomizations(client: KubeClient, ns: string, repoURL: str
       },
     });
   });
-}
-
-async function countSynced(client: KubeClient, ns: string, revision: string): Promise<number> {
-  const list = await client.request<{ items: Application[] }>(
-    'GET',
-    `/apis/kube-actions.dev/v1alpha1/namespaces/${ns}/applications`,
-  );
-  return list.items.filter((a) => a.status?.sync?.status === 'Synced' && a.status.sync.revision === revision)
-    .length;
 }
 
 interface Kustomization {
@@ -370,7 +347,7 @@ async function main(): Promise<void> {
       const contenders = [
         {
           name: 'kube-actions',
-          prepare: (ns: string) => createApplications(client, ns, git.url('fleet'), names),
+          prepare: (ns: string) => createApps(client, ns, git.url('fleet'), names),
           start: (ns: string) => startOurs(kubeconfig, ns),
           done: (ns: string) => countSynced(client, ns, revision),
         },
@@ -461,7 +438,7 @@ async function main(): Promise<void> {
         const ns = await createNamespace(client, `gp-lat-${name === 'Flux' ? 'flux' : 'ours'}-${run}`);
         const samples: number[] = [];
         if (name === 'kube-actions') {
-          await createApplications(client, ns, git.url(repo), ['web']);
+          await createApps(client, ns, git.url(repo), ['web']);
           const proc = await startOurs(kubeconfig, ns);
           try {
             const first = await git.revParse(repo);

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { KubeClient, PatchType } from '../src/core/kube/client.ts';
+import { APPLICATION, type Application } from '../src/controller/sync/types.ts';
 import { ensureBinaries, LocalControlPlane } from '../test/cluster/controlplane.ts';
 import { installCRDs } from '../test/cluster/crds.ts';
 import { freePort } from '../test/cluster/ports.ts';
@@ -210,6 +211,37 @@ export async function rawApply(client: KubeClient, ns: string, count: number): P
     },
   );
   return (performance.now() - started) / 1000;
+}
+
+/** Applications for `names`, each syncing apps/<name> of the repository into `namespace` (automated, prune, selfHeal). */
+export async function createApps(
+  client: KubeClient,
+  namespace: string,
+  repoURL: string,
+  names: string[],
+): Promise<void> {
+  await pool(names, 16, async (name) => {
+    await client.create(APPLICATION, {
+      apiVersion: 'kube-actions.dev/v1alpha1',
+      kind: 'Application',
+      metadata: { name, namespace },
+      spec: {
+        source: { repoURL, targetRevision: 'main', path: `apps/${name}` },
+        destination: { namespace },
+        syncPolicy: { automated: { prune: true, selfHeal: true } },
+      },
+    });
+  });
+}
+
+/** How many Applications in `namespace` are Synced at `revision`. */
+export async function countSynced(client: KubeClient, namespace: string, revision: string): Promise<number> {
+  const list = await client.request<{ items: Application[] }>(
+    'GET',
+    `/apis/kube-actions.dev/v1alpha1/namespaces/${namespace}/applications`,
+  );
+  return list.items.filter((a) => a.status?.sync?.status === 'Synced' && a.status.sync.revision === revision)
+    .length;
 }
 
 export async function createNamespace(client: KubeClient, name: string): Promise<string> {

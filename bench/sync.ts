@@ -9,14 +9,14 @@
 // Uses the cluster in $KUBECONFIG when set, else starts a local control plane.
 import { parseArgs } from 'node:util';
 import type { KubeClient } from '../src/core/kube/client.ts';
-import { APPLICATION, type Application } from '../src/controller/sync/types.ts';
 import { signature } from '../src/controller/sync/webhook.ts';
 import { GitServer } from '../test/cluster/git-server.ts';
 import {
   benchCluster,
+  countSynced,
+  createApps,
   createNamespace,
   spread,
-  pool,
   rawApply,
   SECRET,
   sleep,
@@ -51,35 +51,6 @@ function delta(after: Map<string, number>, before: Map<string, number>): Record<
   const out: Record<string, number> = {};
   for (const [k, v] of after) if (v - (before.get(k) ?? 0) > 0) out[k] = v - (before.get(k) ?? 0);
   return out;
-}
-
-async function createApps(
-  client: KubeClient,
-  namespace: string,
-  repoURL: string,
-  names: string[],
-): Promise<void> {
-  await pool(names, 16, async (name) => {
-    await client.create(APPLICATION, {
-      apiVersion: 'kube-actions.dev/v1alpha1',
-      kind: 'Application',
-      metadata: { name, namespace },
-      spec: {
-        source: { repoURL, targetRevision: 'main', path: `apps/${name}` },
-        destination: { namespace },
-        syncPolicy: { automated: { prune: true, selfHeal: true } },
-      },
-    });
-  });
-}
-
-async function countSynced(client: KubeClient, namespace: string, revision: string): Promise<number> {
-  const list = await client.request<{ items: Application[] }>(
-    'GET',
-    `/apis/kube-actions.dev/v1alpha1/namespaces/${namespace}/applications`,
-  );
-  return list.items.filter((a) => a.status?.sync?.status === 'Synced' && a.status.sync.revision === revision)
-    .length;
 }
 
 async function main(): Promise<void> {
