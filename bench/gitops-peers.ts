@@ -30,9 +30,12 @@ import {
   countSynced,
   createApps,
   createNamespace,
+  delta,
+  parseMetrics,
   pool,
   processUsage,
   rawApply,
+  requestsByVerb,
   SECRET,
   sleep,
   spread,
@@ -69,28 +72,9 @@ function ratio(ours: number, peer: number): string {
 
 const met = (ok: boolean) => (ok ? 'met' : 'NOT met');
 
-/**
- * API requests by verb from a Prometheus text page: client-go's rest_client_requests_total, which
- * ours labels `verb` and controller-runtime (Flux) labels `method`; summed over codes and hosts.
- */
-function requestsByVerb(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const m = /^rest_client_requests_total\{.*(?:verb|method)="([A-Za-z]+)".*\} ([0-9.e+]+)$/.exec(line);
-    if (m) out.set(m[1]!.toLowerCase(), (out.get(m[1]!.toLowerCase()) ?? 0) + Number(m[2]));
-  }
-  return out;
-}
-
 function sum(maps: Map<string, number>[]): Map<string, number> {
   const out = new Map<string, number>();
   for (const m of maps) for (const [k, v] of m) out.set(k, (out.get(k) ?? 0) + v);
-  return out;
-}
-
-function delta(after: Map<string, number>, before: Map<string, number>): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const [k, v] of after) if (v - (before.get(k) ?? 0) > 0) out.set(k, v - (before.get(k) ?? 0));
   return out;
 }
 
@@ -214,7 +198,9 @@ async function startFlux(
       sum(
         await Promise.all(
           procs.map(async (p) =>
-            requestsByVerb(await (await fetch(`http://127.0.0.1:${p.metricsPort}/metrics`)).text()),
+            requestsByVerb(
+              parseMetrics(await (await fetch(`http://127.0.0.1:${p.metricsPort}/metrics`)).text()),
+            ),
           ),
         ),
       ),
@@ -237,8 +223,7 @@ async function startOurs(kubeconfig: string, namespace: string) {
   return {
     webhookPort: c.webhookPort,
     requests: async () => {
-      const text = [...(await c.metrics())].map(([k, v]) => `${k} ${v}`).join('\n');
-      return requestsByVerb(text);
+      return requestsByVerb(await c.metrics());
     },
     usage: () => processUsage(c.pid),
     stop: c.stop,

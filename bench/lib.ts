@@ -69,6 +69,39 @@ export async function processUsage(pid: number): Promise<{ peakRssMiB: number; c
   };
 }
 
+/** A Prometheus text page as series (name with labels) → value. */
+export function parseMetrics(text: string): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    m.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return m;
+}
+
+/**
+ * API requests by verb, lower case, from client-go's rest_client_requests_total, which ours labels
+ * `verb` and controller-runtime (Flux, Argo) labels `method`; summed over codes and hosts.
+ */
+export function requestsByVerb(metrics: Map<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [series, v] of metrics) {
+    const verb = /^rest_client_requests_total\{.*(?:verb|method)="([A-Za-z]+)"/
+      .exec(series)?.[1]
+      ?.toLowerCase();
+    if (verb) out.set(verb, (out.get(verb) ?? 0) + v);
+  }
+  return out;
+}
+
+/** What grew between two readings of counters (only the ones that did). */
+export function delta(after: Map<string, number>, before: Map<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [k, v] of after) if (v - (before.get(k) ?? 0) > 0) out.set(k, v - (before.get(k) ?? 0));
+  return out;
+}
+
 export interface Controller {
   pid: number;
   metricsPort: number;
@@ -136,14 +169,7 @@ export async function startController(
       await rm(cache, { recursive: true, force: true });
     },
     metrics: async () => {
-      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-      const m = new Map<string, number>();
-      for (const line of text.split('\n')) {
-        if (!line || line.startsWith('#')) continue;
-        const at = line.lastIndexOf(' ');
-        m.set(line.slice(0, at), Number(line.slice(at + 1)));
-      }
-      return m;
+      return parseMetrics(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text());
     },
     peakRssMiB: async () => (await processUsage(child.pid!)).peakRssMiB,
   };

@@ -16,8 +16,10 @@ import {
   countSynced,
   createApps,
   createNamespace,
+  delta,
   spread,
   rawApply,
+  requestsByVerb,
   SECRET,
   sleep,
   startController,
@@ -37,22 +39,6 @@ const FLEET = Number(values.fleet);
 
 const configMap = (name: string, v: string) =>
   `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\ndata:\n  v: "${v}"\n`;
-/** API requests by verb (summed over status codes) from the controller's /metrics. */
-function requestsByVerb(m: Map<string, number>): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const [k, v] of m) {
-    const match = /^rest_client_requests_total\{.*verb="([a-z]+)"/.exec(k);
-    if (match) out.set(match[1]!, (out.get(match[1]!) ?? 0) + v);
-  }
-  return out;
-}
-
-function delta(after: Map<string, number>, before: Map<string, number>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [k, v] of after) if (v - (before.get(k) ?? 0) > 0) out[k] = v - (before.get(k) ?? 0);
-  return out;
-}
-
 async function main(): Promise<void> {
   const { kubeconfig, client, label, stop } = await benchCluster('bench-sync');
   const namespace = (_client: KubeClient, name: string) => createNamespace(client, name);
@@ -147,7 +133,7 @@ async function main(): Promise<void> {
         const afterMetrics = await controller.metrics();
         const after = requestsByVerb(afterMetrics);
         const otherAfter = other(afterMetrics);
-        const counts = delta(after, before);
+        const counts = Object.fromEntries(delta(after, before));
         const writes = ['create', 'update', 'patch', 'delete'].reduce((s, v) => s + (counts[v] ?? 0), 0);
         console.log(
           `\n2. idle resync, ${IDLE_APPS} apps × 10 objects (synced from cold in ${synced.toFixed(1)} s), requests in 20 s = 2 poll intervals:`,
