@@ -1,8 +1,9 @@
 // Shared by the benchmarks that run on a cluster: polling, a bounded pool, percentiles, and the
 // controller run as it ships (the bundled CLI in its own process, so its RSS is its own).
 import { spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -110,7 +111,17 @@ export interface Controller {
   metrics: () => Promise<Map<string, number>>;
   /** Peak resident set size so far (VmHWM), in MiB. */
   peakRssMiB: () => Promise<number>;
+  /** With BENCH_PROFILE_DIR set: writes a heap snapshot there now and resolves with its path. */
+  heapSnapshot: () => Promise<string | undefined>;
 }
+
+/**
+ * BENCH_PROFILE_DIR=/some/dir profiles every controller a bench starts: a V8 CPU profile written
+ * there on exit (`--cpu-prof`), heap snapshots on demand (`--heapsnapshot-signal`), both for
+ * Chrome DevTools or `bench/profile-summary.ts`, and the garbage collector's trace (`--trace-gc`,
+ * gc-*.log: the heap's size at each collection). Off by default: profiling slows the controller.
+ */
+const PROFILE_DIR = process.env.BENCH_PROFILE_DIR;
 
 export async function startController(
   kubeconfig: string,
@@ -121,9 +132,17 @@ export async function startController(
   const metricsPort = await freePort();
   const webhookPort = await freePort();
   const cache = await mkdtemp(join(tmpdir(), 'bench-sync-controller-'));
+  const profileArgs = PROFILE_DIR
+    ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, '--heapsnapshot-signal=SIGUSR2', '--trace-gc']
+    : [];
+  // With profiling, the controller's stdout (its --trace-gc lines) goes to a file beside them.
+  const stdout = PROFILE_DIR ? openSync(join(PROFILE_DIR, `gc-${Date.now()}.log`), 'w') : 'ignore';
   const child = spawn(
     NODE24,
     [
+      // BENCH_NODE_FLAGS: V8/Node flags for the controller, to measure a setting before shipping it.
+      ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
+      ...profileArgs,
       CLI,
       'controller',
       '--leader-elect=false',
@@ -144,7 +163,9 @@ export async function startController(
     ],
     {
       env: { ...process.env, KUBECONFIG: kubeconfig, KUBE_ACTIONS_WEBHOOK_SECRET: SECRET },
-      stdio: ['ignore', 'ignore', 'inherit'],
+      stdio: ['ignore', stdout, 'inherit'],
+      // Heap snapshots are written to the working directory.
+      ...(PROFILE_DIR ? { cwd: PROFILE_DIR } : {}),
     },
   );
   await until(
@@ -172,6 +193,32 @@ export async function startController(
       return parseMetrics(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text());
     },
     peakRssMiB: async () => (await processUsage(child.pid!)).peakRssMiB,
+    heapSnapshot: async () => {
+      if (!PROFILE_DIR) return undefined;
+      const before = new Set(await readdir(PROFILE_DIR));
+      child.kill('SIGUSR2');
+      // The snapshot is written synchronously by the controller; its file appears when complete
+      // only after the process answers again, so wait for /healthz after the file shows up.
+      const file = await until(
+        'the heap snapshot',
+        async () => (await readdir(PROFILE_DIR)).find((f) => f.endsWith('.heapsnapshot') && !before.has(f)),
+        120_000,
+        200,
+      );
+      await until(
+        'the controller to answer after the snapshot',
+        async () =>
+          (await fetch(`http://127.0.0.1:${metricsPort}/healthz`).then(
+            (r) => r.ok,
+            () => false,
+          ))
+            ? true
+            : undefined,
+        120_000,
+        200,
+      );
+      return join(PROFILE_DIR, file);
+    },
   };
 }
 

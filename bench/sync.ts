@@ -5,7 +5,9 @@
 //   3. time and peak RSS of the controller to sync F apps × 5 objects from cold, next to the raw
 //      server-side apply throughput of the same apiserver measured in the same run (the limit).
 //
-//   node bench/sync.ts [--commits 20] [--idle-apps 100] [--fleet 1000]
+//   node bench/sync.ts [--commits 20] [--idle-apps 100] [--fleet 1000] [--sections 1,2,3]
+// BENCH_PROFILE_DIR=dir also writes the controllers' CPU profiles there, and a heap snapshot of
+// section 3's controller once the fleet is Synced (see bench/README.md).
 // Uses the cluster in $KUBECONFIG when set, else starts a local control plane.
 import { parseArgs } from 'node:util';
 import type { KubeClient } from '../src/core/kube/client.ts';
@@ -31,8 +33,10 @@ const { values } = parseArgs({
     commits: { type: 'string', default: '20' },
     'idle-apps': { type: 'string', default: '100' },
     fleet: { type: 'string', default: '1000' },
+    sections: { type: 'string', default: '1,2,3' },
   },
 });
+const SECTIONS = new Set(values.sections.split(','));
 const COMMITS = Number(values.commits);
 const IDLE_APPS = Number(values['idle-apps']);
 const FLEET = Number(values.fleet);
@@ -48,7 +52,7 @@ async function main(): Promise<void> {
     console.log(`kube-actions sync benchmark (${new Date().toISOString()}), ${label}`);
 
     // 1. push → Synced with the webhook.
-    {
+    if (SECTIONS.has('1')) {
       const ns = await namespace(client, `bench-latency-${run}`);
       await git.createRepo('latency', { 'apps/web/cm.yaml': configMap('web', '0') });
       const controller = await startController(kubeconfig, ns, '1h', 4);
@@ -98,7 +102,7 @@ async function main(): Promise<void> {
     }
 
     // 2. Idle resync of IDLE_APPS apps × 10 objects.
-    {
+    if (SECTIONS.has('2')) {
       const ns = await namespace(client, `bench-idle-${run}`);
       const names = Array.from({ length: IDLE_APPS }, (_, i) => `idle-${String(i).padStart(3, '0')}`);
       const files: Record<string, string> = {};
@@ -150,7 +154,7 @@ async function main(): Promise<void> {
     }
 
     // 3. FLEET apps × 5 objects from cold, and the apiserver's raw server-side apply throughput.
-    {
+    if (SECTIONS.has('3')) {
       const raw = await namespace(client, `bench-raw-${run}`);
       const rawSeconds = await rawApply(client, raw, FLEET * 5);
       const rawRate = (FLEET * 5) / rawSeconds;
@@ -176,11 +180,14 @@ async function main(): Promise<void> {
         );
         const seconds = (performance.now() - started) / 1000;
         const rss = await controller.peakRssMiB();
-        const requests = requestsByVerb(await controller.metrics());
+        const metrics = await controller.metrics();
+        const requests = requestsByVerb(metrics);
         console.log(
           `\n3. ${FLEET} apps × 5 objects from cold: ${seconds.toFixed(1)} s (${((FLEET * 5) / seconds).toFixed(0)} objects/s), controller peak RSS ${rss.toFixed(0)} MiB`,
         );
-        console.log(`   requests: ${JSON.stringify(Object.fromEntries(requests))}`);
+        console.log(
+          `   requests: ${JSON.stringify(Object.fromEntries(requests))}; dry-runs ${metrics.get('kube_actions_dry_runs_total') ?? 0} (objects: ${FLEET * 5})`,
+        );
         console.log(
           `   raw server-side apply of ${FLEET * 5} ConfigMaps (10 in flight) on this apiserver: ${rawSeconds.toFixed(1)} s, ${rawRate.toFixed(0)} objects/s`,
         );
@@ -188,6 +195,8 @@ async function main(): Promise<void> {
           `   ratio: the controller reaches ${(((FLEET * 5) / seconds / rawRate) * 100).toFixed(0)}% of raw apply throughput`,
         );
         console.log('   (Flux on the same workload, in the same run: bench/gitops-peers.ts)');
+        const snapshot = await controller.heapSnapshot();
+        if (snapshot) console.log(`   heap snapshot of the synced controller: ${snapshot}`);
       } finally {
         await controller.stop();
       }

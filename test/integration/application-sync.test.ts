@@ -37,6 +37,7 @@ const idleNs = useTestNamespace('appsync-idle');
 const healNs = useTestNamespace('appsync-heal');
 const restartNs = useTestNamespace('appsync-restart');
 const timeoutNs = useTestNamespace('appsync-timeout');
+const onceNs = useTestNamespace('appsync-once');
 let server: GitServer;
 let client: KubeClient;
 let cacheRoot: string;
@@ -365,6 +366,50 @@ describe('Application sync', () => {
         },
         60_000,
       );
+    } finally {
+      await c.stop();
+    }
+  });
+
+  test('a Namespace is applied before the objects in it, the objects of one kind at once; each object is dry-run once, the look after the sync none', async () => {
+    // Its own controller, so its dry-run counter counts this application alone. The look after
+    // the sync comes 3 s later, time enough for the watch to show what the sync applied.
+    const c = await startController(onceNs.name, { progressingRequeueMs: 3000 });
+    const inner = `${onceNs.name}-inner`;
+    extraNamespaces.push(inner);
+    try {
+      const files: Record<string, string> = {
+        'ns.yaml': `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${inner}\n`,
+      };
+      // More ConfigMaps than are applied at once (8), in the namespace the same wave creates.
+      const names = Array.from({ length: 12 }, (_, i) => `once-${String(i).padStart(2, '0')}`);
+      for (const n of names)
+        files[`${n}.yaml`] = CONFIGMAP(n, { v: n }).replace(
+          'metadata:\n',
+          `metadata:\n  namespace: ${inner}\n`,
+        );
+      await server.createRepo('once', files);
+      const rev = await server.revParse('once');
+      await createApp('once', 'once', { namespace: onceNs.name });
+      const app = await waitFor('once', succeeded(rev), 'the sync', onceNs.name);
+      // In plan order, whichever apply finished first; the Namespace before any ConfigMap.
+      expect(results(app)).toEqual([
+        `Synced:Sync:Namespace/${inner}`,
+        ...names.map((n) => `Synced:Sync:ConfigMap/${n}`),
+      ]);
+      for (const n of names) expect((await configMap(n, inner))?.data).toEqual({ v: n });
+      // One dry-run per object, before the sync; the looks after it know from what each apply
+      // answered that the object is in sync at that version.
+      const objects = names.length + 1;
+      expect(c.apps.reconciler.comparer.dryRuns).toBe(objects);
+      const count = await reconciles(c);
+      // One more look, asked for: it compares again, from the watch and what the sync learnt.
+      await refresh('once', onceNs.name);
+      await eventually('a look after the sync', async () =>
+        (await reconciles(c)) > count ? true : undefined,
+      );
+      expect(c.apps.reconciler.comparer.dryRuns).toBe(objects);
+      expect((await getApp('once', onceNs.name))?.status?.sync?.status).toBe('Synced');
     } finally {
       await c.stop();
     }

@@ -27,6 +27,10 @@ interface CachedComparison {
   desired: string;
   liveVersion: string;
   inSync: boolean;
+  /**
+   * Kept only for an object out of sync (the health of one about to be applied is read from it):
+   * an in-sync entry needs its verdict alone, and most entries are in sync.
+   */
   merged: KubeResource | undefined;
 }
 
@@ -47,14 +51,30 @@ export class Comparer {
     this.onDryRuns = onDryRuns;
   }
 
+  private remember(key: string, entry: CachedComparison): void {
+    this.cache.set(key, entry.inSync ? { ...entry, merged: undefined } : entry);
+  }
+
+  /**
+   * An object was just applied and `stored` is what the apiserver answered: at that
+   * resourceVersion it is what the desired object makes it, so in sync. Without this, the look
+   * after every sync would dry-run every object it applied again, a request per object.
+   */
+  applied(resolved: ResolvedObject, stored: KubeResource): void {
+    const liveVersion = stored.metadata.resourceVersion;
+    if (!liveVersion) return;
+    this.remember(resolved.key, {
+      desired: digest(resolved.object),
+      liveVersion,
+      inSync: true,
+      merged: undefined,
+    });
+  }
+
   /**
    * Compares each desired object with its live counterpart. `creatable` tells which objects may be
    * missing a namespace or CRD that this same sync will create.
    */
-  private remember(key: string, entry: CachedComparison): void {
-    this.cache.set(key, entry);
-  }
-
   async compare(
     objects: readonly { resolved: ResolvedObject; live: KubeResource | undefined }[],
     creatable: (r: ResolvedObject) => boolean,

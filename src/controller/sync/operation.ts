@@ -53,8 +53,53 @@ export interface OperationContext {
   now: () => Date;
   /** Aborted when this replica stops leading: nothing more is done or written. */
   signal?: AbortSignal;
+  /**
+   * Told of every object applied, with the object as stored: the comparer remembers it is in
+   * sync at that resourceVersion, so the look after the sync sends no dry-run for it.
+   */
+  applied?: (r: ResolvedObject, stored: KubeResource) => void;
   /** Persists the progress; called before a hook is created, so a resumed run finds its result. */
   checkpoint: (progress: Progress & { message: string }) => Promise<void>;
+}
+
+/** Applies of one kind in flight at once, per operation (the dry-run's concurrency too). */
+const APPLY_CONCURRENCY = 8;
+
+/**
+ * The wave's tasks in the order planned, consecutive applies of one kind grouped together; every
+ * other task is a group of its own (prunes, hooks and hook deletions keep running one by one).
+ */
+function taskGroups(tasks: readonly SyncTask[]): SyncTask[][] {
+  const groups: SyncTask[][] = [];
+  for (const task of tasks) {
+    const last = groups.at(-1);
+    if (last && task.type === 'apply' && last[0]!.type === 'apply' && last[0]!.kind === task.kind)
+      last.push(task);
+    else groups.push([task]);
+  }
+  return groups;
+}
+
+/** Runs `task` over `items` with at most `limit` in flight; the first error is thrown after all settle. */
+async function inParallel<T>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const errors: unknown[] = [];
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length && errors.length === 0) {
+        try {
+          await task(items[next++]!);
+        } catch (err) {
+          errors.push(err);
+        }
+      }
+    }),
+  );
+  if (errors.length) throw errors[0];
 }
 
 /** Results written before a hook is created: a resumed run that finds no hook creates it. */
@@ -158,13 +203,25 @@ class Step {
     const waits: Wait[] = [];
     const deleting = new Set<string>();
     const applied: { task: SyncTask; r: ResolvedObject }[] = [];
-    for (const task of wave.tasks) {
+    for (const group of taskGroups(wave.tasks)) {
       this.ctx.signal?.throwIfAborted();
+      const task = group[0]!;
       switch (task.type) {
         case 'apply': {
-          const r = this.ctx.resolved.get(task.key);
-          if (!r) throw new Error(`internal: no resolved object for ${task.key}`);
-          if (await this.apply(task, r)) applied.push({ task, r });
+          // A run of objects of one kind is applied concurrently, the next kind after it (as
+          // gitops-engine's "only wait if the type of the next task is different"): a Namespace
+          // still exists before what goes in it, a CRD before its resources.
+          // Results are recorded in plan order, whichever apply finished first.
+          const tasks = group as (SyncTask & { type: 'apply' })[];
+          const outcomes = new Array<ResourceResult | 'done'>(tasks.length);
+          await inParallel([...tasks.keys()], APPLY_CONCURRENCY, async (i) => {
+            outcomes[i] = await this.apply(tasks[i]!, this.resolvedOf(tasks[i]!));
+          });
+          for (const [i, outcome] of outcomes.entries()) {
+            if (outcome !== 'done') this.record(outcome);
+            if (outcome === 'done' || outcome.status === 'Synced')
+              applied.push({ task: tasks[i]!, r: this.resolvedOf(tasks[i]!) });
+          }
           break;
         }
         case 'prune':
@@ -192,27 +249,36 @@ class Step {
     return this.results.filter(isFailure).length > failures ? 'failed' : waits;
   }
 
-  /** Applies a desired object unless this operation did already; false when it was refused. */
-  private async apply(task: SyncTask & { type: 'apply' }, r: ResolvedObject): Promise<boolean> {
-    if (this.byId.has(taskId(task))) return true;
+  private resolvedOf(task: SyncTask & { type: 'apply' }): ResolvedObject {
+    const r = this.ctx.resolved.get(task.key);
+    if (!r) throw new Error(`internal: no resolved object for ${task.key}`);
+    return r;
+  }
+
+  /**
+   * Applies a desired object unless this operation did already ('done'); its result, for the
+   * caller to record: Synced, or SyncFailed when the apiserver refused it.
+   */
+  private async apply(
+    task: SyncTask & { type: 'apply' },
+    r: ResolvedObject,
+  ): Promise<ResourceResult | 'done'> {
+    if (this.byId.has(taskId(task))) return 'done';
     try {
-      await this.ctx.resources.apply(r);
+      const stored = await this.ctx.resources.apply(r);
+      this.ctx.applied?.(r, stored);
     } catch (err) {
       if (!(err instanceof ApplyError)) throw err;
-      this.record(resultOf(task, r.object.apiVersion, 'SyncFailed', err.problems.join('; ')));
-      return false;
+      return resultOf(task, r.object.apiVersion, 'SyncFailed', err.problems.join('; '));
     }
     // A CRD applied now may serve kinds the next waves apply.
     if (task.kind === 'CustomResourceDefinition') this.ctx.mapper.reset();
-    this.record(
-      resultOf(
-        task,
-        r.object.apiVersion,
-        'Synced',
-        `${task.kind.toLowerCase()}/${task.name} serverside-applied`,
-      ),
+    return resultOf(
+      task,
+      r.object.apiVersion,
+      'Synced',
+      `${task.kind.toLowerCase()}/${task.name} serverside-applied`,
     );
-    return true;
   }
 
   private async prune(task: SyncTask & { type: 'prune' }): Promise<void> {

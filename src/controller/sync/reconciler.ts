@@ -479,10 +479,12 @@ export class ApplicationReconciler {
       outOfSync: comparison.objects.filter((c) => !c.inSync).length,
       prune: comparison.extraneous.length,
     });
-    // Persisted before anything is applied: its startedAt names the generateName hooks, and a
-    // controller that takes over finds the operation running and carries it on.
-    const written = await this.writeStatus(app, { ...app.status, operationState: state }, p);
-    return this.advance(written, comparison, state, p);
+    // Not written yet: a sync that finishes in this pass (most do) is written once, when it is
+    // done. One that goes on is written before it creates a hook (whose generateName its
+    // startedAt sets) and whenever it stops to wait, so a controller that takes over finds it
+    // running and carries it on; one cut short before either is simply started again, applying
+    // the same objects (an apply is idempotent).
+    return this.advance(app, comparison, state, p);
   }
 
   /** Does what is due in a running operation, records how far it got, and looks again soon. */
@@ -516,6 +518,7 @@ export class ApplicationReconciler {
           const [r] = await this.o.resources.resolve([obj], destination);
           return { ...r!, object: track(app, r!.object, r!.namespace) };
         },
+        applied: (r, stored) => this.comparer.applied(r, stored),
         waveTimeoutMs: this.o.waveTimeoutMs ?? 300_000,
         now: () => this.now(),
         signal: p.signal,
