@@ -158,6 +158,14 @@ async function main(): Promise<void> {
       const raw = await namespace(client, `bench-raw-${run}`);
       const rawSeconds = await rawApply(client, raw, FLEET * 5);
       const rawRate = (FLEET * 5) / rawSeconds;
+      const checkedSeconds = await rawApply(
+        client,
+        await namespace(client, `bench-raw-checked-${run}`),
+        FLEET * 5,
+        {
+          dryRunFirst: true,
+        },
+      );
 
       const ns = await namespace(client, `bench-fleet-${run}`);
       const names = Array.from({ length: FLEET }, (_, i) => `fleet-${String(i).padStart(4, '0')}`);
@@ -192,7 +200,10 @@ async function main(): Promise<void> {
           `   raw server-side apply of ${FLEET * 5} ConfigMaps (10 in flight) on this apiserver: ${rawSeconds.toFixed(1)} s, ${rawRate.toFixed(0)} objects/s`,
         );
         console.log(
-          `   ratio: the controller reaches ${(((FLEET * 5) / seconds / rawRate) * 100).toFixed(0)}% of raw apply throughput`,
+          `   raw dry-run then apply of each (the fewest requests a sync that checks before it applies can send): ${checkedSeconds.toFixed(1)} s`,
+        );
+        console.log(
+          `   ratio: the controller reaches ${(((FLEET * 5) / seconds / rawRate) * 100).toFixed(0)}% of raw apply throughput; ${(seconds / rawSeconds).toFixed(2)}x raw apply's time, ${(seconds / checkedSeconds).toFixed(2)}x dry-run then apply's`,
         );
         console.log('   (Flux on the same workload, in the same run: bench/gitops-peers.ts)');
         const snapshot = await controller.heapSnapshot();

@@ -39,6 +39,7 @@ import { freePort } from '../test/cluster/ports.ts';
 import { pushWebhook } from '../test/cluster/push-webhook.ts';
 import { OciRegistry } from '../test/cluster/registry.ts';
 import { buildAppImage } from '../test/e2e/app-image.ts';
+import { CONTROLLER_NODE_FLAGS } from '../src/controller/node-flags.ts';
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '..');
@@ -370,6 +371,7 @@ async function main(): Promise<void> {
       controller = spawn(
         process.execPath,
         [
+          ...CONTROLLER_NODE_FLAGS,
           CLI,
           'controller',
           '--controller-namespace',

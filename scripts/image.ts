@@ -6,7 +6,7 @@
 //   layers   per platform: node (the node-linux-<arch> npm package the project pins), helm and
 //            kustomize (built from the pinned Go modules for that architecture); then the bundled
 //            CLI at /app/kube-actions.js, the layer that changes with every commit.
-//   config   entrypoint node /app/kube-actions.js, cmd `controller`, user 65532, HOME and Helm's
+//   config   entrypoint node [CONTROLLER_NODE_FLAGS] /app/kube-actions.js, cmd `controller`, user 65532, HOME and Helm's
 //            directories under /tmp (the chart mounts /tmp and keeps the root file system read-only).
 //
 // Why layers rather than a Dockerfile: the same inputs give the same digest (SOURCE_DATE_EPOCH),
@@ -33,6 +33,7 @@ import { VERSION } from '../src/version.ts';
 import { freePort } from '../test/cluster/ports.ts';
 import { logTail, startComponent, stopProcessGroup } from '../test/cluster/process.ts';
 import pkg from '../package.json' with { type: 'json' };
+import { CONTROLLER_NODE_FLAGS } from '../src/controller/node-flags.ts';
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '..');
@@ -97,7 +98,7 @@ export async function stage(platforms: Platform[]): Promise<string[]> {
 }
 
 export const IMAGE_CONFIG = {
-  entrypoint: ['/usr/local/bin/node', '/app/kube-actions.js'],
+  entrypoint: ['/usr/local/bin/node', ...CONTROLLER_NODE_FLAGS, '/app/kube-actions.js'],
   cmd: ['controller'],
   user: '65532:65532',
   workdir: '/tmp',

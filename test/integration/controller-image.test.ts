@@ -42,7 +42,7 @@ describe('the controller image', () => {
     await run('crane', ['validate', '--remote', image, '--insecure']);
     const { stdout } = await run('crane', ['config', '--insecure', image]);
     const config = (JSON.parse(stdout) as { config: Record<string, unknown> }).config;
-    expect(config.Entrypoint).toEqual(['/usr/local/bin/node', '/app/kube-actions.js']);
+    expect(config.Entrypoint).toEqual(['/usr/local/bin/node', '--optimize-for-size', '/app/kube-actions.js']);
     expect(config.Cmd).toEqual(['controller']);
     expect(config.User).toBe('65532:65532');
     expect(config.Env).toContain('HOME=/tmp');
