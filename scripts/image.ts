@@ -113,7 +113,8 @@ export const IMAGE_CONFIG = {
   ports: ['8080/tcp', '8081/tcp'],
 };
 
-const BASE_PACKAGES = ['git', 'ca-certificates'];
+// jq: ignoreDifferences' jqPathExpressions (src/core/kube/jq-paths.ts).
+const BASE_PACKAGES = ['git', 'ca-certificates', 'jq'];
 // Fixed, so the rootfs tar (and the base's digest) is the same for the same packages.
 const BASE_EPOCH = 1_700_000_000;
 

@@ -30,6 +30,8 @@ for plugin in bridge host-local loopback portmap; do
 done
 command -v iptables >/dev/null || missing+=(iptables)
 command -v conntrack >/dev/null || missing+=(conntrack)
+# ignoreDifferences' jqPathExpressions run jq itself (src/core/kube/jq-paths.ts), as the image does.
+command -v jq >/dev/null || missing+=(jq)
 # Analysis against a real Prometheus (test/cluster/prometheus.ts).
 command -v prometheus >/dev/null || missing+=(prometheus)
 

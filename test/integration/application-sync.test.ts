@@ -415,6 +415,62 @@ describe('Application sync', () => {
     }
   });
 
+  test('ignoreDifferences: an HPA scales a Deployment; the Application stays Synced and its next sync does not reset the replicas (jsonPointers, managedFieldsManagers, jqPathExpressions)', async () => {
+    // kube-controller-manager's HPA controller brings replicas up to minReplicas without metrics.
+    const files = (name: string, v: string) => ({
+      'web.yaml': DEPLOYMENT(name, 'registry.example/web:1.0').replace('replicas: 2', 'replicas: 1'),
+      'hpa.yaml': `apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: ${name}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: ${name}}
+  minReplicas: 3
+  maxReplicas: 5
+`,
+      'cm.yaml': CONFIGMAP(`${name}-settings`, { v }),
+    });
+    const rules = {
+      'hpa-pointer': [{ group: 'apps', kind: 'Deployment', jsonPointers: ['/spec/replicas'] }],
+      'hpa-manager': [
+        { group: 'apps', kind: 'Deployment', managedFieldsManagers: ['kube-controller-manager'] },
+      ],
+      'hpa-jq': [{ group: 'apps', kind: 'Deployment', jqPathExpressions: ['.spec.replicas'] }],
+    };
+    const DEPLOYMENTS = { apiVersion: 'apps/v1', resource: 'deployments' };
+    const replicas = async (name: string) =>
+      (await client.get<{ spec: { replicas: number } }>(DEPLOYMENTS, ns.name, name)).spec.replicas;
+    for (const [name, ignoreDifferences] of Object.entries(rules)) {
+      await server.createRepo(name, files(name, '1'));
+      await createApp(name, name, { ignoreDifferences });
+    }
+    for (const name of Object.keys(rules)) {
+      await waitFor(name, succeeded(await server.revParse(name)), `${name} synced`);
+      await eventually(`the HPA to scale ${name}`, async () =>
+        (await replicas(name)) === 3 ? true : undefined,
+      );
+    }
+    for (const name of Object.keys(rules)) {
+      // The scaled Deployment is not drift: no self-heal, still Synced after another look.
+      await refresh(name);
+      await eventually(`a look at ${name}`, async () =>
+        (await getApp(name))?.metadata.annotations?.[REFRESH_ANNOTATION] ? undefined : true,
+      );
+      expect((await getApp(name))?.status?.sync?.status).toBe('Synced');
+      // A sync of a new revision applies the Deployment again, with the live replicas.
+      const next = await server.commitFiles(
+        name,
+        { 'cm.yaml': CONFIGMAP(`${name}-settings`, { v: '2' }) },
+        'v2',
+      );
+      await refresh(name);
+      const app = await waitFor(name, succeeded(next), `${name}'s next revision synced`);
+      expect(results(app)).toContain(`Synced:Sync:Deployment/${name}`);
+      expect(await replicas(name)).toBe(3);
+      expect(app.status?.sync?.status).toBe('Synced');
+    }
+  });
+
   test('drift is self-healed at once, the next drift only after the backoff; the attempts are counted in the status, so a new controller backs off too', async () => {
     let c = await startController(healNs.name);
     try {

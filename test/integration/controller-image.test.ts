@@ -61,7 +61,7 @@ describe('the controller image', () => {
   });
 
   (unavailable ? test.skip : test)(
-    'runs on runc: node, git, helm and kustomize answer as uid 65532',
+    'runs on runc: node, git, helm, kustomize and jq answer as uid 65532',
     async () => {
       const buildkit = await BuildKit.start({ registries: [registry.host] });
       try {
@@ -73,7 +73,7 @@ describe('the controller image', () => {
             'ARG IMAGE',
             'FROM ${IMAGE} AS image',
             // The image's own user and PATH: nothing here runs as root.
-            'RUN { /usr/local/bin/node /app/kube-actions.js version; git --version; helm version --short; kustomize version; id -u; } > /tmp/answers',
+            'RUN { /usr/local/bin/node /app/kube-actions.js version; git --version; helm version --short; kustomize version; id -u; jq --version; } > /tmp/answers',
             'FROM scratch',
             'COPY --from=image /tmp/answers /answers',
           ].join('\n') + '\n',
@@ -98,6 +98,7 @@ describe('the controller image', () => {
         expect(answers[2]).toMatch(/^v4\./);
         expect(answers[3]).toMatch(/^v5\./);
         expect(answers[4]).toBe('65532');
+        expect(answers[5]).toMatch(/^jq-1\./);
       } finally {
         await buildkit.stop();
       }

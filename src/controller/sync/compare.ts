@@ -10,6 +10,7 @@ import {
   type ResolvedObject,
   type ResourceManager,
 } from '../../core/kube/apply.ts';
+import { overlay, type FieldPath } from '../../core/kube/ignore-differences.ts';
 import type { KubeResource } from '../../core/kube/resource.ts';
 import { jsonBytes, SizedLru } from '../../core/lru.ts';
 
@@ -76,7 +77,12 @@ export class Comparer {
    * missing a namespace or CRD that this same sync will create.
    */
   async compare(
-    objects: readonly { resolved: ResolvedObject; live: KubeResource | undefined }[],
+    objects: readonly {
+      resolved: ResolvedObject;
+      live: KubeResource | undefined;
+      /** Fields left out of the comparison (spec.ignoreDifferences). */
+      ignore?: readonly FieldPath[];
+    }[],
     creatable: (r: ResolvedObject) => boolean,
   ): Promise<ObjectComparison[]> {
     const results: (ObjectComparison | undefined)[] = [];
@@ -128,7 +134,11 @@ export class Comparer {
               resolved.object.metadata.name ?? '',
             )) ?? live;
         }
-        const inSync = outcome.merged !== undefined && !differs(outcome.merged, live);
+        const ignore = objects[i]!.ignore ?? [];
+        // An ignored field counts as the live object has it, or as absent when it has none.
+        const compared =
+          outcome.merged && ignore.length ? overlay(outcome.merged, live, ignore, true) : outcome.merged;
+        const inSync = compared !== undefined && !differs(compared, live);
         results[i] = { resolved, live, inSync, ...(outcome.merged ? { merged: outcome.merged } : {}) };
         if (live?.metadata.resourceVersion && outcome.merged) {
           this.remember(resolved.key, {

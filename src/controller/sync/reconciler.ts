@@ -12,7 +12,7 @@
 // Layout: reconcile (the flow); validation; comparison; operations (start, advance, finish);
 // inventory and health; status and deletion; helpers.
 import { stableJSON } from '../../core/json.ts';
-import { ApplyError, type ResolvedObject, type ResourceManager } from '../../core/kube/apply.ts';
+import { ApplyError, digest, type ResolvedObject, type ResourceManager } from '../../core/kube/apply.ts';
 import { UnknownKindError, type ResourceMapping, type RESTMapper } from '../../core/kube/discovery.ts';
 import { assessHealth, worstHealth, type HealthStatus } from '../../core/kube/health.ts';
 import type { KubeResource } from '../../core/kube/resource.ts';
@@ -26,6 +26,15 @@ import type { Logger } from '../runtime/log.ts';
 import type { KubeObject, Request } from '../../core/kube/objects.ts';
 import { resourcePath } from '../../core/kube/objects.ts';
 import { Comparer, type ObjectComparison } from './compare.ts';
+import {
+  IgnoreRuleError,
+  ignoredPaths,
+  overlay,
+  rulesFor,
+  type FieldPath,
+} from '../../core/kube/ignore-differences.ts';
+import { jqPaths } from '../../core/kube/jq-paths.ts';
+import { jsonBytes, SizedLru } from '../../core/lru.ts';
 import type { LiveObjects } from './live.ts';
 import { advanceSyncPlan, appliedKeys, prunedKeys, type Progress } from './operation.ts';
 import {
@@ -120,6 +129,8 @@ export interface Comparison {
 export class ApplicationReconciler {
   private readonly o: ApplicationReconcilerOptions;
   readonly comparer: Comparer;
+  /** jqPathExpressions' paths by expression and object digest, a jq process saved per hit. */
+  private readonly jqCache = new SizedLru<string, FieldPath[]>(4 * 1024 * 1024, (p) => jsonBytes(p) + 128);
 
   constructor(options: ApplicationReconcilerOptions) {
     this.o = options;
@@ -368,13 +379,14 @@ export class ApplicationReconciler {
       const kept = keepRolloutSelector(r.object, live[i]);
       if (kept !== r.object) desired[i] = { ...r, object: kept };
     });
+    const ignored = await this.ignoreDifferences(app, desired, live);
     const namespacesCreated = new Set(
       desired.filter((r) => r.object.kind === 'Namespace').map((r) => r.object.metadata.name),
     );
     if (app.spec.syncPolicy?.syncOptions?.includes('CreateNamespace=true') && destination)
       namespacesCreated.add(destination);
     const objectsCompared = await this.comparer.compare(
-      desired.map((r, i) => ({ resolved: r, live: live[i] })),
+      desired.map((r, i) => ({ resolved: r, live: live[i], ignore: ignored[i] })),
       (r) =>
         namespacesCreated.has(r.namespace) ||
         pendingKinds.has(`${apiGroup(r.object.apiVersion)}/${r.object.kind}`),
@@ -408,11 +420,6 @@ export class ApplicationReconciler {
         extraneous.push({ resolved: r, live: liveObj });
     }
     const warnings = desiredState.unsupported.map((u) => `not supported, ignored: ${u}`);
-    if ((app.spec as { ignoreDifferences?: unknown[] }).ignoreDifferences?.length) {
-      warnings.push(
-        'not supported yet, ignored: spec.ignoreDifferences (those fields are compared and synced like any other)',
-      );
-    }
     return {
       revision,
       sourceType: desiredState.sourceType,
@@ -433,6 +440,57 @@ export class ApplicationReconciler {
       if (err instanceof UnknownKindError) return undefined;
       throw err;
     }
+  }
+
+  /**
+   * spec.ignoreDifferences: for each desired object, the fields its rules ignore (left out of the
+   * comparison), and, where the live object has them, the desired object takes their live values
+   * (`desired` is updated in place), so a sync never resets them: Argo CD's
+   * RespectIgnoreDifferences=true, always (see ignore-differences.ts for why).
+   */
+  private async ignoreDifferences(
+    app: Application,
+    desired: ResolvedObject[],
+    live: readonly (KubeResource | undefined)[],
+  ): Promise<(FieldPath[] | undefined)[]> {
+    const rules = app.spec.ignoreDifferences ?? [];
+    if (rules.length === 0) return [];
+    return Promise.all(
+      desired.map(async (r, i) => {
+        const matching = rulesFor(rules, {
+          group: apiGroup(r.object.apiVersion),
+          kind: r.object.kind,
+          name: r.object.metadata.name ?? '',
+          namespace: r.namespace,
+        });
+        if (matching.length === 0) return undefined;
+        let paths: FieldPath[];
+        try {
+          paths = ignoredPaths(matching, live[i]);
+          // A jq expression names fields in the live object and in the desired one (a field only
+          // the desired object has is left out of the comparison too).
+          for (const expression of matching.flatMap((m) => m.jqPathExpressions ?? [])) {
+            for (const obj of [live[i], r.object])
+              if (obj) paths.push(...(await this.jqPathsOf(expression, obj)));
+          }
+        } catch (err) {
+          if (!(err instanceof IgnoreRuleError)) throw err;
+          throw new ComparisonFailure(`spec.ignoreDifferences: ${err.message}`, true);
+        }
+        if (live[i] && paths.length) desired[i] = { ...r, object: overlay(r.object, live[i], paths, false) };
+        return paths;
+      }),
+    );
+  }
+
+  /** jq's answer for an expression over an object, remembered while the object is the same. */
+  private async jqPathsOf(expression: string, obj: KubeResource): Promise<FieldPath[]> {
+    const key = `${expression}\0${digest(obj)}`;
+    const known = this.jqCache.get(key);
+    if (known) return known;
+    const paths = await jqPaths(expression, obj);
+    this.jqCache.set(key, paths);
+    return paths;
   }
 
   private async liveOf(r: ResolvedObject): Promise<KubeResource | undefined> {

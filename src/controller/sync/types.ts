@@ -1,6 +1,7 @@
 // The Application resource (kube-actions.dev/v1alpha1), with Argo CD's field names: an Argo CD
 // Application converts by changing its apiVersion. deploy/crds/application.yaml is its schema.
 import type { HealthStatusCode } from '../../core/kube/health.ts';
+import type { IgnoreDifference } from '../../core/kube/ignore-differences.ts';
 import type { ResourceRef } from '../../core/kube/objects.ts';
 
 export const GROUP = 'kube-actions.dev';
@@ -172,6 +173,8 @@ export interface Application {
     sources?: unknown[];
     destination: Destination;
     syncPolicy?: SyncPolicy;
+    /** Fields a comparison leaves out and a sync leaves as they are live (Argo CD's diffing customization). */
+    ignoreDifferences?: IgnoreDifference[];
     revisionHistoryLimit?: number;
   };
   operation?: SyncOperation;
