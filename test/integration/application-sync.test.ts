@@ -28,6 +28,7 @@ import {
 } from '../../src/controller/sync/types.ts';
 import type { KubeResource } from '../../src/core/kube/resource.ts';
 import { installCRDs } from '../cluster/crds.ts';
+import { ChartRepo } from '../cluster/chart-repo.ts';
 import { GitServer } from '../cluster/git-server.ts';
 import { eventually, useTestNamespace } from '../cluster/testing.ts';
 
@@ -468,6 +469,75 @@ spec:
       expect(results(app)).toContain(`Synced:Sync:Deployment/${name}`);
       expect(await replicas(name)).toBe(3);
       expect(app.status?.sync?.status).toBe('Synced');
+    }
+  });
+
+  test('a chart from a Helm repository: a version range picks the newest match; credentials from a repository Secret; an unchanged chart is not downloaded again', async () => {
+    const charts = await ChartRepo.start({ auth: { username: 'robot', password: 'chart-secret' } });
+    const open = await ChartRepo.start();
+    try {
+      const web = (version: string) => ({
+        name: 'web',
+        version,
+        templates: { 'cm.yaml': CONFIGMAP('{{ .Release.Name }}-chart', { version }) },
+      });
+      for (const v of ['1.0.0', '1.1.0', '2.0.0']) await charts.publish(web(v));
+      await open.publish(web('3.0.0'));
+      const chartApp = (name: string, repoURL: string, targetRevision: string) =>
+        createApp(name, 'unused', { source: { repoURL, chart: 'web', targetRevision } });
+      await chartApp('chart-range', charts.url, '>=1.0.0 <2.0.0');
+      await chartApp('chart-open', open.url, '3.0.0');
+
+      // Without credentials the repository refuses: a clear error, nothing applied.
+      const refused = await waitFor(
+        'chart-range',
+        (a) => a.status?.conditions?.some((c) => c.type === 'ComparisonError') ?? false,
+        'the unauthorised repository to be reported',
+      );
+      const error = refused.status!.conditions!.find((c) => c.type === 'ComparisonError')!.message;
+      expect(error).toMatch(/HTTP 401.*repository Secret/);
+      expect(error).not.toContain('chart-secret');
+      expect(await configMap('chart-range-chart')).toBeUndefined();
+      // A public repository needs none; the exact version is the revision.
+      const opened = await waitFor('chart-open', succeeded('3.0.0'), 'the public chart synced');
+      expect(opened.status?.sync?.revision).toBe('3.0.0');
+      expect((await configMap('chart-open-chart'))?.data).toEqual({ version: '3.0.0' });
+
+      await client.create(
+        { apiVersion: 'v1', resource: 'secrets' },
+        {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: {
+            name: 'helm-charts',
+            namespace: ns.name,
+            labels: { 'argocd.argoproj.io/secret-type': 'repository' },
+          },
+          stringData: { type: 'helm', url: charts.url, username: 'robot', password: 'chart-secret' },
+        },
+      );
+      await refresh('chart-range');
+      await waitFor('chart-range', succeeded('1.1.0'), 'the newest 1.x synced');
+      expect((await configMap('chart-range-chart'))?.data).toEqual({ version: '1.1.0' });
+      expect(charts.archiveRequests()).toEqual(['/charts/web-1.1.0.tgz']);
+
+      // Looked at again with nothing new: the index is asked for (answered 304), the chart is not.
+      const before = charts.requests.length;
+      await refresh('chart-range');
+      await eventually('the refresh done', async () =>
+        (await getApp('chart-range'))?.metadata.annotations?.[REFRESH_ANNOTATION] ? undefined : true,
+      );
+      expect(charts.requests.slice(before)).toEqual(['/charts/index.yaml']);
+      expect(charts.archiveRequests()).toHaveLength(1);
+
+      // A new 1.x release is picked up at the next look.
+      await charts.publish(web('1.2.0'));
+      await refresh('chart-range');
+      await waitFor('chart-range', succeeded('1.2.0'), 'the new release synced');
+      expect((await configMap('chart-range-chart'))?.data).toEqual({ version: '1.2.0' });
+    } finally {
+      await charts.stop();
+      await open.stop();
     }
   });
 

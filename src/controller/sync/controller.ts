@@ -22,6 +22,7 @@ import { ApplicationReconciler } from './reconciler.ts';
 import { INSTANCE_LABEL, ManifestSource } from './source.ts';
 import { APPLICATION, REFRESH_ANNOTATION, type Application } from './types.ts';
 import { normalizeRepoURL, pushMatches, webhookHandler, type PushEvent } from './webhook.ts';
+import { HelmRepositories } from '../../core/render/helm-repository.ts';
 
 /** Whether credentials for `secretURL` may be sent to `repoURL`. */
 export function credentialsMatch(mode: 'exact' | 'prefix', secretURL: string, repoURL: string): boolean {
@@ -176,6 +177,14 @@ export function setupApplicationController(
   const source = new ManifestSource(repos, {
     renderCache: directoryCache(join(cacheDir, 'render')),
     onRender: () => renders.inc({}),
+    // Argo CD's repository Secrets serve Helm repositories too (`type: helm`): the same lookup.
+    charts: new HelmRepositories({
+      dir: join(cacheDir, 'helm'),
+      credentials: async (repoURL) => {
+        const c = await credentials(repoURL);
+        return c ? { ...(c.username ? { username: c.username } : {}), password: c.token } : undefined;
+      },
+    }),
   });
   const mapper = new RESTMapper(client);
   const resources = new ResourceManager(client, mapper);

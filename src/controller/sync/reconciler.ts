@@ -19,6 +19,7 @@ import type { KubeResource } from '../../core/kube/resource.ts';
 import { apiGroup, describeObject } from '../../core/kube/resource.ts';
 import { isHook, isSkipped, planSync, SyncPlanError, type SyncPlan } from '../../core/kube/sync-plan.ts';
 import { SourceError, type RepoCache } from '../../core/gitops/repo-cache.ts';
+import { HelmRepositoryError } from '../../core/render/helm-repository.ts';
 import type { KubeClient } from '../../core/kube/client.ts';
 import { isConflict, isInvalid, isNotFound, PatchType } from '../../core/kube/client.ts';
 import type { EventRecorder } from '../runtime/events.ts';
@@ -272,6 +273,11 @@ export class ApplicationReconciler {
   private validate(app: Application): string | undefined {
     if (app.spec.sources?.length) return 'spec.sources (multiple sources) is not supported: use spec.source';
     if (!app.spec.source?.repoURL) return 'spec.source.repoURL is required';
+    if (app.spec.source.chart && !/^https?:\/\//.test(app.spec.source.repoURL)) {
+      return `spec.source.chart: only HTTP(S) Helm repositories are supported yet, not ${JSON.stringify(
+        app.spec.source.repoURL.replace(/\/\/[^@/]*@/, '//***@'),
+      )} (charts from OCI registries are not supported yet)`;
+    }
     const repoProblem = checkRepoURL(app.spec.source.repoURL);
     if (repoProblem) return repoProblem;
     // Settings that change what is rendered are refused rather than ignored: ignoring them would
@@ -310,19 +316,30 @@ export class ApplicationReconciler {
     const wanted = pinned || app.operation?.sync?.revision || source.targetRevision || 'HEAD';
     let revision: string;
     try {
-      revision = await this.o.repos.resolve(source.repoURL, wanted, refresh, p.signal);
+      if (source.chart) {
+        // A Helm repository chart: the revision is the version the range picks from its index.
+        if (!this.o.source.charts)
+          throw new SourceError('Helm repository charts are not enabled in this controller');
+        const constraint = pinned || app.operation?.sync?.revision || source.targetRevision || '';
+        revision = (await this.o.source.charts.resolve(source.repoURL, source.chart, constraint, refresh))
+          .version;
+      } else {
+        revision = await this.o.repos.resolve(source.repoURL, wanted, refresh, p.signal);
+      }
     } catch (err) {
-      if (err instanceof SourceError) throw new ComparisonFailure(err.message, false);
+      if (err instanceof SourceError || err instanceof HelmRepositoryError)
+        throw new ComparisonFailure(err.message, false);
       throw err;
     }
     let desiredState;
     try {
       desiredState = await this.o.source.desired(app, revision, p.signal);
     } catch (err) {
-      if (err instanceof SourceError) throw new ComparisonFailure(err.message, false);
+      if (err instanceof SourceError || err instanceof HelmRepositoryError)
+        throw new ComparisonFailure(err.message, false);
       if (isRenderFailure(err))
         throw new ComparisonFailure(
-          `rendering ${source.path || '.'} at ${revision.slice(0, 12)} failed: ${(err as Error).message}`,
+          `rendering ${source.chart ? `chart ${source.chart}` : source.path || '.'} at ${revision.slice(0, 12)} failed: ${(err as Error).message}`,
           true,
         );
       throw err;
@@ -1043,7 +1060,6 @@ export function checkRepoURL(repoURL: string): string | undefined {
 function unsupportedSourceFields(app: Application): string[] {
   const src = app.spec.source!;
   const out: string[] = [];
-  if (src.chart) out.push('source.chart (Helm repository charts): point source.path at a chart in Git');
   if (src.plugin) out.push('source.plugin (config management plugins)');
   const k = (src.kustomize ?? {}) as Record<string, unknown>;
   for (const f of ['namePrefix', 'nameSuffix', 'namespace', 'commonLabels', 'commonAnnotations']) {

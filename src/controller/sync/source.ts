@@ -4,8 +4,9 @@
 import { abortable } from '../../core/abort.ts';
 import { jsonBytes, SizedLru } from '../../core/lru.ts';
 import { parse, stringify } from 'yaml';
-import type { RepoCache } from '../../core/gitops/repo-cache.ts';
+import { SourceError, type RepoCache } from '../../core/gitops/repo-cache.ts';
 import type { RenderCache } from '../../core/render/cache.ts';
+import type { HelmRepositories } from '../../core/render/helm-repository.ts';
 import { render, RenderError, type RenderOptions } from '../../core/render/render.ts';
 import type { KubeResource } from '../../core/kube/resource.ts';
 import { apiGroup } from '../../core/kube/resource.ts';
@@ -56,11 +57,20 @@ export class ManifestSource {
 
   private readonly onRender: (() => void) | undefined;
 
+  /** Charts from Helm repositories (`source.chart`); absent, such a source is refused. */
+  readonly charts: HelmRepositories | undefined;
+
   constructor(
     repos: RepoCache,
-    options: { renderCache?: RenderCache; maxBytes?: number; onRender?: () => void } = {},
+    options: {
+      renderCache?: RenderCache;
+      maxBytes?: number;
+      onRender?: () => void;
+      charts?: HelmRepositories;
+    } = {},
   ) {
     this.repos = repos;
+    this.charts = options.charts;
     this.onRender = options.onRender;
     this.renderCache = options.renderCache;
     this.rendered = new SizedLru(options.maxBytes ?? 64 * 1024 * 1024, (state) => jsonBytes(state.objects));
@@ -102,12 +112,28 @@ export class ManifestSource {
     const source = app.spec.source!;
     // Fields that change the render are refused up front (see the reconciler's validate).
     const unsupported: string[] = [];
+    if (source.chart) {
+      // A chart from a Helm repository: `revision` is the version the reconciler resolved.
+      if (!this.charts) throw new SourceError('this controller has no Helm repository support configured');
+      const chart = await this.charts.resolve(source.repoURL, source.chart, revision, false);
+      const dir = await this.charts.chartDir(source.repoURL, chart);
+      const result = await render(this.renderOptions(app, dir, source.chart));
+      return { sourceType: result.type, objects: result.objects, unsupported };
+    }
     return this.repos.withCheckout(source.repoURL, revision, async (workspace) => {
+      const result = await render(this.renderOptions(app, workspace, source.path || '.'));
+      return { sourceType: result.type, objects: result.objects, unsupported };
+    });
+  }
+
+  private renderOptions(app: Application, workspace: string, path: string): RenderOptions {
+    const source = app.spec.source!;
+    {
       const helm = source.helm;
       const values = helmValues(helm?.values, helm?.valuesObject);
-      const options: RenderOptions = {
+      return {
         workspace,
-        path: source.path || '.',
+        path,
         ...(this.renderCache ? { cache: this.renderCache } : {}),
         helm: {
           // Argo CD's defaults: the release is named after the application, in its destination namespace.
@@ -126,9 +152,7 @@ export class ManifestSource {
         directory: { recurse: source.directory?.recurse ?? false },
         ...(source.kustomize?.images?.length ? { images: source.kustomize.images } : {}),
       };
-      const result = await render(options);
-      return { sourceType: result.type, objects: result.objects, unsupported };
-    });
+    }
   }
 }
 
