@@ -26,8 +26,9 @@ export const APP_USAGE = `usage: kube-actions app <list|get|diff|sync|rollback> 
   list                       Applications with sync and health status
   get NAME                   one Application: source, status, resources, last operation
   diff NAME                  what a sync would change (exit 1 when there are differences)
-  sync NAME [--revision R] [--prune] [--dry-run] [--no-wait]
-                             request a sync (as Argo CD's operation field) and wait for it
+  sync NAME [--revision R] [--prune] [--dry-run] [--resource GROUP:KIND:[NAMESPACE/]NAME]... [--no-wait]
+                             request a sync (as Argo CD's operation field) and wait for it;
+                             --resource (repeatable): only those objects, no hooks, no history
   rollback NAME ID [--no-wait]
                              sync the revision of history entry ID (refused while automated)
 
@@ -51,6 +52,7 @@ export async function appCommand(argv: string[], out: Out = (t) => process.stdou
       output: { type: 'string', short: 'o' },
       revision: { type: 'string' },
       prune: { type: 'boolean', default: false },
+      resource: { type: 'string', multiple: true },
       'dry-run': { type: 'boolean', default: false },
       'no-wait': { type: 'boolean', default: false },
       timeout: { type: 'string', default: '5m' },
@@ -128,11 +130,22 @@ export async function appCommand(argv: string[], out: Out = (t) => process.stdou
             initiatedBy: { username: 'kube-actions-cli' },
           };
         } else {
+          const resources = [];
+          for (const r of values.resource ?? []) {
+            // Argo CD's syntax: GROUP:KIND:NAME or GROUP:KIND:NAMESPACE/NAME, the group empty for core kinds.
+            const m = /^([^:]*):([^:/]+):(?:([^:/]+)\/)?([^:/]+)$/.exec(r);
+            if (!m)
+              return usage(
+                `--resource ${JSON.stringify(r)}: expected GROUP:KIND:NAME or GROUP:KIND:NAMESPACE/NAME`,
+              );
+            resources.push({ group: m[1]!, kind: m[2]!, name: m[4]!, ...(m[3] ? { namespace: m[3] } : {}) });
+          }
           operation = {
             sync: {
               ...(values.revision ? { revision: values.revision } : {}),
               prune: values.prune,
               ...(values['dry-run'] ? { dryRun: true } : {}),
+              ...(resources.length ? { resources } : {}),
             },
             initiatedBy: { username: 'kube-actions-cli' },
           };

@@ -541,6 +541,33 @@ spec:
     }
   });
 
+  test('an object another Application tracks: SharedResourceWarning names it, and FailOnSharedResource=true fails the sync without taking it over', async () => {
+    await server.createRepo('share', { 'cm.yaml': CONFIGMAP('shared-cm', { owner: 'first' }) });
+    const rev = await server.revParse('share');
+    await createApp('share-a', 'share');
+    await waitFor('share-a', succeeded(rev), 'the first owner synced');
+    await createApp('share-b', 'share', {
+      syncPolicy: { automated: { prune: true }, syncOptions: ['FailOnSharedResource=true'] },
+    });
+    const b = await waitFor(
+      'share-b',
+      (a) => a.status?.operationState?.phase === 'Failed',
+      'the second application to refuse the shared object',
+    );
+    expect(b.status!.operationState!.message).toMatch(/FailOnSharedResource=true, nothing was applied/);
+    const warning = b.status?.conditions?.find((c) => c.type === 'SharedResourceWarning');
+    expect(warning?.message).toBe(
+      `ConfigMap "shared-cm" in namespace "${ns.name}" is part of application ${ns.name}/share-a`,
+    );
+    // Still the first application's, and it sees nothing shared.
+    expect((await configMap('shared-cm'))?.metadata.annotations?.['kube-actions.dev/tracking-id']).toBe(
+      `${ns.name}_share-a:/ConfigMap:${ns.name}/shared-cm`,
+    );
+    expect(
+      (await getApp('share-a'))?.status?.conditions?.some((c) => c.type === 'SharedResourceWarning'),
+    ).toBe(false);
+  });
+
   test('drift is self-healed at once, the next drift only after the backoff; the attempts are counted in the status, so a new controller backs off too', async () => {
     let c = await startController(healNs.name);
     try {
@@ -783,6 +810,40 @@ spec:
     expect(await configMap('cascade-a')).toBeUndefined();
     expect(await configMap('cascade-b')).toBeUndefined();
     expect(await configMap('bystander')).toBeDefined();
+  });
+
+  test('a selective sync (operation.sync.resources) applies only what it names, runs no hooks and adds no history entry', async () => {
+    await server.createRepo('selective', {
+      'a.yaml': CONFIGMAP('sel-a', { a: '1' }),
+      'b.yaml': CONFIGMAP('sel-b', { b: '1' }),
+      'hook.yaml': SUSPENDED_HOOK('sel-hook', false).replace('PreSync', 'PostSync'),
+    });
+    await client.create(APPLICATION, {
+      apiVersion: 'kube-actions.dev/v1alpha1',
+      kind: 'Application',
+      metadata: { name: 'selective', namespace: ns.name },
+      spec: {
+        source: { repoURL: server.url('selective'), targetRevision: 'main' },
+        destination: { namespace: ns.name },
+      },
+      // As `kube-actions app sync selective --resource :ConfigMap:sel-a` writes it.
+      operation: {
+        sync: { resources: [{ group: '', kind: 'ConfigMap', name: 'sel-a' }] },
+        initiatedBy: { username: 'test' },
+      },
+    });
+    const app = await waitFor(
+      'selective',
+      (a) => a.status?.operationState?.phase === 'Succeeded' && !a.operation,
+      'the selective sync',
+    );
+    expect(results(app)).toEqual(['Synced:Sync:ConfigMap/sel-a']);
+    expect((await configMap('sel-a'))?.data).toEqual({ a: '1' });
+    expect(await configMap('sel-b')).toBeUndefined();
+    expect(await jobsOf('selective')).toEqual([]);
+    expect(app.status?.history ?? []).toEqual([]);
+    // sel-b is still missing: the application is not Synced.
+    expect(app.status?.sync?.status).toBe('OutOfSync');
   });
 
   test('a dry-run operation applies nothing and leaves history alone; a Skip object is never pruned', async () => {

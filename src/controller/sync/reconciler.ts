@@ -17,7 +17,14 @@ import { UnknownKindError, type ResourceMapping, type RESTMapper } from '../../c
 import { assessHealth, worstHealth, type HealthStatus } from '../../core/kube/health.ts';
 import type { KubeResource } from '../../core/kube/resource.ts';
 import { apiGroup, describeObject } from '../../core/kube/resource.ts';
-import { isHook, isSkipped, planSync, SyncPlanError, type SyncPlan } from '../../core/kube/sync-plan.ts';
+import {
+  isHook,
+  isSkipped,
+  planSync,
+  selectResources,
+  SyncPlanError,
+  type SyncPlan,
+} from '../../core/kube/sync-plan.ts';
 import { SourceError, type RepoCache } from '../../core/gitops/repo-cache.ts';
 import { HelmRepositoryError } from '../../core/render/helm-repository.ts';
 import type { KubeClient } from '../../core/kube/client.ts';
@@ -36,7 +43,7 @@ import {
 } from '../../core/kube/ignore-differences.ts';
 import { jqPaths } from '../../core/kube/jq-paths.ts';
 import { jsonBytes, SizedLru } from '../../core/lru.ts';
-import type { LiveObjects } from './live.ts';
+import { owningApplication, type LiveObjects } from './live.ts';
 import { advanceSyncPlan, appliedKeys, prunedKeys, type Progress } from './operation.ts';
 import {
   awaitsProgress,
@@ -45,7 +52,7 @@ import {
   type ComparisonSummary,
   type SyncDecision,
 } from './policy.ts';
-import { isTrackedBy, track, type ManifestSource } from './source.ts';
+import { isTrackedBy, track, TRACKING_ANNOTATION, type ManifestSource } from './source.ts';
 import {
   APPLICATION,
   REFRESH_ANNOTATION,
@@ -125,6 +132,11 @@ export interface Comparison {
   extraneous: { resolved: ResolvedObject; live: KubeResource }[];
   errors: string[];
   warnings: string[];
+  /**
+   * Desired objects whose live copy carries another application's tracking id (Argo CD's
+   * SharedResourceWarning): a sync would take them over, or fail with FailOnSharedResource=true.
+   */
+  shared: string[];
 }
 
 export class ApplicationReconciler {
@@ -436,6 +448,14 @@ export class ApplicationReconciler {
       if (liveObj && isTrackedBy(app, liveObj, entry.namespace))
         extraneous.push({ resolved: r, live: liveObj });
     }
+    const shared = desired.flatMap((r, i) => {
+      const l = live[i];
+      if (!l?.metadata.annotations?.[TRACKING_ANNOTATION] || isTrackedBy(app, l, r.namespace)) return [];
+      const owner = owningApplication(l);
+      return [
+        `${describeObject(r.object, r.namespace)} is part of application ${owner ? `${owner.namespace}/${owner.name}` : l.metadata.annotations[TRACKING_ANNOTATION]}`,
+      ];
+    });
     const warnings = desiredState.unsupported.map((u) => `not supported, ignored: ${u}`);
     return {
       revision,
@@ -446,6 +466,7 @@ export class ApplicationReconciler {
       extraneous,
       errors,
       warnings,
+      shared,
     };
   }
 
@@ -539,7 +560,10 @@ export class ApplicationReconciler {
       syncResult: { revision: comparison.revision, resources: [], source: app.spec.source! },
       ...(decision.retryCount ? { retryCount: decision.retryCount } : {}),
     };
-    const refused = refusal(operation, comparison);
+    const refused = refusal(operation, comparison, [
+      ...(app.spec.syncPolicy?.syncOptions ?? []),
+      ...(operation.sync?.syncOptions ?? []),
+    ]);
     if (refused) return this.complete(app, comparison, { ...state, ...refused }, p);
     const who = operation.initiatedBy?.username ? `by ${operation.initiatedBy.username}` : 'automatically';
     await this.o.events?.record(
@@ -644,7 +668,7 @@ export class ApplicationReconciler {
     // What this operation applied stays in its plan although it is in sync now
     // (ApplyOutOfSyncOnly): its wave still waits for it to become healthy.
     const applied = appliedKeys(state.syncResult?.resources ?? []);
-    const plan = planSync({
+    const planned = planSync({
       desired: [...comparison.desired, ...comparison.hooks].map((r) => r.object),
       live: [
         ...liveByKey.values(),
@@ -664,6 +688,9 @@ export class ApplicationReconciler {
         },
       },
     });
+    // A selective sync applies and prunes what it names, nothing else, and runs no hooks.
+    const selected = operation.sync?.resources;
+    const plan = selected?.length ? selectResources(planned, selected) : planned;
     const destination = app.spec.destination.namespace ?? '';
     // The CreateNamespace=true task is not among the rendered objects: resolve it here.
     for (const task of plan.phases.flatMap((ph) => ph.waves.flatMap((w) => w.tasks))) {
@@ -748,7 +775,9 @@ export class ApplicationReconciler {
     const succeeded = state.phase === 'Succeeded' && !dryRun;
     const revision = state.syncResult?.revision ?? '';
     const history = [...(app.status?.history ?? [])];
-    if (done && succeeded && comparison) {
+    // A selective sync is not a deployment of the revision: no history entry (as Argo CD).
+    const selective = (state.operation.sync?.resources?.length ?? 0) > 0;
+    if (done && succeeded && comparison && !selective) {
       const entry: HistoryEntry = {
         id: (history.at(-1)?.id ?? -1) + 1,
         revision,
@@ -765,8 +794,10 @@ export class ApplicationReconciler {
     const inventory = real ? this.inventory(real, results, succeeded) : app.status?.resources;
     const failure = state.phase === 'Failed' ? state.message : undefined;
     const health = real ? this.health(real, results, failure) : app.status?.health;
-    const inSync = done ? succeeded : real !== undefined && isSynced(real);
-    const warnings = (comparison?.warnings ?? []).map((message) => ({ type: 'SyncWarning', message }));
+    const inSync = done
+      ? succeeded && (!selective || (real !== undefined && isSyncedAfter(real, results)))
+      : real !== undefined && isSynced(real);
+    const warnings = comparison ? warningConditions(comparison) : [];
     const written = await this.writeStatus(
       app,
       {
@@ -1111,6 +1142,17 @@ function isSynced(comparison: Comparison): boolean {
   );
 }
 
+/** Whether the application is in sync once `results` (a selective sync's) are applied and pruned. */
+function isSyncedAfter(comparison: Comparison, results: readonly ResourceResult[]): boolean {
+  const applied = appliedKeys(results);
+  const pruned = prunedKeys(results);
+  return (
+    comparison.objects.every((c) => c.inSync || applied.has(c.resolved.key)) &&
+    comparison.extraneous.every((e) => pruned.has(e.resolved.key)) &&
+    comparison.errors.length === 0
+  );
+}
+
 function summarize(comparison: Comparison): ComparisonSummary {
   return {
     revision: comparison.revision,
@@ -1121,8 +1163,15 @@ function summarize(comparison: Comparison): ComparisonSummary {
   };
 }
 
-function comparisonConditions(comparison: Comparison): Omit<AppCondition, 'lastTransitionTime'>[] {
+function warningConditions(comparison: Comparison): Omit<AppCondition, 'lastTransitionTime'>[] {
   const conditions = comparison.warnings.map((message) => ({ type: 'SyncWarning', message }));
+  if (comparison.shared.length)
+    conditions.push({ type: 'SharedResourceWarning', message: comparison.shared.join('; ') });
+  return conditions;
+}
+
+function comparisonConditions(comparison: Comparison): Omit<AppCondition, 'lastTransitionTime'>[] {
+  const conditions = warningConditions(comparison);
   if (comparison.errors.length) {
     conditions.push({ type: 'ComparisonError', message: comparison.errors.join('\n') });
   }
@@ -1133,12 +1182,14 @@ function comparisonConditions(comparison: Comparison): Omit<AppCondition, 'lastT
 function refusal(
   operation: SyncOperation,
   comparison: Comparison,
+  syncOptions: readonly string[],
 ): Pick<OperationState, 'phase' | 'message'> | undefined {
   const requested = operation.sync;
-  if (requested?.resources?.length) {
+  if (comparison.shared.length && syncOptions.includes('FailOnSharedResource=true')) {
+    // https://argo-cd.readthedocs.io/en/stable/user-guide/sync-options/#fail-the-sync-if-a-shared-resource-is-found
     return {
       phase: 'Failed',
-      message: 'selective sync (operation.sync.resources) is not supported yet: sync the whole application',
+      message: `shared resources found and FailOnSharedResource=true, nothing was applied: ${comparison.shared.join('; ')}`,
     };
   }
   if (requested?.dryRun) {

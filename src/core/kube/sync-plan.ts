@@ -910,3 +910,38 @@ export function hooksToDeleteAfterSync(plan: SyncPlan, outcome: 'succeeded' | 'f
     .flatMap((p) => p.waves.flatMap((w) => w.tasks))
     .filter((t): t is HookTask => t.type === 'hook' && t.deletePolicies.includes(policy));
 }
+
+/** A resource named by a selective sync (Argo CD's operation.sync.resources). */
+export interface SelectedResource {
+  group?: string;
+  kind: string;
+  name: string;
+  namespace?: string;
+}
+
+/**
+ * The plan of a selective sync (https://argo-cd.readthedocs.io/en/stable/user-guide/selective_sync/):
+ * only the applies and prunes of the resources named, no hooks (as Argo CD, which runs none in a
+ * selective sync), waves and phases left empty dropped. A namespace matches only when named.
+ */
+export function selectResources(plan: SyncPlan, selected: readonly SelectedResource[]): SyncPlan {
+  const matches = (t: SyncTask) =>
+    (t.type === 'apply' || t.type === 'prune') &&
+    selected.some(
+      (s) =>
+        (s.group ?? '') === t.group &&
+        s.kind === t.kind &&
+        s.name === t.name &&
+        (!s.namespace || s.namespace === (t.namespace ?? '')),
+    );
+  return {
+    ...plan,
+    phases: plan.phases
+      .map((p) => ({
+        ...p,
+        waves: p.waves.map((w) => ({ ...w, tasks: w.tasks.filter(matches) })).filter((w) => w.tasks.length),
+      }))
+      .filter((p) => p.waves.length),
+    syncFail: undefined,
+  };
+}

@@ -14,6 +14,7 @@ import {
   parseSyncOptions,
   planSync,
   resourceSyncOptions,
+  selectResources,
   SyncPlanError,
   syncWave,
   type HookTask,
@@ -1033,5 +1034,27 @@ spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
     const hookTask: HookTask = find(plan, 'hook', 'migrate');
     expect(hookTask.namespace).toBe('shop');
     expect(hooksToDeleteAfterSync(plan, 'succeeded')).toEqual([hookTask]);
+  });
+});
+
+describe('selectResources (selective sync)', () => {
+  test('only the applies and prunes named, by group, kind, name and namespace when given; no hooks', () => {
+    const plan = planSync({
+      desired: [
+        k('ConfigMap', 'a', wave(-1)),
+        k('ConfigMap', 'b'),
+        k('Deployment', 'a'),
+        job('migrate', { 'argocd.argoproj.io/hook': 'PreSync' }),
+      ],
+      live: [live(k('ConfigMap', 'old'))],
+      options: { prune: true },
+    });
+    const selected = selectResources(plan, [
+      { kind: 'ConfigMap', name: 'a' },
+      { group: 'apps', kind: 'Deployment', name: 'a', namespace: 'elsewhere' },
+      { kind: 'ConfigMap', name: 'old' },
+    ]);
+    expect(lines(selected)).toEqual(['Sync -1 apply ConfigMap/a', 'Sync 0 prune ConfigMap/old']);
+    expect(selected.syncFail).toBeUndefined();
   });
 });
