@@ -175,18 +175,15 @@ export async function startController(
       ...(PROFILE_DIR ? { cwd: PROFILE_DIR } : {}),
     },
   );
-  await until(
-    'the controller to be healthy',
-    async () =>
-      (await fetch(`http://127.0.0.1:${metricsPort}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      ))
-        ? true
-        : undefined,
-    30_000,
-    100,
-  );
+  // Answers /healthz: started, or done with a heap snapshot (written while it stops answering).
+  const healthy = async () =>
+    (await fetch(`http://127.0.0.1:${metricsPort}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    ))
+      ? true
+      : undefined;
+  await until('the controller to be healthy', healthy, 30_000, 100);
   return {
     pid: child.pid!,
     metricsPort,
@@ -212,18 +209,7 @@ export async function startController(
         120_000,
         200,
       );
-      await until(
-        'the controller to answer after the snapshot',
-        async () =>
-          (await fetch(`http://127.0.0.1:${metricsPort}/healthz`).then(
-            (r) => r.ok,
-            () => false,
-          ))
-            ? true
-            : undefined,
-        120_000,
-        200,
-      );
+      await until('the controller to answer after the snapshot', healthy, 120_000, 200);
       return join(PROFILE_DIR, file);
     },
   };

@@ -182,6 +182,20 @@ async function createApp(name: string, repo: string, options: AppOptions = {}): 
   });
 }
 
+/** An Application without automated sync, from the repository of its name, created with `operation`. */
+async function createManualApp(name: string, operation: Application['operation']): Promise<void> {
+  await client.create(APPLICATION, {
+    apiVersion: 'kube-actions.dev/v1alpha1',
+    kind: 'Application',
+    metadata: { name, namespace: ns.name },
+    spec: {
+      source: { repoURL: server.url(name), targetRevision: 'main' },
+      destination: { namespace: ns.name },
+    },
+    operation,
+  });
+}
+
 /** Asks for a refresh as `argocd app get --refresh` does: the controller looks at Git now. */
 async function refresh(name: string, namespace = ns.name): Promise<void> {
   await client.patch(APPLICATION, namespace, name, {
@@ -818,19 +832,10 @@ spec:
       'b.yaml': CONFIGMAP('sel-b', { b: '1' }),
       'hook.yaml': SUSPENDED_HOOK('sel-hook', false).replace('PreSync', 'PostSync'),
     });
-    await client.create(APPLICATION, {
-      apiVersion: 'kube-actions.dev/v1alpha1',
-      kind: 'Application',
-      metadata: { name: 'selective', namespace: ns.name },
-      spec: {
-        source: { repoURL: server.url('selective'), targetRevision: 'main' },
-        destination: { namespace: ns.name },
-      },
-      // As `kube-actions app sync selective --resource :ConfigMap:sel-a` writes it.
-      operation: {
-        sync: { resources: [{ group: '', kind: 'ConfigMap', name: 'sel-a' }] },
-        initiatedBy: { username: 'test' },
-      },
+    // As `kube-actions app sync selective --resource :ConfigMap:sel-a` writes it.
+    await createManualApp('selective', {
+      sync: { resources: [{ group: '', kind: 'ConfigMap', name: 'sel-a' }] },
+      initiatedBy: { username: 'test' },
     });
     const app = await waitFor(
       'selective',
@@ -851,16 +856,7 @@ spec:
       'a.yaml': CONFIGMAP('dry-a', { a: '1' }),
       'b.yaml': CONFIGMAP('dry-b', { b: '1' }),
     });
-    await client.create(APPLICATION, {
-      apiVersion: 'kube-actions.dev/v1alpha1',
-      kind: 'Application',
-      metadata: { name: 'dry', namespace: ns.name },
-      spec: {
-        source: { repoURL: server.url('dry'), targetRevision: 'main' },
-        destination: { namespace: ns.name },
-      },
-      operation: { sync: { dryRun: true }, initiatedBy: { username: 'test' } },
-    });
+    await createManualApp('dry', { sync: { dryRun: true }, initiatedBy: { username: 'test' } });
     const dry = await waitFor(
       'dry',
       (a) => a.status?.operationState?.phase === 'Succeeded' && !a.operation,

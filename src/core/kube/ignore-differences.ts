@@ -108,12 +108,7 @@ function resolveStep(key: string, value: unknown): string | number | undefined {
       return isRecord(value) && body in value ? body : undefined;
     case 'k:': {
       if (!Array.isArray(value)) return undefined;
-      let fields: unknown;
-      try {
-        fields = JSON.parse(body);
-      } catch {
-        return undefined;
-      }
+      const fields = parseJSON(body);
       if (!isRecord(fields)) return undefined;
       const i = value.findIndex(
         (item) => isRecord(item) && Object.entries(fields).every(([k, v]) => sameJSON(item[k], v)),
@@ -122,12 +117,8 @@ function resolveStep(key: string, value: unknown): string | number | undefined {
     }
     case 'v:': {
       if (!Array.isArray(value)) return undefined;
-      let member: unknown;
-      try {
-        member = JSON.parse(body);
-      } catch {
-        return undefined;
-      }
+      const member = parseJSON(body);
+      if (member === undefined) return undefined;
       const i = value.findIndex((item) => sameJSON(item, member));
       return i >= 0 ? i : undefined;
     }
@@ -137,6 +128,15 @@ function resolveStep(key: string, value: unknown): string | number | undefined {
     }
     default:
       return undefined;
+  }
+}
+
+/** The value of a fieldsV1 key's JSON, or undefined when it is not JSON. */
+function parseJSON(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
   }
 }
 
