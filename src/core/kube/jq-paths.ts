@@ -3,7 +3,7 @@
 // names, the same fields Argo CD's gojq `del(EXPR)` removes. A separate process, not a jq built
 // into this one: an expression comes from whoever may write an Application, and jq runs any
 // program (`def f: f; f` never ends), so it runs with a deadline (Argo CD's default: 1 s) and is
-// killed past it, never blocking the event loop; and it runs with an empty environment and
+// killed past it, never blocking the event loop; and it runs with no environment but PATH and
 // without the builtins that read outside its input, so an error message cannot carry a secret.
 import { execFile } from 'node:child_process';
 import { IgnoreRuleError, type FieldPath } from './ignore-differences.ts';
@@ -34,7 +34,13 @@ export async function jqPaths(
     const child = execFile(
       'jq',
       ['--compact-output', `[path(${expression})]`],
-      { env: {}, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 4 * 1024 * 1024 },
+      // PATH alone, to find jq wherever it is installed: no variable that could hold a secret.
+      {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+        timeout: timeoutMs,
+        killSignal: 'SIGKILL',
+        maxBuffer: 4 * 1024 * 1024,
+      },
       (err, stdout, stderr) => {
         if (!err) return resolve(stdout);
         const e = err as NodeJS.ErrnoException & { killed?: boolean };

@@ -201,7 +201,7 @@ describe('jqPathExpressions (jq itself, in its own process)', () => {
         'import "x" as $x; .',
       ])
         await expect(jqPaths(hostile, live)).rejects.toThrow(/is not allowed here/);
-      // Even unrefused, jq runs with an empty environment: nothing to leak.
+      // $__loc__ is refused as well; and jq runs with no environment but PATH.
       await expect(jqPaths('error(($__loc__ | tostring))', live)).rejects.toThrow(/is not allowed here/);
     } finally {
       delete process.env.IGNORE_DIFF_SECRET;
