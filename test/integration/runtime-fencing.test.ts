@@ -150,3 +150,50 @@ test('a leader frozen past its renew deadline (a stopped process, a long pause) 
   expect(outcome).toBeInstanceOf(WritesFencedError);
   await expect(client.get(CONFIGMAPS, ns.name, 'written-after-freeze')).rejects.toMatchObject({ code: 404 });
 });
+
+test('a write that passed the guard and froze before it was sent is stopped at the socket when it resumes past the deadline', async () => {
+  const manager = new Manager({
+    kubeConfig: ns.kc,
+    logger: silentLogger,
+    leaderElection: {
+      namespace: ns.name,
+      name: 'late-freeze',
+      identity: 'late-frozen',
+      leaseDurationSeconds: 3,
+      renewDeadlineSeconds: 2,
+      retryPeriodSeconds: 0.5,
+    },
+  });
+  cleanup.push(() => manager.stop());
+  await manager.start();
+  await eventually('leading', () => Promise.resolve(manager.isLeader() || undefined));
+  // A write to a pooled connection first, so the frozen one is not waiting for a handshake.
+  await manager.client.create(CONFIGMAPS, {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'written-while-leading', namespace: ns.name },
+  });
+  // The guard is asked when create() is called, synchronously; the request goes out only after
+  // later ticks. The freeze falls between the two, as a SIGSTOP can.
+  const write = manager.client
+    .create(CONFIGMAPS, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'written-after-late-freeze', namespace: ns.name },
+    })
+    .then(
+      (created) => created,
+      (err: unknown) => err,
+    );
+  const until = performance.now() + 3_500;
+  while (performance.now() < until) {
+    /* frozen */
+  }
+  expect(await write).toBeInstanceOf(WritesFencedError);
+  const client = new KubeClient(ns.kc);
+  cleanup.push(() => client.close());
+  await expect(client.get(CONFIGMAPS, ns.name, 'written-after-late-freeze')).rejects.toMatchObject({
+    code: 404,
+  });
+  await client.get(CONFIGMAPS, ns.name, 'written-while-leading');
+});

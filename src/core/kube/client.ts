@@ -170,6 +170,9 @@ export class KubeClient {
    * connection, for every request; one shared pool keeps connections alive between calls.
    */
   private pool?: Dispatcher;
+  /** The same pool, asking the write fence again just before each request goes out (fenced()). */
+  private fencedPool?: Dispatcher;
+  private fencedPoolOf?: Dispatcher;
   /** Pools retired after a failure, destroyed once their in-flight requests had time to end. */
   private readonly retired = new Map<Dispatcher, NodeJS.Timeout>();
   private readonly fence = new AbortController();
@@ -178,7 +181,10 @@ export class KubeClient {
   constructor(kubeConfig: k8s.KubeConfig, options: KubeClientOptions = {}) {
     if (!kubeConfig.getCurrentCluster()) throw new Error('the kubeconfig has no current cluster');
     this.kubeConfig = kubeConfig;
-    this.http = new InstrumentedHttp(options.metrics, (ctx) => this.retire(ctx.getDispatcher()));
+    this.http = new InstrumentedHttp(options.metrics, (ctx) => {
+      const dispatcher = ctx.getDispatcher();
+      this.retire(dispatcher && dispatcher === this.fencedPool ? this.fencedPoolOf : dispatcher);
+    });
     this.userAgent = options.userAgent ?? 'kube-actions-controller';
   }
 
@@ -210,11 +216,9 @@ export class KubeClient {
   /** Sends a request and returns the parsed JSON body; throws k8s.ApiException unless 2xx. */
   async request<T = unknown>(method: Method, path: string, options: RequestOptions = {}): Promise<T> {
     const writes = !READS.has(method.toUpperCase()) && !options.unguarded;
-    if (writes && this.fence.signal.aborted) throw this.fence.signal.reason as Error;
-    if (writes && this.writeGuard && !this.writeGuard()) {
-      throw new WritesFencedError(
-        `${method} ${path} refused: this replica does not hold its leader lease now`,
-      );
+    if (writes) {
+      const refusal = this.writeRefusal(method, path);
+      if (refusal) throw refusal;
     }
     // AbortSignal.timeout() throws on a fractional delay.
     const timeout = AbortSignal.timeout(Math.max(1, Math.ceil(options.timeoutMs ?? 30_000)));
@@ -224,7 +228,7 @@ export class KubeClient {
       ...(writes ? [this.fence.signal] : []),
     ];
     const signal = signals.length > 1 ? AbortSignal.any(signals) : timeout;
-    const { rsp, dispatcher } = await this.send(method, path, { ...options, signal });
+    const { rsp, dispatcher } = await this.send(method, path, { ...options, signal }, false, writes);
     let text: string;
     try {
       text = await rsp.body.text();
@@ -269,6 +273,17 @@ export class KubeClient {
     } finally {
       void dispatcher?.destroy().catch(() => undefined);
     }
+  }
+
+  /** Why a write may not be sent now (fenced, or the guard says no), or undefined when it may. */
+  private writeRefusal(method: string, path: string): WritesFencedError | undefined {
+    if (this.fence.signal.aborted) return this.fence.signal.reason as WritesFencedError;
+    if (this.writeGuard && !this.writeGuard()) {
+      return new WritesFencedError(
+        `${method} ${path} refused: this replica does not hold its leader lease now`,
+      );
+    }
+    return undefined;
   }
 
   /**
@@ -340,6 +355,7 @@ export class KubeClient {
     path: string,
     options: RequestOptions & { signal: AbortSignal },
     dedicated = false,
+    guarded = false,
   ): Promise<{ rsp: k8s.ResponseContext; dispatcher: Dispatcher | undefined }> {
     const server = this.kubeConfig.getCurrentCluster()!.server;
     const ctx = new k8s.RequestContext(`${server}${path}`, method);
@@ -357,12 +373,53 @@ export class KubeClient {
     ctx.setSignal(options.signal);
     await this.authenticate(ctx, dedicated);
     const dispatcher = ctx.getDispatcher();
+    if (guarded && dispatcher && dispatcher === this.pool) ctx.setDispatcher(this.fenced(dispatcher));
     try {
       return { rsp: await this.http.send(ctx).toPromise(), dispatcher };
     } catch (err) {
       if (dedicated) void dispatcher?.destroy().catch(() => undefined);
+      // A write the fence stopped at the socket: fetch wraps the reason in a TypeError.
+      const cause = (err as { cause?: unknown } | null)?.cause;
+      if (cause instanceof WritesFencedError) throw cause;
       throw err;
     }
+  }
+
+  /**
+   * The pool, asking the fence once more at the last moment: undici calls onRequestStart
+   * synchronously just before it writes the request to the socket. Between request()'s check and
+   * that moment a write may wait for a connection, or the process may be frozen (SIGSTOP, a long
+   * GC pause) and resume past its lease with the write still queued; sent then, it could undo
+   * what the new leader wrote. The chaos suite's frozen leader found exactly that write.
+   */
+  private fenced(pool: Dispatcher): Dispatcher {
+    if (this.fencedPool && this.fencedPoolOf === pool) return this.fencedPool;
+    type Dispatch = Parameters<Dispatcher['dispatch']>;
+    type Handler = Dispatch[1] & {
+      onRequestStart?: (controller: { abort(reason: Error): void }, context: unknown) => void;
+    };
+    const check = (opts: Dispatch[0]) => this.writeRefusal(opts.method, opts.path);
+    this.fencedPool = pool.compose(
+      (dispatch) => (opts, handler: Handler) =>
+        dispatch(
+          opts,
+          new Proxy(handler, {
+            get(target, key) {
+              if (key === 'onRequestStart') {
+                return (controller: { abort(reason: Error): void }, context: unknown) => {
+                  target.onRequestStart?.(controller, context);
+                  const refusal = check(opts);
+                  if (refusal) controller.abort(refusal);
+                };
+              }
+              const value: unknown = Reflect.get(target, key, target);
+              return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
+            },
+          }),
+        ),
+    );
+    this.fencedPoolOf = pool;
+    return this.fencedPool;
   }
 
   /** Sets credentials and the connection pool on a request (the dedicated one: a fresh pool). */
