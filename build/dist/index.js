@@ -22636,12 +22636,13 @@ var RegistryClient = class {
     });
     return res.status === 200;
   }
-  async getBlob(repository, digest) {
+  /** The blob, checked against its digest; more than `maxBytes` (when given) is refused unread. */
+  async getBlob(repository, digest, maxBytes) {
     const res = await this.request(`/v2/${repository}/blobs/${digest}`, {
       scopes: [scope(repository, "pull")],
       retry: true
     });
-    const body = Buffer.from(await res.arrayBuffer());
+    const body = maxBytes === void 0 ? Buffer.from(await res.arrayBuffer()) : await readAtMost(res, maxBytes);
     if (sha256Digest(body) !== digest) {
       throw new RegistryError(
         `${this.registry}/${repository}: blob ${digest} arrived with another digest`,
@@ -22739,6 +22740,26 @@ var RegistryClient = class {
     }
     const mediaType = JSON.parse(body.toString("utf8")).mediaType ?? res.headers.get("content-type")?.split(";")[0] ?? MEDIA_TYPES.ociManifest;
     return { mediaType, digest, body };
+  }
+  /**
+   * The repository's tags (GET /v2/<name>/tags/list), following the `Link: <...>; rel="next"`
+   * pages of registries that paginate; at most `limit`, so a hostile registry cannot make it
+   * endless.
+   */
+  async listTags(repository, limit = 1e4) {
+    const tags = [];
+    let path = `/v2/${repository}/tags/list?n=1000`;
+    for (let page = 0; path && tags.length < limit && page < 100; page++) {
+      const res = await this.request(path, { scopes: [scope(repository, "pull")], retry: true });
+      const text = (await readAtMost(res, 16 * 1024 * 1024)).toString("utf8");
+      const body = JSON.parse(text);
+      if (Array.isArray(body?.tags)) {
+        for (const t of body.tags) if (typeof t === "string") tags.push(t);
+      }
+      const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.get("link") ?? "")?.[1];
+      path = next && (next.startsWith("/v2/") || next.startsWith(`${this.base}/v2/`)) ? next : void 0;
+    }
+    return tags.slice(0, limit);
   }
   /** PUTs a manifest under a tag or its digest; returns its digest. */
   async putManifest(repository, reference, body, mediaType) {
@@ -22908,6 +22929,22 @@ var RegistryClient = class {
     return { token, expiresAt: now + Math.max((body.expires_in ?? 60) - 10, 1) * 1e3 };
   }
 };
+async function readAtMost(res, limit) {
+  const where = res.url.replace(/\?.*$/, "");
+  if (Number(res.headers.get("content-length") ?? 0) > limit) {
+    await res.body?.cancel();
+    throw new RegistryError(`${where}: the answer is larger than the ${limit} bytes allowed`, 0);
+  }
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of res.body ?? []) {
+    size += chunk.length;
+    if (size > limit)
+      throw new RegistryError(`${where}: the answer is larger than the ${limit} bytes allowed`, 0);
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks);
+}
 var RetryableError = class extends Error {
   retryAfterMs;
   constructor(message, retryAfterMs2) {

@@ -19,6 +19,54 @@ export interface ChartVersion {
   templates: Record<string, string>;
 }
 
+/** `helm package` of a chart version written under `work`; the archive goes to `destination`. */
+export async function packageChart(work: string, chart: ChartVersion, destination: string): Promise<string> {
+  const src = join(work, 'src', `${chart.name}-${chart.version}`, chart.name);
+  await mkdir(join(src, 'templates'), { recursive: true });
+  await writeFile(
+    join(src, 'Chart.yaml'),
+    `apiVersion: v2\nname: ${chart.name}\nversion: ${chart.version}\n`,
+  );
+  for (const [name, text] of Object.entries(chart.templates))
+    await writeFile(join(src, 'templates', name), text);
+  await mkdir(destination, { recursive: true });
+  await run('helm', ['package', src, '--destination', destination]);
+  return join(destination, `${chart.name}-${chart.version}.tgz`);
+}
+
+/**
+ * `helm push` of chart versions to `oci://<registry>/<repository>` (plain HTTP: the test registry
+ * is on loopback), logging in first with `helm registry login` when credentials are given. Helm's
+ * config and cache live in a directory of their own, removed afterwards.
+ */
+export async function pushCharts(
+  registry: string,
+  repository: string,
+  charts: ChartVersion[],
+  auth?: { username: string; password: string },
+): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), 'helm-push-'));
+  const env = {
+    ...process.env,
+    HELM_CONFIG_HOME: join(work, 'config'),
+    HELM_CACHE_HOME: join(work, 'cache'),
+    HELM_DATA_HOME: join(work, 'data'),
+  };
+  try {
+    if (auth) {
+      // A test password: on the command line is good enough here.
+      const login = ['registry', 'login', registry, '--plain-http', '--username', auth.username];
+      await run('helm', [...login, '--password', auth.password], { env });
+    }
+    for (const chart of charts) {
+      const archive = await packageChart(work, chart, join(work, 'out'));
+      await run('helm', ['push', archive, `oci://${registry}/${repository}`, '--plain-http'], { env });
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
 export class ChartRepo {
   readonly url: string;
   /** Paths requested, in order (including refused ones). */
@@ -70,17 +118,8 @@ export class ChartRepo {
 
   /** Packages a chart version into the repository and indexes it again. */
   async publish(chart: ChartVersion): Promise<void> {
-    const src = join(this.work, 'src', `${chart.name}-${chart.version}`, chart.name);
-    await mkdir(join(src, 'templates'), { recursive: true });
-    await writeFile(
-      join(src, 'Chart.yaml'),
-      `apiVersion: v2\nname: ${chart.name}\nversion: ${chart.version}\n`,
-    );
-    for (const [name, text] of Object.entries(chart.templates))
-      await writeFile(join(src, 'templates', name), text);
     const charts = join(this.dir, 'charts');
-    await mkdir(charts, { recursive: true });
-    await run('helm', ['package', src, '--destination', charts]);
+    await packageChart(this.work, chart, charts);
     await run('helm', ['repo', 'index', charts, '--url', this.url]);
   }
 

@@ -5,7 +5,7 @@
 // node's gateway address (node.ts), where that node's containerd pulls from it.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -30,6 +30,8 @@ export interface RegistryOptions {
    * htpasswd registries this way.
    */
   gateway?: string;
+  /** Log each request (distribution's access log), for requests(). */
+  accessLog?: boolean;
 }
 
 export interface RegistryCredentials {
@@ -126,7 +128,7 @@ export class OciRegistry {
     let host = `127.0.0.1:${port}`;
     const config = [
       'version: 0.1',
-      'log: { level: warn, accesslog: { disabled: true } }',
+      `log: { level: warn, accesslog: { disabled: ${options.accessLog ? 'false' : 'true'} } }`,
       `storage: { filesystem: { rootdirectory: ${join(dir, 'data')} }, delete: { enabled: true } }`,
       `http: { addr: "${host}", secret: "${randomBytes(16).toString('hex')}" }`,
     ];
@@ -188,6 +190,12 @@ export class OciRegistry {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
+  }
+
+  /** `METHOD /path` of each request so far, from the access log (start with `accessLog`). */
+  async requests(): Promise<string[]> {
+    const log = await readFile(this.process.logFile, 'utf8').catch(() => '');
+    return [...log.matchAll(/"([A-Z]+) (\/[^ "]*) HTTP\/[\d.]+"/g)].map((m) => `${m[1]} ${m[2]}`);
   }
 
   async stop(): Promise<void> {

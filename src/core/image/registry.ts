@@ -156,12 +156,14 @@ export class RegistryClient {
     return res.status === 200;
   }
 
-  async getBlob(repository: string, digest: string): Promise<Buffer> {
+  /** The blob, checked against its digest; more than `maxBytes` (when given) is refused unread. */
+  async getBlob(repository: string, digest: string, maxBytes?: number): Promise<Buffer> {
     const res = await this.request(`/v2/${repository}/blobs/${digest}`, {
       scopes: [scope(repository, 'pull')],
       retry: true,
     });
-    const body = Buffer.from(await res.arrayBuffer());
+    const body =
+      maxBytes === undefined ? Buffer.from(await res.arrayBuffer()) : await readAtMost(res, maxBytes);
     if (sha256Digest(body) !== digest) {
       throw new RegistryError(
         `${this.registry}/${repository}: blob ${digest} arrived with another digest`,
@@ -278,6 +280,26 @@ export class RegistryClient {
       res.headers.get('content-type')?.split(';')[0] ??
       MEDIA_TYPES.ociManifest;
     return { mediaType, digest, body };
+  }
+
+  /**
+   * The repository's tags (GET /v2/<name>/tags/list), following the `Link: <...>; rel="next"`
+   * pages of registries that paginate; at most `limit`, so a hostile registry cannot make it
+   * endless.
+   */
+  async listTags(repository: string, limit = 10_000): Promise<string[]> {
+    const tags: string[] = [];
+    let path: string | undefined = `/v2/${repository}/tags/list?n=1000`;
+    for (let page = 0; path && tags.length < limit && page < 100; page++) {
+      const res = await this.request(path, { scopes: [scope(repository, 'pull')], retry: true });
+      const text = (await readAtMost(res, 16 * 1024 * 1024)).toString('utf8');
+      const body = JSON.parse(text) as { tags?: unknown } | null;
+      if (Array.isArray(body?.tags)) for (const t of body.tags) if (typeof t === 'string') tags.push(t);
+      const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.get('link') ?? '')?.[1];
+      // The next page is on the same registry: an absolute link elsewhere is not followed.
+      path = next && (next.startsWith('/v2/') || next.startsWith(`${this.base}/v2/`)) ? next : undefined;
+    }
+    return tags.slice(0, limit);
   }
 
   /** PUTs a manifest under a tag or its digest; returns its digest. */
@@ -465,6 +487,25 @@ export class RegistryClient {
     // The spec's default lifetime is 60 s; renew a little early.
     return { token, expiresAt: now + Math.max((body.expires_in ?? 60) - 10, 1) * 1000 };
   }
+}
+
+/** The body, refused once it passes `limit` bytes (declared or read). */
+async function readAtMost(res: Response, limit: number): Promise<Buffer> {
+  // A blob may redirect to storage whose URL is signed in its query: never in a message.
+  const where = res.url.replace(/\?.*$/, '');
+  if (Number(res.headers.get('content-length') ?? 0) > limit) {
+    await res.body?.cancel();
+    throw new RegistryError(`${where}: the answer is larger than the ${limit} bytes allowed`, 0);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body ?? []) {
+    size += (chunk as Uint8Array).length;
+    if (size > limit)
+      throw new RegistryError(`${where}: the answer is larger than the ${limit} bytes allowed`, 0);
+    chunks.push(Buffer.from(chunk as Uint8Array));
+  }
+  return Buffer.concat(chunks);
 }
 
 class RetryableError extends Error {

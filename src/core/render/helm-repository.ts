@@ -5,6 +5,11 @@
 // against it, and unpacked into the cache, so a chart that did not change costs no network but
 // the index, and that only when the application is refreshed (poll, webhook, refresh request).
 //
+// Charts in OCI registries (`oci://host/path`, or `host/path` with no scheme, as Argo CD names
+// them with enableOCI: https://argo-cd.readthedocs.io/en/stable/user-guide/helm/#helm-oci-registry)
+// are `<path>/<chart>` repositories whose tags are the versions (`+` written `_`, as Helm does):
+// a range lists the tags, the manifest names the chart layer, and its digest keys the cache.
+//
 // Hostile input stays bounded: the index and an archive have size limits and a deadline, an
 // archive member may not leave its directory, and a chart URL on another host gets no credentials.
 import { createHash } from 'node:crypto';
@@ -16,6 +21,15 @@ import { createGunzip } from 'node:zlib';
 import semver from 'semver';
 import { extract } from 'tar-stream';
 import { parse } from 'yaml';
+import { RegistryClient, RegistryError, MEDIA_TYPES } from '../image/registry.ts';
+
+/** Helm's media types for a chart in an OCI registry (helm.sh/helm/v3/pkg/registry). */
+const HELM_CONFIG = 'application/vnd.cncf.helm.config.v1+json';
+const HELM_CHART_LAYERS = new Set([
+  'application/vnd.cncf.helm.chart.content.v1.tar+gzip',
+  // Helm 3.0-3.7's experimental OCI support wrote this one.
+  'application/tar+gzip',
+]);
 
 export const MAX_INDEX_BYTES = 32 * 1024 * 1024;
 export const MAX_CHART_BYTES = 64 * 1024 * 1024;
@@ -36,6 +50,31 @@ export interface ResolvedChart {
   url: string;
   /** sha256 of the archive, from the index ('' when the index gives none). */
   digest: string;
+  /** For a chart in an OCI registry: where its layer is. */
+  oci?: { registry: string; repository: string };
+}
+
+/**
+ * The registry and repository path of an OCI Helm repository URL, or undefined for an HTTP(S)
+ * one: `oci://host[:port]/path` or `host[:port]/path` without a scheme.
+ */
+export function ociRepository(repoURL: string): { registry: string; path: string } | undefined {
+  if (/^https?:\/\//i.test(repoURL)) return undefined;
+  const rest = repoURL.replace(/^oci:\/\//i, '');
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(rest)) return undefined;
+  const slash = rest.indexOf('/');
+  const registry = slash < 0 ? rest : rest.slice(0, slash);
+  const path = slash < 0 ? '' : rest.slice(slash + 1).replace(/\/+$/, '');
+  // A registry host (name or address, optional port) and repository path components as the
+  // distribution spec allows them; anything else (a user@ part, spaces, `..`) is not one.
+  if (
+    !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?$/i.test(registry) &&
+    !/^\[[0-9a-f:]+\](:\d+)?$/i.test(registry)
+  )
+    return undefined;
+  if (path && !/^[a-z0-9]+([._-][a-z0-9]+|__)*(\/[a-z0-9]+([._-][a-z0-9]+|__)*)*$/.test(path))
+    return undefined;
+  return { registry, path };
 }
 
 interface IndexEntry {
@@ -61,6 +100,8 @@ export interface HelmRepositoriesOptions {
 export class HelmRepositories {
   private readonly o: HelmRepositoriesOptions;
   private readonly indexes = new Map<string, CachedIndex>();
+  /** OCI charts resolved last, by repository, chart and constraint (read again on refresh). */
+  private readonly ociResolved = new Map<string, ResolvedChart>();
 
   constructor(options: HelmRepositoriesOptions) {
     this.o = options;
@@ -77,6 +118,8 @@ export class HelmRepositories {
     constraint: string,
     refresh: boolean,
   ): Promise<ResolvedChart> {
+    const oci = ociRepository(repoURL);
+    if (oci) return this.resolveOci(repoURL, oci, chart, constraint, refresh);
     const index = await this.index(repoURL, refresh);
     const entries = index.entries[chart];
     if (!entries?.length)
@@ -114,7 +157,15 @@ export class HelmRepositories {
       throw new HelmRepositoryError(`chart ${chart.url} has an invalid digest ${key}`);
     const dir = join(this.o.dir, 'charts', key);
     if (await isDir(dir)) return dir;
-    const body = await this.get(repoURL, chart.url, MAX_CHART_BYTES);
+    const body = chart.oci
+      ? await this.ociCall(chart.url, async () =>
+          (await this.registry(repoURL, chart.oci!.registry)).getBlob(
+            chart.oci!.repository,
+            `sha256:${chart.digest}`,
+            MAX_CHART_BYTES,
+          ),
+        )
+      : await this.get(repoURL, chart.url, MAX_CHART_BYTES);
     if (chart.digest) {
       const actual = createHash('sha256').update(body).digest('hex');
       if (actual !== chart.digest)
@@ -134,6 +185,105 @@ export class HelmRepositories {
       await rm(staging, { recursive: true, force: true });
     }
     return dir;
+  }
+
+  private async resolveOci(
+    repoURL: string,
+    oci: { registry: string; path: string },
+    chart: string,
+    constraint: string,
+    refresh: boolean,
+  ): Promise<ResolvedChart> {
+    const key = JSON.stringify([repoURL, chart, constraint]);
+    const known = this.ociResolved.get(key);
+    if (known && !refresh) return known;
+    if (!/^[a-z0-9]+([._-][a-z0-9]+)*$/.test(chart))
+      throw new HelmRepositoryError(`${JSON.stringify(chart)} is not a chart name an OCI registry can hold`);
+    const repository = oci.path ? `${oci.path}/${chart}` : chart;
+    const where = `oci://${oci.registry}/${repository}`;
+    const client = await this.registry(repoURL, oci.registry);
+    const wanted = constraint.trim();
+    // An exact version (build metadata and all) needs no tags list.
+    let version = semver.parse(wanted)?.raw === wanted ? wanted : '';
+    if (!version) {
+      // A range: the tags are the versions.
+      const range = semverRange(constraint);
+      const tags = await this.ociCall(where, () => client.listTags(repository));
+      const best = tags
+        .map((t) => t.replace(/_/g, '+'))
+        .filter((v) => semver.parse(v)?.raw === v && semver.satisfies(v, range))
+        .sort((a, b) => semver.rcompare(a, b))[0];
+      if (!best)
+        throw new HelmRepositoryError(
+          `no version of chart ${chart} in ${where} matches ${JSON.stringify(wanted || '*')} (its tags: ${
+            tags.slice(0, 10).join(', ') || 'none'
+          })`,
+        );
+      version = best;
+    }
+    const tag = version.replace(/\+/g, '_');
+    const manifest = await this.ociCall(`${where}:${tag}`, () =>
+      client.getManifest(repository, tag, [MEDIA_TYPES.ociManifest]),
+    );
+    let doc: {
+      config?: { mediaType?: unknown };
+      layers?: Array<{ mediaType?: unknown; digest?: unknown; size?: unknown }>;
+    };
+    try {
+      doc = JSON.parse(manifest.body.toString('utf8')) as typeof doc;
+    } catch {
+      throw new HelmRepositoryError(`${where}:${tag}: the manifest is not JSON`);
+    }
+    if (doc.config?.mediaType !== HELM_CONFIG)
+      throw new HelmRepositoryError(
+        `${where}:${tag} is not a Helm chart (its config is ${JSON.stringify(doc.config?.mediaType ?? null)}, not ${HELM_CONFIG})`,
+      );
+    const layer = (doc.layers ?? []).find(
+      (l) => typeof l.mediaType === 'string' && HELM_CHART_LAYERS.has(l.mediaType),
+    );
+    const digest =
+      typeof layer?.digest === 'string' ? /^sha256:([0-9a-f]{64})$/.exec(layer.digest)?.[1] : undefined;
+    if (!digest) throw new HelmRepositoryError(`${where}:${tag} has no chart layer with a sha256 digest`);
+    if (typeof layer?.size === 'number' && layer.size > MAX_CHART_BYTES)
+      throw new HelmRepositoryError(
+        `${where}:${tag}: the chart is ${layer.size} bytes, more than the ${MAX_CHART_BYTES} allowed`,
+      );
+    const resolved: ResolvedChart = {
+      version,
+      url: `${where}:${tag}`,
+      digest,
+      oci: { registry: oci.registry, repository },
+    };
+    this.ociResolved.set(key, resolved);
+    return resolved;
+  }
+
+  /** A registry client answering with the repository Secret's credentials for `repoURL`. */
+  private async registry(repoURL: string, registry: string): Promise<RegistryClient> {
+    const creds = await this.o.credentials?.(repoURL);
+    const timeoutMs = this.o.timeoutMs ?? 60_000;
+    return new RegistryClient({
+      registry,
+      // Only this registry's challenge gets them: the client asks for no other host.
+      credentials: () =>
+        Promise.resolve(creds ? { username: creds.username ?? '', password: creds.password } : undefined),
+      fetch: (url, init) => {
+        this.o.onRequest?.(url instanceof Request ? url.url : url.toString());
+        return fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+      },
+      retries: 2,
+    });
+  }
+
+  /** Registry errors as Helm repository errors (the reconciler reports those as conditions). */
+  private async ociCall<T>(where: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      if (err instanceof RegistryError) throw new HelmRepositoryError(`${where}: ${err.message}`);
+      if (err instanceof SyntaxError) throw new HelmRepositoryError(`${where}: ${err.message}`);
+      throw err;
+    }
   }
 
   private async index(repoURL: string, refresh: boolean): Promise<CachedIndex> {

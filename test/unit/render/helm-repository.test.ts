@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
-import { HelmRepositories } from '../../../src/core/render/helm-repository.ts';
+import { HelmRepositories, ociRepository } from '../../../src/core/render/helm-repository.ts';
 
 const files = new Map<string, Buffer>();
 let server: Server;
@@ -101,5 +101,76 @@ describe('Helm repositories', () => {
       /leaves its directory/,
     );
     await expect(readFile(join(cache, '..', 'escaped.yaml'))).rejects.toThrow();
+  });
+
+  test("OCI repository URLs: oci:// or no scheme (Argo CD's enableOCI form); nothing else is taken for one", () => {
+    expect(ociRepository('oci://ghcr.io/acme/charts')).toEqual({ registry: 'ghcr.io', path: 'acme/charts' });
+    expect(ociRepository('registry-1.docker.io/bitnamicharts/')).toEqual({
+      registry: 'registry-1.docker.io',
+      path: 'bitnamicharts',
+    });
+    expect(ociRepository('oci://127.0.0.1:5000')).toEqual({ registry: '127.0.0.1:5000', path: '' });
+    for (const notOci of [
+      'https://charts.example.com',
+      'http://127.0.0.1/charts',
+      'git@github.com:acme/charts',
+      'oci://user:pw@ghcr.io/acme',
+      'oci://ghcr.io/acme/../etc',
+      'oci://ghcr.io/Acme',
+      'file:///etc',
+      'ssh://git@host/x',
+    ])
+      expect(ociRepository(notOci)).toBeUndefined();
+  });
+
+  test('an OCI chart: the tags are the versions (`_` for `+`); a manifest that is not a Helm chart, or too large a layer, is refused', async () => {
+    const registry = base.replace(/^http:\/\/|\/repo$/g, '');
+    const chart = await tgz([
+      { name: 'oci/Chart.yaml', body: 'apiVersion: v2\nname: oci\nversion: 1.2.0+b.1\n' },
+    ]);
+    const manifest = (config: string, layer: { digest: string; size: number }) =>
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          config: { mediaType: config, digest: `sha256:${'0'.repeat(64)}`, size: 2 },
+          layers: [{ mediaType: 'application/vnd.cncf.helm.chart.content.v1.tar+gzip', ...layer }],
+        }),
+      );
+    const helmConfig = 'application/vnd.cncf.helm.config.v1+json';
+    files.set('/v2/', Buffer.from('{}'));
+    files.set(
+      '/v2/repo/oci/tags/list?n=1000',
+      Buffer.from(JSON.stringify({ name: 'repo/oci', tags: ['1.0.0', '1.2.0_b.1', '2.0.0', 'latest'] })),
+    );
+    files.set(
+      '/v2/repo/oci/manifests/1.2.0_b.1',
+      manifest(helmConfig, { digest: `sha256:${sha(chart)}`, size: chart.length }),
+    );
+    files.set(`/v2/repo/oci/blobs/sha256:${sha(chart)}`, chart);
+    files.set(
+      '/v2/repo/oci/manifests/2.0.0',
+      manifest('application/vnd.oci.image.config.v1+json', { digest: `sha256:${sha(chart)}`, size: 1 }),
+    );
+    files.set(
+      '/v2/repo/oci/manifests/1.0.0',
+      manifest(helmConfig, { digest: `sha256:${sha(chart)}`, size: 2 ** 30 }),
+    );
+    const repos = new HelmRepositories({ dir: cache });
+    const repoURL = `oci://${registry}/repo`;
+    const resolved = await repos.resolve(repoURL, 'oci', '>=1.1, <2', true);
+    expect(resolved).toMatchObject({
+      version: '1.2.0+b.1',
+      digest: sha(chart),
+      url: `${repoURL}/oci:1.2.0_b.1`,
+    });
+    const dir = await repos.chartDir(repoURL, resolved);
+    expect(await readFile(join(dir, 'oci', 'Chart.yaml'), 'utf8')).toContain('version: 1.2.0+b.1');
+    await expect(repos.resolve(repoURL, 'oci', '2.0.0', true)).rejects.toThrow(/is not a Helm chart/);
+    await expect(repos.resolve(repoURL, 'oci', '1.0.0', true)).rejects.toThrow(/more than the \d+ allowed/);
+    await expect(repos.resolve(repoURL, 'oci', '>=3', true)).rejects.toThrow(
+      /no version of chart oci in .* matches ">=3" \(its tags: 1.0.0, 1.2.0_b.1, 2.0.0, latest\)/,
+    );
+    await expect(repos.resolve(repoURL, 'oci', '9.9.9', true)).rejects.toThrow(/HTTP 404/);
   });
 });
