@@ -28,7 +28,8 @@ import {
 } from '../../src/controller/sync/types.ts';
 import type { KubeResource } from '../../src/core/kube/resource.ts';
 import { installCRDs } from '../cluster/crds.ts';
-import { ChartRepo } from '../cluster/chart-repo.ts';
+import { ChartRepo, pushCharts } from '../cluster/chart-repo.ts';
+import { OciRegistry } from '../cluster/registry.ts';
 import { GitServer } from '../cluster/git-server.ts';
 import { eventually, useTestNamespace } from '../cluster/testing.ts';
 
@@ -555,6 +556,89 @@ spec:
     }
   });
 
+  test('a chart from an OCI registry (helm push): a range lists the tags, credentials from a repository Secret, the chart layer is fetched once per digest', async () => {
+    const auth = { username: 'robot', password: 'oci-secret' };
+    const registry = await OciRegistry.start({ auth, accessLog: true });
+    try {
+      const web = (version: string) => ({
+        name: 'web',
+        version,
+        templates: { 'cm.yaml': CONFIGMAP('{{ .Release.Name }}-chart', { version }) },
+      });
+      // 1.3.0+build.7 goes in as the tag 1.3.0_build.7, as Helm writes `+`.
+      await pushCharts(registry.host, 'charts', ['1.0.0', '1.3.0+build.7', '2.0.0'].map(web), auth);
+      const repoURL = `oci://${registry.host}/charts`;
+      await createApp('oci-range', 'unused', {
+        source: { repoURL, chart: 'web', targetRevision: '>=1.0.0, <2.0.0' },
+      });
+
+      const refused = await waitFor(
+        'oci-range',
+        (a) => a.status?.conditions?.some((c) => c.type === 'ComparisonError') ?? false,
+        'the unauthorised registry to be reported',
+      );
+      const error = refused.status!.conditions!.find((c) => c.type === 'ComparisonError')!.message;
+      expect(error).toMatch(/401/);
+      expect(error).not.toContain('oci-secret');
+      expect(await configMap('oci-range-chart')).toBeUndefined();
+
+      const secret = (name: string, url: string) =>
+        client.create(
+          { apiVersion: 'v1', resource: 'secrets' },
+          {
+            apiVersion: 'v1',
+            kind: 'Secret',
+            metadata: {
+              name,
+              namespace: ns.name,
+              labels: { 'argocd.argoproj.io/secret-type': 'repository' },
+            },
+            stringData: { type: 'helm', enableOCI: 'true', url, ...auth },
+          },
+        );
+      await secret('oci-charts', repoURL);
+      await refresh('oci-range');
+      const synced = await waitFor('oci-range', succeeded('1.3.0+build.7'), 'the newest 1.x synced');
+      expect(synced.status?.sync?.revision).toBe('1.3.0+build.7');
+      expect((await configMap('oci-range-chart'))?.data).toEqual({ version: '1.3.0+build.7' });
+      const blobs = async () =>
+        (await registry.requests()).filter((r) => /^GET \/v2\/charts\/web\/blobs\//.test(r));
+      expect(await blobs()).toHaveLength(1);
+
+      // Argo CD's other spelling: no scheme (with enableOCI), an exact version (no tags list).
+      const bare = `${registry.host}/charts`;
+      await secret('oci-charts-bare', bare);
+      const beforeBare = (await registry.requests()).length;
+      await createApp('oci-exact', 'unused', {
+        source: { repoURL: bare, chart: 'web', targetRevision: '2.0.0' },
+      });
+      await waitFor('oci-exact', succeeded('2.0.0'), 'the exact version synced');
+      expect((await configMap('oci-exact-chart'))?.data).toEqual({ version: '2.0.0' });
+      expect((await registry.requests()).slice(beforeBare).filter((r) => r.includes('/tags/list'))).toEqual(
+        [],
+      );
+
+      // Looked at again with nothing new: tags and manifest are read, the chart is not fetched.
+      const fetched = (await blobs()).length;
+      const beforeRefresh = (await registry.requests()).length;
+      await refresh('oci-range');
+      await eventually('the refresh done', async () =>
+        (await getApp('oci-range'))?.metadata.annotations?.[REFRESH_ANNOTATION] ? undefined : true,
+      );
+      expect(await blobs()).toHaveLength(fetched);
+      expect((await registry.requests()).slice(beforeRefresh).some((r) => r.includes('/tags/list'))).toBe(
+        true,
+      );
+      // A new 1.x is picked up at the next look.
+      await pushCharts(registry.host, 'charts', [web('1.4.0')], auth);
+      await refresh('oci-range');
+      await waitFor('oci-range', succeeded('1.4.0'), 'the new release synced');
+      expect((await configMap('oci-range-chart'))?.data).toEqual({ version: '1.4.0' });
+    } finally {
+      await registry.stop();
+    }
+  });
+
   test('an object another Application tracks: SharedResourceWarning names it, and FailOnSharedResource=true fails the sync without taking it over', async () => {
     await server.createRepo('share', { 'cm.yaml': CONFIGMAP('shared-cm', { owner: 'first' }) });
     const rev = await server.revParse('share');
@@ -788,6 +872,124 @@ spec:
     expect((await jobsOf('waves')).map((j) => j.metadata.name)).toEqual([
       expect.stringMatching(/^notify-[0-9a-f]{7}-postsync-\d+$/),
     ]);
+  });
+
+  test('deleting: PreDelete hooks run first and a failed one keeps the resources; PostDelete hooks run once they are gone; delete policies clean up', async () => {
+    const job = (
+      name: string,
+      hook: string,
+      options: { policy?: string; suspend?: boolean; fail?: boolean },
+    ) =>
+      [
+        'apiVersion: batch/v1',
+        'kind: Job',
+        'metadata:',
+        `  ${name.endsWith('-') ? 'generateName' : 'name'}: ${name}`,
+        '  annotations:',
+        `    argocd.argoproj.io/hook: ${hook}`,
+        ...(options.policy ? [`    argocd.argoproj.io/hook-delete-policy: ${options.policy}`] : []),
+        'spec:',
+        `  suspend: ${options.suspend ? 'true' : 'false'}`,
+        '  backoffLimit: 0',
+        // A pod no node takes, and a 1 s deadline: the Job fails.
+        ...(options.fail ? ['  activeDeadlineSeconds: 1'] : []),
+        '  template:',
+        '    spec:',
+        '      restartPolicy: Never',
+        ...(options.fail ? ['      nodeSelector: { kube-actions.dev/no-such-node: "true" }'] : []),
+        '      containers:',
+        '        - name: main',
+        '          image: registry.example/hook:1',
+        '',
+      ].join('\n');
+    const appWithHooks = async (name: string, files: Record<string, string>) => {
+      await server.createRepo(name, { 'cm.yaml': CONFIGMAP(`${name}-cm`, { a: '1' }), ...files });
+      const rev = await server.revParse(name);
+      await client.create(APPLICATION, {
+        apiVersion: 'kube-actions.dev/v1alpha1',
+        kind: 'Application',
+        metadata: { name, namespace: ns.name, finalizers: ['resources-finalizer.argocd.argoproj.io'] },
+        spec: {
+          source: { repoURL: server.url(name), targetRevision: 'main' },
+          destination: { namespace: ns.name },
+          syncPolicy: { automated: {} },
+        },
+      });
+      return waitFor(name, synced(rev), `${name} synced`);
+    };
+    const gone = (name: string) =>
+      eventually(
+        `${name} to be gone`,
+        async () => ((await getApp(name)) === undefined ? true : undefined),
+        60_000,
+      );
+
+    await appWithHooks('delhooks', {
+      'pre.yaml': job('delhooks-pre', 'PreDelete', { policy: 'HookSucceeded', suspend: true }),
+      'post.yaml': job('delhooks-post-', 'PostDelete', {}),
+    });
+    // The controller added Argo CD's finalizers for them; neither hook ran at the sync.
+    const finalizers = await eventually('the deletion hooks finalizers', async () => {
+      const f = (await getApp('delhooks'))?.metadata.finalizers ?? [];
+      return f.length === 4 ? f : undefined;
+    });
+    expect([...finalizers].sort()).toEqual([
+      'post-delete-finalizer.argocd.argoproj.io',
+      'post-delete-finalizer.argocd.argoproj.io/cleanup',
+      'pre-delete-finalizer.argocd.argoproj.io',
+      'resources-finalizer.argocd.argoproj.io',
+    ]);
+    expect(await jobsOf('delhooks')).toEqual([]);
+
+    await client.delete(APPLICATION, ns.name, 'delhooks');
+    await eventually('the PreDelete Job', async () =>
+      (await jobsOf('delhooks')).some((j) => j.metadata.name === 'delhooks-pre') ? true : undefined,
+    );
+    // While it runs, the resources stay, and the PostDelete hook waits.
+    await sleep(1500);
+    expect(await configMap('delhooks-cm')).toBeDefined();
+    expect((await jobsOf('delhooks')).map((j) => j.metadata.name)).toEqual(['delhooks-pre']);
+    await client.patch(JOBS, ns.name, 'delhooks-pre', { spec: { suspend: false } });
+    await gone('delhooks');
+    expect(await configMap('delhooks-cm')).toBeUndefined();
+    // HookSucceeded removed the PreDelete Job; the PostDelete one (no policy) ran and is kept.
+    const left = await jobsOf('delhooks');
+    expect(left.map((j) => j.metadata.name)).toEqual([
+      expect.stringMatching(/^delhooks-post-postdelete-\d+$/),
+    ]);
+    const post = await client.get<{ status?: { succeeded?: number } }>(JOBS, ns.name, left[0]!.metadata.name);
+    expect(post.status?.succeeded).toBe(1);
+
+    // A PreDelete hook that fails stops the deletion: reported, the resources kept.
+    await appWithHooks('delhooks-fail', {
+      'pre.yaml': job('delhooks-fail-pre', 'PreDelete', { fail: true }),
+    });
+    await eventually('the finalizer', async () =>
+      (await getApp('delhooks-fail'))?.metadata.finalizers?.includes(
+        'pre-delete-finalizer.argocd.argoproj.io',
+      )
+        ? true
+        : undefined,
+    );
+    await client.delete(APPLICATION, ns.name, 'delhooks-fail');
+    const blocked = await waitFor(
+      'delhooks-fail',
+      (a) => a.status?.conditions?.some((c) => c.type === 'DeletionError') ?? false,
+      'the failed PreDelete hook to be reported',
+    );
+    expect(blocked.status!.conditions!.find((c) => c.type === 'DeletionError')!.message).toMatch(
+      /PreDelete hook Job\/delhooks-fail-pre failed .*resources are kept/,
+    );
+    expect(await configMap('delhooks-fail-cm')).toBeDefined();
+    // Removing the finalizer, as the message says, lets the deletion go on.
+    const app = (await getApp('delhooks-fail'))!;
+    await client.patch(APPLICATION, ns.name, 'delhooks-fail', {
+      metadata: {
+        finalizers: app.metadata.finalizers!.filter((f) => f !== 'pre-delete-finalizer.argocd.argoproj.io'),
+      },
+    });
+    await gone('delhooks-fail');
+    expect(await configMap('delhooks-fail-cm')).toBeUndefined();
   });
 
   test("deleting an Application with Argo CD's resources finalizer deletes what it managed, and only that", async () => {

@@ -489,7 +489,8 @@ function resultOf(
 }
 
 /** A hook is done when its Job completes or its Pod succeeds; other kinds when healthy. */
-function hookResult(live: KubeResource): { ok: boolean; message: string } | undefined {
+/** A hook's outcome from its live object: undefined while it runs. */
+export function hookResult(live: KubeResource): { ok: boolean; message: string } | undefined {
   const health = assessHealth(live);
   if (live.kind === 'Job' || live.kind === 'Pod' || live.kind === 'Workflow') {
     if (health?.status === 'Healthy') return { ok: true, message: health.message || 'completed' };

@@ -26,7 +26,7 @@ import {
   type SyncPlan,
 } from '../../core/kube/sync-plan.ts';
 import { SourceError, type RepoCache } from '../../core/gitops/repo-cache.ts';
-import { HelmRepositoryError } from '../../core/render/helm-repository.ts';
+import { HelmRepositoryError, ociRepository } from '../../core/render/helm-repository.ts';
 import type { KubeClient } from '../../core/kube/client.ts';
 import { isConflict, isInvalid, isNotFound, PatchType } from '../../core/kube/client.ts';
 import type { EventRecorder } from '../runtime/events.ts';
@@ -44,7 +44,19 @@ import {
 import { jqPaths } from '../../core/kube/jq-paths.ts';
 import { jsonBytes, SizedLru } from '../../core/lru.ts';
 import { owningApplication, type LiveObjects } from './live.ts';
-import { advanceSyncPlan, appliedKeys, prunedKeys, type Progress } from './operation.ts';
+import { advanceSyncPlan, appliedKeys, hookResult, prunedKeys, type Progress } from './operation.ts';
+import {
+  decideDeletionHooks,
+  deletionFinalizers,
+  deletionHookName,
+  deletionHooksToDelete,
+  isDeletionHook,
+  POST_DELETE_CLEANUP_FINALIZER,
+  POST_DELETE_FINALIZER,
+  PRE_DELETE_FINALIZER,
+  type DeletionHookState,
+  type DeletionHookType,
+} from './deletion.ts';
 import {
   awaitsProgress,
   decideSync,
@@ -207,6 +219,9 @@ export class ApplicationReconciler {
       return { requeueAfter: err.degrades ? poll : Math.min(poll, 30_000) };
     }
 
+    // Deletion hooks in the desired state: the finalizers that make a deletion wait for them.
+    await this.addFinalizers(app, deletionFinalizers(comparison.hooks.map((h) => h.object)), p);
+
     // One operation at a time: a running one goes on before anything new is decided.
     if (running) return this.advance(app, comparison, running, p);
     const decision = decideSync({
@@ -285,12 +300,13 @@ export class ApplicationReconciler {
   private validate(app: Application): string | undefined {
     if (app.spec.sources?.length) return 'spec.sources (multiple sources) is not supported: use spec.source';
     if (!app.spec.source?.repoURL) return 'spec.source.repoURL is required';
-    if (app.spec.source.chart && !/^https?:\/\//.test(app.spec.source.repoURL)) {
-      return `spec.source.chart: only HTTP(S) Helm repositories are supported yet, not ${JSON.stringify(
+    const oci = app.spec.source.chart ? ociRepository(app.spec.source.repoURL) : undefined;
+    if (app.spec.source.chart && !oci && !/^https?:\/\//.test(app.spec.source.repoURL)) {
+      return `spec.source.chart: the repoURL must be an HTTP(S) Helm repository or an OCI registry (oci://host/path), not ${JSON.stringify(
         app.spec.source.repoURL.replace(/\/\/[^@/]*@/, '//***@'),
-      )} (charts from OCI registries are not supported yet)`;
+      )}`;
     }
-    const repoProblem = checkRepoURL(app.spec.source.repoURL);
+    const repoProblem = oci ? undefined : checkRepoURL(app.spec.source.repoURL);
     if (repoProblem) return repoProblem;
     // Settings that change what is rendered are refused rather than ignored: ignoring them would
     // apply something other than what the user described.
@@ -996,10 +1012,40 @@ export class ApplicationReconciler {
     this.o.onWrite?.(written);
   }
 
+  /**
+   * Deleting: PreDelete hooks, then the resources (with a resources finalizer), then PostDelete
+   * hooks and their cleanup, each behind its finalizer (see deletion.ts); a finalizer is removed
+   * once its step is done, and the next pass takes the next step.
+   */
   private async finalize(app: Application, p: Pass): Promise<ReconcileResult> {
-    const finalizers = app.metadata.finalizers ?? [];
-    const ours = finalizers.filter((f) => RESOURCES_FINALIZERS.includes(f));
-    if (ours.length === 0) return {};
+    const has = (f: string) => (app.metadata.finalizers ?? []).includes(f);
+    if (has(PRE_DELETE_FINALIZER)) {
+      const waiting = await this.runDeletionHooks(app, 'PreDelete', p);
+      if (waiting) return waiting;
+      await this.removeFinalizers(app, [PRE_DELETE_FINALIZER], p);
+    }
+    if ((app.metadata.finalizers ?? []).some((f) => RESOURCES_FINALIZERS.includes(f))) {
+      const remaining = await this.deleteResources(app, p);
+      if (remaining > 0) return { requeueAfter: 1000 };
+      await this.removeFinalizers(app, RESOURCES_FINALIZERS, p);
+    }
+    if (has(POST_DELETE_FINALIZER)) {
+      const waiting = await this.runDeletionHooks(app, 'PostDelete', p);
+      if (waiting) return waiting;
+      await this.removeFinalizers(app, [POST_DELETE_FINALIZER], p);
+    }
+    if (has(POST_DELETE_CLEANUP_FINALIZER)) {
+      const hooks = await this.deletionHooks(app, 'PostDelete', p);
+      if (!Array.isArray(hooks)) return hooks;
+      const left = await this.deleteHooks(deletionHooksToDelete(hooks), p);
+      if (left > 0) return { requeueAfter: 1000 };
+      await this.removeFinalizers(app, [POST_DELETE_CLEANUP_FINALIZER], p);
+    }
+    return {};
+  }
+
+  /** Deletes the application's live, tracked resources; returns how many are still there. */
+  private async deleteResources(app: Application, p: Pass): Promise<number> {
     let remaining = 0;
     for (const entry of app.status?.resources ?? []) {
       const apiVersion = entry.group ? `${entry.group}/${entry.version}` : entry.version;
@@ -1022,9 +1068,149 @@ export class ApplicationReconciler {
         });
       }
     }
-    if (remaining > 0) return { requeueAfter: 1000 };
-    const keep = finalizers.filter((f) => !RESOURCES_FINALIZERS.includes(f));
+    return remaining;
+  }
+
+  /**
+   * The deletion hooks of one type, from the last synced revision's render, with what is live
+   * under their names; or, when the render fails, the result that reports it and looks again.
+   */
+  private async deletionHooks(
+    app: Application,
+    type: DeletionHookType,
+    p: Pass,
+  ): Promise<(DeletionHookState & { resolved: ResolvedObject })[] | ReconcileResult> {
+    let comparison: Comparison;
+    try {
+      const invalid = this.validate(app);
+      if (invalid) throw new ComparisonFailure(invalid, true);
+      comparison = await this.compare(app, false, p, app.status?.sync?.revision);
+    } catch (err) {
+      if (!(err instanceof ComparisonFailure)) throw err;
+      const message = `cannot render the ${type} hooks: ${err.message}`;
+      await this.reportDeletion(app, message, p);
+      return { requeueAfter: Math.min(this.pollMs, 30_000) };
+    }
+    const deletedAt = app.metadata.deletionTimestamp ?? new Date(0).toISOString();
+    const states: (DeletionHookState & { resolved: ResolvedObject })[] = [];
+    for (const r of comparison.hooks.filter((h) => isDeletionHook(h.object, type))) {
+      const name = deletionHookName(r.object, type, deletedAt);
+      const { generateName: _generated, ...metadata } = r.object.metadata;
+      const object = { ...r.object, metadata: { ...metadata, name } };
+      const live = await this.o.resources.get(r.mapping, r.namespace, name);
+      states.push({
+        name,
+        object,
+        live,
+        result: live ? hookResult(live) : undefined,
+        resolved: { ...r, object, key: `${r.key.slice(0, r.key.lastIndexOf('/') + 1)}${name}` },
+      });
+    }
+    return states;
+  }
+
+  /** One step of a deletion's hooks of `type`: a result while they are not done, else undefined. */
+  private async runDeletionHooks(
+    app: Application,
+    type: DeletionHookType,
+    p: Pass,
+  ): Promise<ReconcileResult | undefined> {
+    const hooks = await this.deletionHooks(app, type, p);
+    if (!Array.isArray(hooks)) return hooks;
+    const step = decideDeletionHooks(type, hooks);
+    switch (step.action) {
+      case 'create':
+        for (const h of step.hooks) {
+          p.signal?.throwIfAborted();
+          try {
+            await this.o.resources.apply((h as (typeof hooks)[number]).resolved);
+          } catch (err) {
+            if (!(err instanceof ApplyError)) throw err;
+            await this.reportDeletion(
+              app,
+              `${type} hook ${h.object.kind}/${h.name}: ${err.problems.join('; ')}`,
+              p,
+            );
+            return { requeueAfter: Math.min(this.pollMs, 30_000) };
+          }
+          p.log.info(`created ${type} hook`, { hook: `${h.object.kind}/${h.name}` });
+          await this.o.events?.record(
+            eventTarget(app),
+            'Normal',
+            'DeletionHook',
+            `created ${type} hook ${h.object.kind}/${h.name}`,
+          );
+        }
+        return { requeueAfter: 1000 };
+      case 'wait':
+        return { requeueAfter: 2000 };
+      case 'blocked':
+        p.log.warn('deletion stopped', { reason: step.message });
+        await this.reportDeletion(app, step.message, p);
+        return { requeueAfter: Math.min(this.pollMs, 30_000) };
+      case 'done':
+        // PreDelete hooks are cleaned up at once; PostDelete ones behind their cleanup finalizer.
+        if (type === 'PreDelete') await this.deleteHooks(deletionHooksToDelete(hooks), p);
+        return undefined;
+    }
+  }
+
+  /** Deletes finished hooks (their delete policy says so); returns how many are still there. */
+  private async deleteHooks(
+    hooks: (DeletionHookState & { resolved?: ResolvedObject })[],
+    p: Pass,
+  ): Promise<number> {
+    for (const h of hooks) {
+      p.signal?.throwIfAborted();
+      if (h.live?.metadata.deletionTimestamp || !h.resolved) continue;
+      await this.o.resources.delete(h.resolved.mapping, h.resolved.namespace, h.name, {
+        ...(h.live?.metadata.uid ? { uid: h.live.metadata.uid } : {}),
+      });
+    }
+    return hooks.length;
+  }
+
+  /** A DeletionError condition and a Warning event: why the deletion does not go on. */
+  private async reportDeletion(app: Application, message: string, p: Pass): Promise<void> {
+    await this.o.events?.record(eventTarget(app), 'Warning', 'DeletionError', message);
+    await this.writeStatus(
+      app,
+      { ...app.status, conditions: this.conditions(app, [{ type: 'DeletionError', message }]) },
+      p,
+    ).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
+  }
+
+  /** Adds the finalizers the application lacks (a JSON patch that fails if they changed meanwhile). */
+  private async addFinalizers(app: Application, wanted: readonly string[], p: Pass): Promise<void> {
+    const finalizers = app.metadata.finalizers ?? [];
+    const missing = wanted.filter((f) => !finalizers.includes(f));
+    if (missing.length === 0) return;
     p.signal?.throwIfAborted();
+    const written = await this.o.client.request<Application & KubeObject>(
+      'PATCH',
+      resourcePath(APPLICATION, app.metadata.namespace, app.metadata.name),
+      {
+        body: app.metadata.finalizers
+          ? [
+              { op: 'test', path: '/metadata/finalizers', value: finalizers },
+              { op: 'replace', path: '/metadata/finalizers', value: [...finalizers, ...missing] },
+            ]
+          : [{ op: 'add', path: '/metadata/finalizers', value: missing }],
+        contentType: PatchType.json,
+      },
+    );
+    app.metadata.finalizers = written.metadata.finalizers;
+    this.o.onWrite?.(written);
+  }
+
+  /** Removes finalizers; the next step of a deletion then goes on in the same pass. */
+  private async removeFinalizers(app: Application, names: readonly string[], p: Pass): Promise<void> {
+    const finalizers = app.metadata.finalizers ?? [];
+    const keep = finalizers.filter((f) => !names.includes(f));
+    p.signal?.throwIfAborted();
+    app.metadata.finalizers = keep;
     await this.o.client
       .request('PATCH', resourcePath(APPLICATION, app.metadata.namespace, app.metadata.name), {
         body: [
@@ -1036,7 +1222,6 @@ export class ApplicationReconciler {
       .catch((err: unknown) => {
         if (!isNotFound(err)) throw err;
       });
-    return {};
   }
 }
 
