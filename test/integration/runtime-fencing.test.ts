@@ -16,22 +16,28 @@ afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
-test('a reconcile in flight when the Lease is lost is aborted, and its write after that never lands', async () => {
-  const client = new KubeClient(ns.kc);
-  cleanup.push(() => client.close());
+/** A manager campaigning for `lease` with short timings (3 s lease, 2 s renew deadline), stopped after the test. */
+function leaderManager(lease: string, identity: string): Manager {
   const manager = new Manager({
     kubeConfig: ns.kc,
     logger: silentLogger,
     leaderElection: {
       namespace: ns.name,
-      name: 'fence',
-      identity: 'replica-a',
+      name: lease,
+      identity,
       leaseDurationSeconds: 3,
       renewDeadlineSeconds: 2,
       retryPeriodSeconds: 0.5,
     },
   });
   cleanup.push(() => manager.stop());
+  return manager;
+}
+
+test('a reconcile in flight when the Lease is lost is aborted, and its write after that never lands', async () => {
+  const client = new KubeClient(ns.kc);
+  cleanup.push(() => client.close());
+  const manager = leaderManager('fence', 'replica-a');
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
   let entered!: () => void;
@@ -95,19 +101,7 @@ test('a reconcile in flight when the Lease is lost is aborted, and its write aft
 });
 
 test('a leader frozen past its renew deadline (a stopped process, a long pause) refuses to write when it resumes, before its elector notices', async () => {
-  const manager = new Manager({
-    kubeConfig: ns.kc,
-    logger: silentLogger,
-    leaderElection: {
-      namespace: ns.name,
-      name: 'freeze',
-      identity: 'frozen',
-      leaseDurationSeconds: 3,
-      renewDeadlineSeconds: 2,
-      retryPeriodSeconds: 0.5,
-    },
-  });
-  cleanup.push(() => manager.stop());
+  const manager = leaderManager('freeze', 'frozen');
   let outcome: unknown;
   let done!: () => void;
   const finished = new Promise<void>((resolve) => (done = resolve));
@@ -152,19 +146,7 @@ test('a leader frozen past its renew deadline (a stopped process, a long pause) 
 });
 
 test('a write that passed the guard and froze before it was sent is stopped at the socket when it resumes past the deadline', async () => {
-  const manager = new Manager({
-    kubeConfig: ns.kc,
-    logger: silentLogger,
-    leaderElection: {
-      namespace: ns.name,
-      name: 'late-freeze',
-      identity: 'late-frozen',
-      leaseDurationSeconds: 3,
-      renewDeadlineSeconds: 2,
-      retryPeriodSeconds: 0.5,
-    },
-  });
-  cleanup.push(() => manager.stop());
+  const manager = leaderManager('late-freeze', 'late-frozen');
   await manager.start();
   await eventually('leading', () => Promise.resolve(manager.isLeader() || undefined));
   // A write to a pooled connection first, so the frozen one is not waiting for a handshake.
