@@ -9,14 +9,16 @@ import { Manager } from '../controller/runtime/manager.ts';
 import { setupAnalysisController } from '../controller/analysis/controller.ts';
 import { setupRolloutController } from '../controller/rollout/controller.ts';
 import { setupApplicationController } from '../controller/sync/controller.ts';
+import { setupApplicationSetController } from '../controller/appset/controller.ts';
 import type { SecretPolicy } from '../controller/analysis/args.ts';
 import { DEFAULT_MAX_BODY, WEBHOOK_SERVER_OPTIONS } from '../controller/sync/webhook.ts';
 import { parseDurationMs } from '../core/duration.ts';
 
 export const CONTROLLER_USAGE = `usage: kube-actions controller [options]
 
-Runs the Application controller (GitOps sync) and the Rollout controller (progressive delivery)
-until SIGTERM or SIGINT.
+Runs the Application controller (GitOps sync), the ApplicationSet controller (Applications
+generated from lists and Git) and the Rollout controller (progressive delivery) until SIGTERM or
+SIGINT.
 
 options:
   --kubeconfig PATH            kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)
@@ -189,6 +191,13 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     webhookMaxBodyBytes: maxBody,
     ...(scoped ? { managedNamespace: scoped } : {}),
     ...(values['cache-dir'] ? { cacheDir: values['cache-dir'] } : {}),
+  });
+  // ApplicationSets generate Applications into their own namespace, so they are read where
+  // Applications are; they share the Application controller's Git mirrors.
+  setupApplicationSetController(manager, {
+    namespace: applicationNamespace,
+    repos: apps.repos,
+    pollIntervalMs,
   });
   setupRolloutController(manager, {
     namespace: rolloutNamespace,

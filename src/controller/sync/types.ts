@@ -2,7 +2,7 @@
 // Application converts by changing its apiVersion. deploy/crds/application.yaml is its schema.
 import type { HealthStatusCode } from '../../core/kube/health.ts';
 import type { IgnoreDifference } from '../../core/kube/ignore-differences.ts';
-import type { ResourceRef } from '../../core/kube/objects.ts';
+import type { OwnerReference, ResourceRef } from '../../core/kube/objects.ts';
 
 export const GROUP = 'kube-actions.dev';
 export const APPLICATION: ResourceRef = {
@@ -163,8 +163,11 @@ export interface Application {
     uid?: string;
     generation?: number;
     resourceVersion?: string;
+    labels?: Record<string, string>;
     annotations?: Record<string, string>;
     finalizers?: string[];
+    /** An ApplicationSet's generated Applications are controlled by it. */
+    ownerReferences?: OwnerReference[];
     deletionTimestamp?: string;
   };
   spec: {
