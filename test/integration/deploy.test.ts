@@ -87,11 +87,8 @@ describe('deploy/', () => {
     expect(objects.map((o) => o.kind).sort()).toEqual([
       'ClusterRole',
       'ClusterRoleBinding',
-      'CustomResourceDefinition',
-      'CustomResourceDefinition',
-      'CustomResourceDefinition',
-      'CustomResourceDefinition',
-      'CustomResourceDefinition',
+      // Application, ApplicationSet, Rollout, AnalysisTemplate, ClusterAnalysisTemplate, AnalysisRun
+      ...Array<string>(6).fill('CustomResourceDefinition'),
       'Deployment',
       'Service',
       'ServiceAccount',
