@@ -19,7 +19,8 @@ import { eventually, useTestNamespace } from '../cluster/testing.ts';
 
 const ns = useTestNamespace('appset');
 const CM = { apiVersion: 'v1', resource: 'configmaps' };
-const cm = (name: string, v = '1') => `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\ndata:\n  v: "${v}"\n`;
+const cm = (name: string, v = '1') =>
+  `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\ndata:\n  v: "${v}"\n`;
 
 let server: GitServer;
 let client: KubeClient;
@@ -52,13 +53,24 @@ const getOrUndefined = <T>(p: Promise<T>) =>
   });
 const configMap = (name: string) =>
   getOrUndefined(client.get<{ metadata?: object; data?: Record<string, string> }>(CM, ns.name, name));
-const application = (name: string) => getOrUndefined(client.get<Application & { metadata: object }>(APPLICATION, ns.name, name));
-const appset = (name: string) => getOrUndefined(client.get<ApplicationSet & { metadata: object }>(APPLICATIONSET, ns.name, name));
+const application = (name: string) =>
+  getOrUndefined(client.get<Application & { metadata: object }>(APPLICATION, ns.name, name));
+const appset = (name: string) =>
+  getOrUndefined(client.get<ApplicationSet & { metadata: object }>(APPLICATIONSET, ns.name, name));
 const applications = async () =>
-  (await client.request<{ items: Application[] }>('GET', `/apis/kube-actions.dev/v1alpha1/namespaces/${ns.name}/applications`)).items;
+  (
+    await client.request<{ items: Application[] }>(
+      'GET',
+      `/apis/kube-actions.dev/v1alpha1/namespaces/${ns.name}/applications`,
+    )
+  ).items;
 const names = async (filter: (a: Application) => boolean = () => true) =>
-  (await applications()).filter(filter).map((a) => a.metadata.name).sort();
-const ownedBy = (set: string) => (a: Application) => a.metadata.ownerReferences?.some((r) => r.kind === 'ApplicationSet' && r.name === set) ?? false;
+  (await applications())
+    .filter(filter)
+    .map((a) => a.metadata.name)
+    .sort();
+const ownedBy = (set: string) => (a: Application) =>
+  a.metadata.ownerReferences?.some((r) => r.kind === 'ApplicationSet' && r.name === set) ?? false;
 const condition = async (set: string, type: string) =>
   (await appset(set))?.status?.conditions?.find((c) => c.type === type);
 
@@ -68,7 +80,7 @@ function createSet(name: string, spec: ApplicationSet['spec']) {
     kind: 'ApplicationSet',
     metadata: { name, namespace: ns.name },
     spec,
-  } as ApplicationSet & { metadata: object });
+  });
 }
 
 describe('ApplicationSet', () => {
@@ -101,16 +113,25 @@ describe('ApplicationSet', () => {
         },
       },
     });
-    await eventually('dirs-api and dirs-web synced', async () => {
-      const apps = (await applications()).filter(ownedBy('dirs'));
-      return apps.length === 2 && apps.every((a) => a.status?.sync?.status === 'Synced') ? apps : undefined;
-    }, 60_000);
+    await eventually(
+      'dirs-api and dirs-web synced',
+      async () => {
+        const apps = (await applications()).filter(ownedBy('dirs'));
+        return apps.length === 2 && apps.every((a) => a.status?.sync?.status === 'Synced') ? apps : undefined;
+      },
+      60_000,
+    );
     expect(await names(ownedBy('dirs'))).toEqual(['dirs-api', 'dirs-web']);
     const web = (await application('dirs-web'))!;
     expect(web.metadata.labels).toEqual({ component: 'web' });
     expect(web.metadata.finalizers).toEqual(['resources-finalizer.argocd.argoproj.io']);
     expect(web.metadata.ownerReferences).toEqual([
-      expect.objectContaining({ kind: 'ApplicationSet', name: 'dirs', controller: true, blockOwnerDeletion: true }),
+      expect.objectContaining({
+        kind: 'ApplicationSet',
+        name: 'dirs',
+        controller: true,
+        blockOwnerDeletion: true,
+      }),
     ]);
     expect((await configMap('dirs-web'))?.data?.v).toBe('1');
     expect(await configMap('dirs-legacy')).toBeUndefined();
@@ -126,13 +147,19 @@ describe('ApplicationSet', () => {
     ]);
 
     // A commit removes api and adds db: db is generated, api deleted with what it deployed.
-    await server.commitFiles('dirs', { 'apps/api': null, 'apps/db/cm.yaml': cm('dirs-db') }, 'api out, db in');
-    await eventually('dirs-db in, dirs-api out with its ConfigMap', async () =>
-      (await configMap('dirs-db'))?.data?.v === '1' &&
-      (await application('dirs-api')) === undefined &&
-      (await configMap('dirs-api')) === undefined
-        ? true
-        : undefined,
+    await server.commitFiles(
+      'dirs',
+      { 'apps/api': null, 'apps/db/cm.yaml': cm('dirs-db') },
+      'api out, db in',
+    );
+    await eventually(
+      'dirs-db in, dirs-api out with its ConfigMap',
+      async () =>
+        (await configMap('dirs-db'))?.data?.v === '1' &&
+        (await application('dirs-api')) === undefined &&
+        (await configMap('dirs-api')) === undefined
+          ? true
+          : undefined,
       60_000,
     );
     expect(await names(ownedBy('dirs'))).toEqual(['dirs-db', 'dirs-web']);
@@ -144,13 +171,18 @@ describe('ApplicationSet', () => {
     );
 
     // Deleting the set: the garbage collector deletes its Applications, their finalizer what they deployed.
-    await client.request('DELETE', `/apis/kube-actions.dev/v1alpha1/namespaces/${ns.name}/applicationsets/dirs`);
-    await eventually('the Applications and their ConfigMaps gone', async () =>
-      (await names(ownedBy('dirs'))).length === 0 &&
-      (await configMap('dirs-web')) === undefined &&
-      (await configMap('dirs-db')) === undefined
-        ? true
-        : undefined,
+    await client.request(
+      'DELETE',
+      `/apis/kube-actions.dev/v1alpha1/namespaces/${ns.name}/applicationsets/dirs`,
+    );
+    await eventually(
+      'the Applications and their ConfigMaps gone',
+      async () =>
+        (await names(ownedBy('dirs'))).length === 0 &&
+        (await configMap('dirs-web')) === undefined &&
+        (await configMap('dirs-db')) === undefined
+          ? true
+          : undefined,
       60_000,
     );
   });
@@ -158,30 +190,40 @@ describe('ApplicationSet', () => {
   test('git files (fasttemplate): one Application per object; a broken file is reported and deletes nothing', async () => {
     await server.createRepo('files', {
       'clusters/eu/config.yaml': 'cluster:\n  name: eu\n  size: "2"\n',
-      'clusters/us/config.json': '[{"cluster": {"name": "us-east", "size": "3"}}, {"cluster": {"name": "us-west", "size": "1"}}]',
+      'clusters/us/config.json':
+        '[{"cluster": {"name": "us-east", "size": "3"}}, {"cluster": {"name": "us-west", "size": "1"}}]',
       'deploy/cm.yaml': cm('files-cm'),
     });
     await createSet('files', {
       generators: [{ git: { repoURL: server.url('files'), files: [{ path: 'clusters/**/config.*' }] } }],
       template: {
-        metadata: { name: 'files-{{cluster.name}}', annotations: { size: '{{cluster.size}}', dir: '{{path.basename}}' } },
+        metadata: {
+          name: 'files-{{cluster.name}}',
+          annotations: { size: '{{cluster.size}}', dir: '{{path.basename}}' },
+        },
         spec: {
           source: { repoURL: server.url('files'), targetRevision: 'main', path: 'deploy' },
           destination: { namespace: ns.name },
         },
       },
     });
-    await eventually('three Applications', async () =>
-      (await names(ownedBy('files'))).length === 3 ? true : undefined,
-    60_000);
+    await eventually(
+      'three Applications',
+      async () => ((await names(ownedBy('files'))).length === 3 ? true : undefined),
+      60_000,
+    );
     expect(await names(ownedBy('files'))).toEqual(['files-eu', 'files-us-east', 'files-us-west']);
     expect((await application('files-us-west'))?.metadata.annotations).toEqual({ size: '1', dir: 'us' });
 
     await server.commitFiles('files', { 'clusters/us/config.json': '[{"cluster": ' }, 'broken');
-    const error = await eventually('the error reported', async () => {
-      const c = await condition('files', 'ErrorOccurred');
-      return c?.status === 'True' ? c : undefined;
-    }, 60_000);
+    const error = await eventually(
+      'the error reported',
+      async () => {
+        const c = await condition('files', 'ErrorOccurred');
+        return c?.status === 'True' ? c : undefined;
+      },
+      60_000,
+    );
     expect(error.message).toMatch(/clusters\/us\/config\.json: not YAML or JSON/);
     expect((await condition('files', 'ParametersGenerated'))?.status).toBe('False');
     // Nothing was deleted: the broken file's Applications are still there.
@@ -201,7 +243,9 @@ describe('ApplicationSet', () => {
         },
       },
     });
-    await eventually('two Applications', async () => ((await names(ownedBy('list'))).length === 2 ? true : undefined));
+    await eventually('two Applications', async () =>
+      (await names(ownedBy('list'))).length === 2 ? true : undefined,
+    );
     expect((await application('list-dev'))?.metadata.finalizers).toBeUndefined();
     expect((await appset('list'))?.metadata.finalizers).toEqual([ORPHAN_FINALIZER]);
 
@@ -217,7 +261,10 @@ describe('ApplicationSet', () => {
     expect(await names(ownedBy('list'))).toEqual(['list-dev', 'list-prod']);
     expect((await application('list-dev'))?.spec.source?.path).toBe('edited');
 
-    await client.request('DELETE', `/apis/kube-actions.dev/v1alpha1/namespaces/${ns.name}/applicationsets/list`);
+    await client.request(
+      'DELETE',
+      `/apis/kube-actions.dev/v1alpha1/namespaces/${ns.name}/applicationsets/list`,
+    );
     await eventually('the set gone', async () => ((await appset('list')) === undefined ? true : undefined));
     const orphans = (await applications()).filter((a) => a.metadata.name.startsWith('list-'));
     expect(orphans.map((a) => [a.metadata.name, a.metadata.ownerReferences ?? []])).toEqual([
@@ -235,7 +282,9 @@ describe('ApplicationSet', () => {
       const c = await condition('clusters', 'ErrorOccurred');
       return c?.status === 'True' ? c : undefined;
     });
-    expect(error.message).toBe('the clusters generator is not supported (supported: list, git directories, git files)');
+    expect(error.message).toBe(
+      'the clusters generator is not supported (supported: list, git directories, git files)',
+    );
     expect(await names(ownedBy('clusters'))).toEqual([]);
   });
 });
@@ -253,7 +302,10 @@ spec:
   destination: {namespace: ${ns.name}}
   syncPolicy: {automated: {prune: true}}
 `;
-    await server.createRepo('root', { 'apps/child-a.yaml': child('child-a', 'a'), 'apps/child-b.yaml': child('child-b', 'b') });
+    await server.createRepo('root', {
+      'apps/child-a.yaml': child('child-a', 'a'),
+      'apps/child-b.yaml': child('child-b', 'b'),
+    });
     await client.create(APPLICATION, {
       apiVersion: 'kube-actions.dev/v1alpha1',
       kind: 'Application',
@@ -263,24 +315,34 @@ spec:
         destination: { namespace: ns.name },
         syncPolicy: { automated: { prune: true } },
       },
-    } as Application & { metadata: object });
-    await eventually('both children deployed their ConfigMaps', async () =>
-      (await configMap('child-a-cm')) && (await configMap('child-b-cm')) ? true : undefined,
-    60_000);
-    const root = await eventually('root Synced and Healthy', async () => {
-      const app = await application('root');
-      return app?.status?.sync?.status === 'Synced' && app.status.health?.status === 'Healthy' ? app : undefined;
-    }, 60_000);
+    });
+    await eventually(
+      'both children deployed their ConfigMaps',
+      async () => ((await configMap('child-a-cm')) && (await configMap('child-b-cm')) ? true : undefined),
+      60_000,
+    );
+    const root = await eventually(
+      'root Synced and Healthy',
+      async () => {
+        const app = await application('root');
+        return app?.status?.sync?.status === 'Synced' && app.status.health?.status === 'Healthy'
+          ? app
+          : undefined;
+      },
+      60_000,
+    );
     expect(root.status?.resources?.map((r) => [r.kind, r.name]).sort()).toEqual([
       ['Application', 'child-a'],
       ['Application', 'child-b'],
     ]);
 
     await server.commitFiles('root', { 'apps/child-b.yaml': null }, 'child-b retired');
-    await eventually('child-b pruned with its ConfigMap; child-a kept', async () =>
-      (await application('child-b')) === undefined && (await configMap('child-b-cm')) === undefined
-        ? true
-        : undefined,
+    await eventually(
+      'child-b pruned with its ConfigMap; child-a kept',
+      async () =>
+        (await application('child-b')) === undefined && (await configMap('child-b-cm')) === undefined
+          ? true
+          : undefined,
       60_000,
     );
     expect(await configMap('child-a-cm')).toBeDefined();

@@ -70,10 +70,12 @@ export function setupApplicationSetController(
     const cached = appsets.get(req.namespace, req.name);
     const last = written.get(key);
     if (cached && (!last || cached.metadata.resourceVersion === last)) return structuredClone(cached);
-    const fresh = await client.get<ApplicationSet>(APPLICATIONSET, req.namespace, req.name).catch((err: unknown) => {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    });
+    const fresh = await client
+      .get<ApplicationSet>(APPLICATIONSET, req.namespace, req.name)
+      .catch((err: unknown) => {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      });
     if (fresh?.metadata.resourceVersion) written.set(key, fresh.metadata.resourceVersion);
     else written.delete(key);
     return fresh;

@@ -11,7 +11,14 @@
 import type { OwnerReference } from '../../core/kube/objects.ts';
 import { GROUP, type Application } from '../sync/types.ts';
 import { generatorKind } from './generators.ts';
-import { renderFast, renderGo, renderStrings, TemplateError, type GoTemplateOptions, type Params } from './template.ts';
+import {
+  renderFast,
+  renderGo,
+  renderStrings,
+  TemplateError,
+  type GoTemplateOptions,
+  type Params,
+} from './template.ts';
 import type {
   ApplicationSet,
   ApplicationSetCondition,
@@ -27,7 +34,10 @@ export const DEFAULT_APPLICATION_FINALIZER = 'resources-finalizer.argocd.argopro
 export const ORPHAN_FINALIZER = `${GROUP}/applicationset-orphan-applications`;
 /** Annotations and finalizers of live Applications a regeneration keeps (Argo CD preserves these). */
 const PRESERVED_ANNOTATIONS = ['notified.notifications.argoproj.io', 'argocd.argoproj.io/refresh'];
-const PRESERVED_FINALIZER_PREFIXES = ['pre-delete-finalizer.argocd.argoproj.io', 'post-delete-finalizer.argocd.argoproj.io'];
+const PRESERVED_FINALIZER_PREFIXES = [
+  'pre-delete-finalizer.argocd.argoproj.io',
+  'post-delete-finalizer.argocd.argoproj.io',
+];
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 export function syncPolicy(appset: ApplicationSet): ApplicationsSyncPolicy {
@@ -56,7 +66,7 @@ export function goTemplateOptions(appset: ApplicationSet): GoTemplateOptions {
 
 /** The generator's own template merged over the set's (the generator's fields win), as Argo CD. */
 export function effectiveTemplate(appset: ApplicationSet, generator: Generator): ApplicationSetTemplate {
-  const own = (generator[generatorKind(generator)] as { template?: ApplicationSetTemplate } | undefined)?.template;
+  const own = generator[generatorKind(generator)]?.template;
   return deepMerge(appset.spec.template ?? {}, own ?? {}) as ApplicationSetTemplate;
 }
 
@@ -69,7 +79,8 @@ function deepMerge(base: unknown, over: unknown): unknown {
   }
   return over;
 }
-const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  !!v && typeof v === 'object' && !Array.isArray(v);
 
 export interface Rendered {
   applications: Application[];
@@ -113,7 +124,9 @@ export function renderApplications(
         continue;
       }
       if (seen.has(name)) {
-        errors.push(`ApplicationSet ${appset.metadata.name} contains applications with duplicate name: ${name}`);
+        errors.push(
+          `ApplicationSet ${appset.metadata.name} contains applications with duplicate name: ${name}`,
+        );
         continue;
       }
       seen.add(name);
@@ -134,7 +147,7 @@ export function renderApplications(
           ownerReferences: [ownerReference(appset)],
         },
         spec: (rendered.spec ?? {}) as Application['spec'],
-      } as Application);
+      });
     }
   }
   return { applications, errors };
@@ -283,7 +296,10 @@ export function applicationSetStatus(
   const problems = [input.generatorError, ...input.errors, ...input.writeErrors].filter(
     (m): m is string => !!m,
   );
-  const message = problems.length > 3 ? `${problems.slice(0, 3).join('; ')}; and ${problems.length - 3} more` : problems.join('; ');
+  const message =
+    problems.length > 3
+      ? `${problems.slice(0, 3).join('; ')}; and ${problems.length - 3} more`
+      : problems.join('; ');
   const reason = input.generatorError
     ? 'ApplicationGenerationFromParamsError'
     : input.errors.length
@@ -294,19 +310,40 @@ export function applicationSetStatus(
         condition('ErrorOccurred', 'True', reason, message),
         input.generatorError
           ? condition('ParametersGenerated', 'False', 'ErrorOccurred', input.generatorError)
-          : condition('ParametersGenerated', 'True', 'ParametersGenerated', 'Successfully generated parameter sets for all Applications'),
+          : condition(
+              'ParametersGenerated',
+              'True',
+              'ParametersGenerated',
+              'Successfully generated parameter sets for all Applications',
+            ),
         condition('ResourcesUpToDate', 'False', reason, message),
       ]
     : [
-        condition('ErrorOccurred', 'False', 'ApplicationSetUpToDate', 'All applications have been generated successfully'),
-        condition('ParametersGenerated', 'True', 'ParametersGenerated', 'Successfully generated parameter sets for all Applications'),
-        condition('ResourcesUpToDate', 'True', 'ApplicationSetUpToDate', 'All applications have been generated successfully'),
+        condition(
+          'ErrorOccurred',
+          'False',
+          'ApplicationSetUpToDate',
+          'All applications have been generated successfully',
+        ),
+        condition(
+          'ParametersGenerated',
+          'True',
+          'ParametersGenerated',
+          'Successfully generated parameter sets for all Applications',
+        ),
+        condition(
+          'ResourcesUpToDate',
+          'True',
+          'ApplicationSetUpToDate',
+          'All applications have been generated successfully',
+        ),
       ];
   // A condition keeps its transition time while its status stays.
   const before = new Map((previous?.conditions ?? []).map((c) => [c.type, c]));
   for (const c of conditions) {
     const old = before.get(c.type);
-    c.lastTransitionTime = old && old.status === c.status && old.lastTransitionTime ? old.lastTransitionTime : now.toISOString();
+    c.lastTransitionTime =
+      old && old.status === c.status && old.lastTransitionTime ? old.lastTransitionTime : now.toISOString();
   }
   const byName = new Map(input.live.map((a) => [a.metadata.name, a]));
   const resources: ApplicationSetResourceStatus[] = input.desired

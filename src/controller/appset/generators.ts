@@ -14,7 +14,14 @@ import { posix } from 'node:path';
 import { RE2JS } from 're2js';
 import { parseAllDocuments } from 'yaml';
 import type { Generator, GitPathPattern } from './types.ts';
-import { normalizeName, renderFast, renderGo, TemplateError, type GoTemplateOptions, type Params } from './template.ts';
+import {
+  normalizeName,
+  renderFast,
+  renderGo,
+  TemplateError,
+  type GoTemplateOptions,
+  type Params,
+} from './template.ts';
 
 export class GeneratorError extends Error {
   override name = 'GeneratorError';
@@ -32,10 +39,14 @@ export interface GenerateOptions {
 
 /** The kind of a generator, or an error naming the kinds this controller does not have. */
 export function generatorKind(generator: Generator): 'list' | 'git' {
-  const kinds = Object.keys(generator).filter((k) => k !== 'selector' && k !== 'template' && generator[k] != null);
+  const kinds = Object.keys(generator).filter(
+    (k) => k !== 'selector' && k !== 'template' && generator[k] != null,
+  );
   if (kinds.length !== 1)
     throw new GeneratorError(
-      kinds.length === 0 ? 'a generator with no kind' : `one generator has several kinds: ${kinds.join(', ')}`,
+      kinds.length === 0
+        ? 'a generator with no kind'
+        : `one generator has several kinds: ${kinds.join(', ')}`,
     );
   const kind = kinds[0]!;
   if (kind === 'list' || kind === 'git') return kind;
@@ -55,11 +66,15 @@ export function listParams(generator: NonNullable<Generator['list']>, options: G
     for (const [key, value] of Object.entries(element as Record<string, unknown>)) {
       if (key === 'values' && value && typeof value === 'object' && !Array.isArray(value)) {
         for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-          if (typeof v !== 'string') throw new GeneratorError(`list element ${i}: values.${k} is not a string`);
+          if (typeof v !== 'string')
+            throw new GeneratorError(`list element ${i}: values.${k} is not a string`);
           params[`values.${k}`] = v;
         }
       } else if (typeof value === 'string') params[key] = value;
-      else throw new GeneratorError(`list element ${i}: ${key} is not a string (set goTemplate: true for other values)`);
+      else
+        throw new GeneratorError(
+          `list element ${i}: ${key} is not a string (set goTemplate: true for other values)`,
+        );
     }
     return params;
   });
@@ -96,7 +111,8 @@ export function globRegExp(pattern: string, crossSlash: boolean): RE2JS {
 
 function matcher(patterns: GitPathPattern[] | undefined, crossSlash: boolean): (path: string) => boolean {
   const compiled = (patterns ?? []).map((p) => {
-    if (typeof p?.path !== 'string' || p.path === '') throw new GeneratorError('a git generator path needs a non-empty path');
+    if (typeof p?.path !== 'string' || p.path === '')
+      throw new GeneratorError('a git generator path needs a non-empty path');
     return { exclude: p.exclude === true, re: globRegExp(p.path, crossSlash) };
   });
   const includes = compiled.filter((p) => !p.exclude);
@@ -106,7 +122,12 @@ function matcher(patterns: GitPathPattern[] | undefined, crossSlash: boolean): (
 }
 
 /** The path parameters of a directory (and of a file in it), flat or nested as the template language wants. */
-function pathParams(dir: string, options: GenerateOptions, prefix: string | undefined, file?: string): Params {
+function pathParams(
+  dir: string,
+  options: GenerateOptions,
+  prefix: string | undefined,
+  file?: string,
+): Params {
   const segments = dir === '.' || dir === '' ? [] : dir.split('/');
   const basename = segments.at(-1) ?? '';
   const nested: Record<string, unknown> = {
@@ -202,6 +223,13 @@ export function gitFileParams(
   return out;
 }
 
+/** A scalar as Go's %v prints it (nil as `<nil>`, times as RFC 3339). */
+function goValue(value: unknown): string {
+  if (value === null || value === undefined) return '<nil>';
+  if (value instanceof Date) return value.toISOString();
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
 /** Argo CD's flattening for fasttemplate: nested keys joined with `.`, lists by index, values printed as Go's %v. */
 export function flatten(object: Record<string, unknown>): Record<string, string> {
   const out: Record<string, string> = {};
@@ -209,7 +237,7 @@ export function flatten(object: Record<string, unknown>): Record<string, string>
     if (Array.isArray(value)) value.forEach((v, i) => walk(v, key ? `${key}.${i}` : String(i)));
     else if (value && typeof value === 'object' && !(value instanceof Date))
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) walk(v, key ? `${key}.${k}` : k);
-    else out[key] = value === null || value === undefined ? '<nil>' : value instanceof Date ? value.toISOString() : String(value);
+    else out[key] = goValue(value);
   };
   walk(object, '');
   return out;

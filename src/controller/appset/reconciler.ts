@@ -86,13 +86,18 @@ export class ApplicationSetReconciler {
     try {
       generated = await this.generate(appset, ctx.signal);
     } catch (err) {
-      if (!(err instanceof GeneratorError) && !(err instanceof TemplateError) && !isSourceError(err)) throw err;
+      if (!(err instanceof GeneratorError) && !(err instanceof TemplateError) && !isSourceError(err))
+        throw err;
       const message = (err as Error).message;
       log.warn('generating parameters failed', { error: message });
       void this.o.events?.record(appset, 'Warning', 'ParametersGenerationError', message, 'Generate');
       await this.writeStatus(
         appset,
-        applicationSetStatus(appset.status, { generatorError: message, errors: [], writeErrors: [], desired: [], live }, new Date()),
+        applicationSetStatus(
+          appset.status,
+          { generatorError: message, errors: [], writeErrors: [], desired: [], live },
+          new Date(),
+        ),
       );
       return { requeueAfter: this.o.pollIntervalMs ?? 180_000 };
     }
@@ -108,7 +113,12 @@ export class ApplicationSetReconciler {
       try {
         await call();
         log.info(`${what} application`, { application: app.metadata.name });
-        void this.o.events?.record(appset, 'Normal', `${what[0]!.toUpperCase()}${what.slice(1)}`, `${what} Application ${app.metadata.name}`);
+        void this.o.events?.record(
+          appset,
+          'Normal',
+          `${what[0]!.toUpperCase()}${what.slice(1)}`,
+          `${what} Application ${app.metadata.name}`,
+        );
       } catch (err) {
         // A conflict means the cache was behind: the next round reads it fresh and tries again.
         if (isConflict(err) || isAlreadyExists(err) || isNotFound(err)) {
@@ -118,37 +128,63 @@ export class ApplicationSetReconciler {
         throw err;
       }
     };
-    for (const app of plan.create) await write('created', app, () => this.o.client.create(APPLICATION, app as never));
-    for (const app of plan.update) await write('updated', app, () => this.o.client.update(APPLICATION, app as never));
+    for (const app of plan.create)
+      await write('created', app, () => this.o.client.create(APPLICATION, app as never));
+    for (const app of plan.update)
+      await write('updated', app, () => this.o.client.update(APPLICATION, app as never));
     for (const app of plan.delete)
       await write('deleted', app, () =>
-        this.o.client.request('DELETE', resourcePath(APPLICATION, app.metadata.namespace, app.metadata.name), {
-          // Only the Application seen: one recreated under the same name since is not deleted.
-          body: { kind: 'DeleteOptions', apiVersion: 'v1', preconditions: { uid: app.metadata.uid } },
-        }),
+        this.o.client.request(
+          'DELETE',
+          resourcePath(APPLICATION, app.metadata.namespace, app.metadata.name),
+          {
+            // Only the Application seen: one recreated under the same name since is not deleted.
+            body: { kind: 'DeleteOptions', apiVersion: 'v1', preconditions: { uid: app.metadata.uid } },
+          },
+        ),
       );
     if (plan.errors.length) {
       log.warn('some applications were not generated', { errors: plan.errors });
-      void this.o.events?.record(appset, 'Warning', 'ApplicationValidationError', plan.errors.join('; '), 'Generate');
+      void this.o.events?.record(
+        appset,
+        'Warning',
+        'ApplicationValidationError',
+        plan.errors.join('; '),
+        'Generate',
+      );
     }
     await this.writeStatus(
       appset,
       applicationSetStatus(
         appset.status,
-        { errors: plan.errors, writeErrors, desired: rendered.applications, live: this.o.listApplications(appset.metadata.namespace) },
+        {
+          errors: plan.errors,
+          writeErrors,
+          desired: rendered.applications,
+          live: this.o.listApplications(appset.metadata.namespace),
+        },
         new Date(),
       ),
     );
-    if (writeErrors.length) throw new Error(`ApplicationSet ${appset.metadata.name}: ${writeErrors.join('; ')}`);
+    if (writeErrors.length)
+      throw new Error(`ApplicationSet ${appset.metadata.name}: ${writeErrors.join('; ')}`);
     // Duplicate names and other errors are looked at again later too (Argo CD: 3 minutes).
     return plan.errors.length ? { requeueAfter: this.o.pollIntervalMs ?? 180_000 } : requeue;
   }
 
-  private async generate(appset: ApplicationSet, signal?: AbortSignal): Promise<{ generator: Generator; params: Params[] }[]> {
+  private async generate(
+    appset: ApplicationSet,
+    signal?: AbortSignal,
+  ): Promise<{ generator: Generator; params: Params[] }[]> {
     const unsupported = unsupportedFields(appset);
     if (unsupported.length)
-      throw new GeneratorError(`not supported by this controller: ${unsupported.join(', ')} (nothing was generated)`);
-    const options: GenerateOptions = { goTemplate: appset.spec.goTemplate === true, goTemplateOptions: goTemplateOptions(appset) };
+      throw new GeneratorError(
+        `not supported by this controller: ${unsupported.join(', ')} (nothing was generated)`,
+      );
+    const options: GenerateOptions = {
+      goTemplate: appset.spec.goTemplate === true,
+      goTemplateOptions: goTemplateOptions(appset),
+    };
     const out: { generator: Generator; params: Params[] }[] = [];
     let total = 0;
     for (const generator of appset.spec.generators ?? []) {
@@ -182,7 +218,8 @@ export class ApplicationSetReconciler {
         if (hasDirs) return gitDirectoryParams(git, tree.directories, options);
         const keep = gitFileMatcher(git);
         const files: { path: string; content: string }[] = [];
-        for (const path of tree.files.filter(keep)) files.push({ path, content: await readTreeFile(dir, path) });
+        for (const path of tree.files.filter(keep))
+          files.push({ path, content: await readTreeFile(dir, path) });
         return gitFileParams(git, files, options);
       },
       signal,
@@ -244,7 +281,10 @@ export class ApplicationSetReconciler {
   }
 
   /** Replaces the status only when it changed. */
-  private async writeStatus(appset: ApplicationSet, status: NonNullable<ApplicationSet['status']>): Promise<void> {
+  private async writeStatus(
+    appset: ApplicationSet,
+    status: NonNullable<ApplicationSet['status']>,
+  ): Promise<void> {
     if (canonical(status) === canonical(appset.status ?? {})) return;
     const written = await this.o.client.request<ApplicationSet>(
       'PATCH',

@@ -31,7 +31,18 @@ export interface GoTemplateOptions {
 }
 
 const NO_VALUE = '<no value>';
-const REFUSED_KEYWORDS = new Set(['if', 'else', 'end', 'range', 'with', 'define', 'template', 'block', 'break', 'continue']);
+const REFUSED_KEYWORDS = new Set([
+  'if',
+  'else',
+  'end',
+  'range',
+  'with',
+  'define',
+  'template',
+  'block',
+  'break',
+  'continue',
+]);
 
 /** Argo CD's `normalize`: lowercase, runs of characters invalid in a DNS name become `-`. */
 export function normalizeName(s: string): string {
@@ -78,7 +89,9 @@ function printValue(v: unknown): string {
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (Array.isArray(v)) return `[${v.map(printValue).join(' ')}]`;
-  const entries = Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const entries = Object.entries(v as Record<string, unknown>).sort(([a], [b]) =>
+    a < b ? -1 : a > b ? 1 : 0,
+  );
   return `map[${entries.map(([k, x]) => `${k}:${printValue(x)}`).join(' ')}]`;
 }
 
@@ -119,7 +132,9 @@ function evaluatePipeline(pipeline: string, params: Params, options: GoTemplateO
     if (words.length === 0) throw new TemplateError(`empty command in {{${pipeline}}}`);
     const head = words[0]!;
     if (REFUSED_KEYWORDS.has(head))
-      throw new TemplateError(`{{${head}}} is not supported in ApplicationSet goTemplate here (only pipelines of fields and functions)`);
+      throw new TemplateError(
+        `{{${head}}} is not supported in ApplicationSet goTemplate here (only pipelines of fields and functions)`,
+      );
     if (head.startsWith('$')) throw new TemplateError(`template variables (${head}) are not supported`);
     const args = words.slice(1).map((w) => operand(w, params, options));
     if (i > 0) args.push(value);
@@ -154,7 +169,8 @@ function operand(word: string, params: Params, options: GoTemplateOptions): unkn
       }
       const map = v as Record<string, unknown>;
       if (!Object.hasOwn(map, key)) {
-        if (options.missingKey === 'error') throw new TemplateError(`map has no entry for key "${key}" (in ${word})`);
+        if (options.missingKey === 'error')
+          throw new TemplateError(`map has no entry for key "${key}" (in ${word})`);
         return undefined;
       }
       v = map[key];

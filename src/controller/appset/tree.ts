@@ -47,6 +47,8 @@ export async function readTreeFile(root: string, path: string): Promise<string> 
   const info = await lstat(full);
   if (!info.isFile()) throw new GeneratorError(`${path} is not a regular file`);
   if (info.size > MAX_FILE_BYTES)
-    throw new GeneratorError(`${path} is ${info.size} bytes, more than the ${MAX_FILE_BYTES} a files generator reads`);
+    throw new GeneratorError(
+      `${path} is ${info.size} bytes, more than the ${MAX_FILE_BYTES} a files generator reads`,
+    );
   return readFile(full, 'utf8');
 }

@@ -53,7 +53,10 @@ describe('renderApplications', () => {
           },
         ],
       },
-      spec: { source: { repoURL: 'https://git.example/a.git', path: 'deploy' }, destination: { namespace: 'a' } },
+      spec: {
+        source: { repoURL: 'https://git.example/a.git', path: 'deploy' },
+        destination: { namespace: 'a' },
+      },
     });
   });
 
@@ -75,7 +78,7 @@ describe('renderApplications', () => {
     const set = appset();
     set.spec.template!.metadata!.namespace = 'kube-system';
     expect(render(set, [{ name: 'a' }]).errors).toEqual([
-      'application a: namespace kube-system is not the ApplicationSet\'s (argocd)',
+      "application a: namespace kube-system is not the ApplicationSet's (argocd)",
     ]);
   });
 
@@ -83,7 +86,10 @@ describe('renderApplications', () => {
     const set = appset({
       goTemplate: true,
       goTemplateOptions: ['missingkey=error'],
-      template: { metadata: { name: '{{.name}}' }, spec: { destination: { namespace: '{{ .name | upper | lower }}' } } },
+      template: {
+        metadata: { name: '{{.name}}' },
+        spec: { destination: { namespace: '{{ .name | upper | lower }}' } },
+      },
     });
     const { applications, errors } = render(set, [{ name: 'a' }, { other: 'x' }]);
     expect(applications.map((a) => a.metadata.name)).toEqual(['a']);
@@ -96,17 +102,22 @@ describe('renderApplications', () => {
   });
 
   test('fields that change what is generated are refused by name', () => {
-    expect(unsupportedFields(appset({ strategy: { type: 'RollingSync' }, generators: [{ list: {}, selector: {} }] }))).toEqual([
-      'spec.strategy',
-      'spec.generators[0].selector',
-    ]);
+    expect(
+      unsupportedFields(
+        appset({ strategy: { type: 'RollingSync' }, generators: [{ list: {}, selector: {} }] }),
+      ),
+    ).toEqual(['spec.strategy', 'spec.generators[0].selector']);
   });
 });
 
 describe('planApplications', () => {
   const set = appset();
   const desired = render(set, [{ name: 'a' }, { name: 'b' }]).applications;
-  const live = (name: string, patch: Partial<Application['metadata']> = {}, spec?: Application['spec']): Application => ({
+  const live = (
+    name: string,
+    patch: Partial<Application['metadata']> = {},
+    spec?: Application['spec'],
+  ): Application => ({
     ...structuredClone(desired.find((a) => a.metadata.name === name) ?? desired[0]!),
     metadata: {
       ...structuredClone((desired.find((a) => a.metadata.name === name) ?? desired[0]!).metadata),
@@ -125,7 +136,12 @@ describe('planApplications', () => {
     expect(plan.update).toHaveLength(1);
     expect(plan.update[0]!.spec.destination.namespace).toBe('b');
     expect(plan.update[0]!.metadata.resourceVersion).toBe('7'); // an update of what was read, or a conflict
-    expect(planApplications(set, desired, [live('a'), live('b')])).toEqual({ create: [], update: [], delete: [], errors: [] });
+    expect(planApplications(set, desired, [live('a'), live('b')])).toEqual({
+      create: [],
+      update: [],
+      delete: [],
+      errors: [],
+    });
   });
 
   test("keeps Argo CD's preserved annotations and deletion-hook finalizers across an update", () => {
@@ -135,7 +151,10 @@ describe('planApplications', () => {
     });
     const [update] = planApplications(set, desired, [have, live('b')]).update;
     expect(update!.metadata.annotations).toEqual({ 'argocd.argoproj.io/refresh': 'hard' });
-    expect(update!.metadata.finalizers).toEqual([DEFAULT_APPLICATION_FINALIZER, 'pre-delete-finalizer.argocd.argoproj.io']);
+    expect(update!.metadata.finalizers).toEqual([
+      DEFAULT_APPLICATION_FINALIZER,
+      'pre-delete-finalizer.argocd.argoproj.io',
+    ]);
   });
 
   test('deletes only its own Applications that are no longer generated, and only where the policy allows', () => {
@@ -144,20 +163,37 @@ describe('planApplications', () => {
     const plan = planApplications(set, desired, [live('a'), live('b'), gone, foreign]);
     expect(plan.delete.map((a) => a.metadata.name)).toEqual(['c']);
     for (const policy of ['create-only', 'create-update'] as const)
-      expect(planApplications(appset({ syncPolicy: { applicationsSync: policy } }), desired, [gone]).delete).toEqual([]);
-    expect(planApplications(appset({ syncPolicy: { applicationsSync: 'create-delete' } }), desired, [gone]).delete).toHaveLength(1);
+      expect(
+        planApplications(appset({ syncPolicy: { applicationsSync: policy } }), desired, [gone]).delete,
+      ).toEqual([]);
+    expect(
+      planApplications(appset({ syncPolicy: { applicationsSync: 'create-delete' } }), desired, [gone]).delete,
+    ).toHaveLength(1);
   });
 
   test('create-only and create-delete never update; create-update does', () => {
     const edited = live('a', {}, { destination: { namespace: 'x' } });
     for (const policy of ['create-only', 'create-delete'] as const)
-      expect(planApplications(appset({ syncPolicy: { applicationsSync: policy } }), desired, [edited]).update).toEqual([]);
-    expect(planApplications(appset({ syncPolicy: { applicationsSync: 'create-update' } }), desired, [edited]).update).toHaveLength(1);
+      expect(
+        planApplications(appset({ syncPolicy: { applicationsSync: policy } }), desired, [edited]).update,
+      ).toEqual([]);
+    expect(
+      planApplications(appset({ syncPolicy: { applicationsSync: 'create-update' } }), desired, [edited])
+        .update,
+    ).toHaveLength(1);
   });
 
   test("another controller's Application is an error and never touched; an error round deletes nothing", () => {
     const other = live('a', {
-      ownerReferences: [{ apiVersion: 'kube-actions.dev/v1alpha1', kind: 'ApplicationSet', name: 'x', uid: 'x', controller: true }],
+      ownerReferences: [
+        {
+          apiVersion: 'kube-actions.dev/v1alpha1',
+          kind: 'ApplicationSet',
+          name: 'x',
+          uid: 'x',
+          controller: true,
+        },
+      ],
     });
     const plan = planApplications(set, desired, [other, live('c')]);
     expect(plan.errors).toEqual(['application a already exists and is controlled by ApplicationSet x']);
@@ -167,7 +203,10 @@ describe('planApplications', () => {
   });
 
   test('an unowned Application of the same name is adopted', () => {
-    const [adopted] = planApplications(set, desired, [live('a', { ownerReferences: undefined }), live('b')]).update;
+    const [adopted] = planApplications(set, desired, [
+      live('a', { ownerReferences: undefined }),
+      live('b'),
+    ]).update;
     expect(adopted!.metadata.ownerReferences).toEqual(desired[0]!.metadata.ownerReferences);
   });
 });
@@ -182,14 +221,28 @@ describe('applicationSetStatus', () => {
       ['ParametersGenerated', 'True', 'ParametersGenerated'],
       ['ResourcesUpToDate', 'True', 'ApplicationSetUpToDate'],
     ]);
-    expect(ok.resources).toEqual([{ group: 'kube-actions.dev', version: 'v1alpha1', kind: 'Application', name: 'a', namespace: 'argocd' }]);
-    const later = applicationSetStatus(ok, { errors: ['x'], writeErrors: [], desired, live: [] }, new Date('2026-12-02T11:00:00Z'));
+    expect(ok.resources).toEqual([
+      { group: 'kube-actions.dev', version: 'v1alpha1', kind: 'Application', name: 'a', namespace: 'argocd' },
+    ]);
+    const later = applicationSetStatus(
+      ok,
+      { errors: ['x'], writeErrors: [], desired, live: [] },
+      new Date('2026-12-02T11:00:00Z'),
+    );
     expect(later.conditions!.map((c) => [c.type, c.status, c.lastTransitionTime])).toEqual([
       ['ErrorOccurred', 'True', '2026-12-02T11:00:00.000Z'],
       ['ParametersGenerated', 'True', '2026-12-02T10:00:00.000Z'],
       ['ResourcesUpToDate', 'False', '2026-12-02T11:00:00.000Z'],
     ]);
-    const failed = applicationSetStatus(later, { generatorError: 'git said no', errors: [], writeErrors: [], desired: [], live: [] }, now);
-    expect(failed.conditions![1]).toMatchObject({ type: 'ParametersGenerated', status: 'False', message: 'git said no' });
+    const failed = applicationSetStatus(
+      later,
+      { generatorError: 'git said no', errors: [], writeErrors: [], desired: [], live: [] },
+      now,
+    );
+    expect(failed.conditions![1]).toMatchObject({
+      type: 'ParametersGenerated',
+      status: 'False',
+      message: 'git said no',
+    });
   });
 });

@@ -14,7 +14,13 @@ import {
   globRegExp,
   listParams,
 } from '../../../../src/controller/appset/generators.ts';
-import { normalizeName, renderFast, renderGo, renderStrings, TemplateError } from '../../../../src/controller/appset/template.ts';
+import {
+  normalizeName,
+  renderFast,
+  renderGo,
+  renderStrings,
+  TemplateError,
+} from '../../../../src/controller/appset/template.ts';
 import { listTree, readTreeFile } from '../../../../src/controller/appset/tree.ts';
 
 const fast = { goTemplate: false };
@@ -22,9 +28,9 @@ const go = { goTemplate: true };
 
 describe('fasttemplate', () => {
   test('replaces known keys, spaces inside braces allowed, and leaves unknown keys as written', () => {
-    expect(renderFast('{{cluster}}-{{ path.basename }}-{{nope}}', { cluster: 'eu', 'path.basename': 'web' })).toBe(
-      'eu-web-{{nope}}',
-    );
+    expect(
+      renderFast('{{cluster}}-{{ path.basename }}-{{nope}}', { cluster: 'eu', 'path.basename': 'web' }),
+    ).toBe('eu-web-{{nope}}');
   });
   test('renders map keys too', () => {
     expect(renderStrings({ '{{k}}': ['{{v}}', 1] }, (s) => renderFast(s, { k: 'key', v: 'val' }))).toEqual({
@@ -52,7 +58,9 @@ describe('goTemplate subset', () => {
     expect(() => renderGo('{{if .n}}x{{end}}', params)).toThrow(TemplateError);
     expect(() => renderGo('{{ $x := 1 }}', params)).toThrow(/variables/);
     expect(() => renderGo('{{ upper (lower .n) }}', params)).toThrow(/parenthesised/);
-    expect(() => renderGo('{{ env "HOME" }}', params)).toThrow(/env is not a function this template supports/);
+    expect(() => renderGo('{{ env "HOME" }}', params)).toThrow(
+      /env is not a function this template supports/,
+    );
     expect(() => renderGo('{{ .a', params)).toThrow(/unclosed/);
   });
   test("normalize follows Argo CD's", () => {
@@ -72,10 +80,12 @@ describe('generators', () => {
       { cluster: 'eu', 'values.size': '3' },
     ]);
     expect(() => listParams({ elements: [{ replicas: 3 }] }, fast)).toThrow(/replicas is not a string/);
-    expect(listParams({ elements: [{ replicas: 3, tags: ['a'] }] }, go)).toEqual([{ replicas: 3, tags: ['a'] }]);
+    expect(listParams({ elements: [{ replicas: 3, tags: ['a'] }] }, go)).toEqual([
+      { replicas: 3, tags: ['a'] },
+    ]);
   });
 
-  test("path.Match semantics for directories: * stops at /, [] classes, exclude wins", () => {
+  test('path.Match semantics for directories: * stops at /, [] classes, exclude wins', () => {
     const dirs = ['apps', 'apps/api', 'apps/web', 'apps/web/config', 'apps/x-old', 'other'];
     const gen = { repoURL: 'r', directories: [{ path: 'apps/*' }, { path: 'apps/*-old', exclude: true }] };
     expect(gitDirectoryParams(gen, dirs, fast).map((p) => p.path)).toEqual(['apps/api', 'apps/web']);
@@ -101,22 +111,42 @@ describe('generators', () => {
     };
     expect(gitDirectoryParams(gen, ['apps/Web_1'], go)).toEqual([
       {
-        src: { path: { path: 'apps/Web_1', basename: 'Web_1', basenameNormalized: 'web-1', segments: ['apps', 'Web_1'] } },
+        src: {
+          path: {
+            path: 'apps/Web_1',
+            basename: 'Web_1',
+            basenameNormalized: 'web-1',
+            segments: ['apps', 'Web_1'],
+          },
+        },
         values: { name: 'Web_1-prod' },
       },
     ]);
   });
 
   test("files: git's glob (* crosses /), one set per object, flattened without goTemplate", () => {
-    const gen = { repoURL: 'r', files: [{ path: 'clusters/**/config.yaml' }, { path: 'clusters/old/**', exclude: true }] };
+    const gen = {
+      repoURL: 'r',
+      files: [{ path: 'clusters/**/config.yaml' }, { path: 'clusters/old/**', exclude: true }],
+    };
     const keep = gitFileMatcher(gen);
-    expect(['clusters/eu/config.yaml', 'clusters/a/b/config.yaml', 'clusters/old/x/config.yaml', 'clusters/config.yaml'].filter(keep)).toEqual([
-      'clusters/eu/config.yaml',
-      'clusters/a/b/config.yaml',
-    ]);
+    expect(
+      [
+        'clusters/eu/config.yaml',
+        'clusters/a/b/config.yaml',
+        'clusters/old/x/config.yaml',
+        'clusters/config.yaml',
+      ].filter(keep),
+    ).toEqual(['clusters/eu/config.yaml', 'clusters/a/b/config.yaml']);
     const files = [
-      { path: 'clusters/eu/config.yaml', content: 'cluster:\n  name: eu\n  zones: [a, b]\nreplicas: 2\nempty: null\n' },
-      { path: 'clusters/us/config.json', content: '[{"cluster": {"name": "us1"}}, {"cluster": {"name": "us2"}}]' },
+      {
+        path: 'clusters/eu/config.yaml',
+        content: 'cluster:\n  name: eu\n  zones: [a, b]\nreplicas: 2\nempty: null\n',
+      },
+      {
+        path: 'clusters/us/config.json',
+        content: '[{"cluster": {"name": "us1"}}, {"cluster": {"name": "us2"}}]',
+      },
     ];
     const flat = gitFileParams(gen, files, fast);
     expect(flat).toHaveLength(3);
@@ -143,14 +173,23 @@ describe('generators', () => {
   test('files: bad YAML, a scalar and a billion-laughs file are errors naming the file', () => {
     const gen = { repoURL: 'r', files: [{ path: '*' }] };
     expect(() => gitFileParams(gen, [{ path: 'a.yaml', content: 'a: [' }], fast)).toThrow(/a.yaml: not YAML/);
-    expect(() => gitFileParams(gen, [{ path: 'b.yaml', content: '42' }], fast)).toThrow(/b.yaml: item 0 is not an object/);
+    expect(() => gitFileParams(gen, [{ path: 'b.yaml', content: '42' }], fast)).toThrow(
+      /b.yaml: item 0 is not an object/,
+    );
     const laughs = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
-    for (let i = 0; i < 8; i++) laughs.push(`${'bcdefghi'[i]}: &${'bcdefghi'[i]} [${Array(10).fill(`*${'abcdefgh'[i]}`).join(', ')}]`);
-    expect(() => gitFileParams(gen, [{ path: 'c.yaml', content: laughs.join('\n') }], fast)).toThrow(/c.yaml/);
+    for (let i = 0; i < 8; i++)
+      laughs.push(`${'bcdefghi'[i]}: &${'bcdefghi'[i]} [${Array(10).fill(`*${'abcdefgh'[i]}`).join(', ')}]`);
+    expect(() => gitFileParams(gen, [{ path: 'c.yaml', content: laughs.join('\n') }], fast)).toThrow(
+      /c.yaml/,
+    );
   });
 
   test('flatten prints like Go %v', () => {
-    expect(flatten({ a: { b: true, c: [1, { d: 'x' }] } })).toEqual({ 'a.b': 'true', 'a.c.0': '1', 'a.c.1.d': 'x' });
+    expect(flatten({ a: { b: true, c: [1, { d: 'x' }] } })).toEqual({
+      'a.b': 'true',
+      'a.c.0': '1',
+      'a.c.1.d': 'x',
+    });
   });
 });
 
@@ -158,7 +197,8 @@ describe('the tree a git generator reads', () => {
   test('directories skip hidden ones and their subtree; files keep them; symlinks and huge files are refused', async () => {
     const root = await mkdtemp(join(tmpdir(), 'appset-tree-'));
     try {
-      for (const d of ['apps/web', '.hidden/inner', 'apps/.cfg', '.git/objects']) await mkdir(join(root, d), { recursive: true });
+      for (const d of ['apps/web', '.hidden/inner', 'apps/.cfg', '.git/objects'])
+        await mkdir(join(root, d), { recursive: true });
       await writeFile(join(root, 'apps/web/a.yaml'), 'a: 1\n');
       await writeFile(join(root, '.hidden/inner/b.yaml'), 'b: 1\n');
       await writeFile(join(root, '.git/objects/x'), 'x');
