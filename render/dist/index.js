@@ -27574,6 +27574,7 @@ async function renderKustomize(dir, options, timeoutMs, counter) {
     counter
   );
 }
+var EXTERNAL_VALUES = "\0external-values-";
 async function renderHelm(dir, options, timeoutMs, counter) {
   const helm = options.helmBinary ?? "helm";
   const h = options.helm ?? {};
@@ -27609,12 +27610,21 @@ async function renderHelm(dir, options, timeoutMs, counter) {
   const args = ["template", "--include-crds"];
   if (h.namespace) args.push("--namespace", h.namespace);
   const valueFiles = [];
+  const external = [];
   for (const f of h.valueFiles ?? []) {
-    valueFiles.push(
-      await resolveInside(options.workspace, relative3(options.workspace, join4(dir, f)), "values file")
+    if (typeof f !== "string") {
+      args.push("--values", `${EXTERNAL_VALUES}${external.length}`);
+      external.push(f.content);
+      continue;
+    }
+    const file = await resolveInside(
+      options.workspace,
+      relative3(options.workspace, join4(dir, f)),
+      "values file"
     );
+    valueFiles.push(file);
+    args.push("--values", file);
   }
-  for (const f of valueFiles) args.push("--values", f);
   for (const s of h.set ?? []) args.push("--set", s);
   if (h.kubeVersion) args.push("--kube-version", h.kubeVersion);
   for (const v of h.apiVersions ?? []) args.push("--api-versions", v);
@@ -27628,7 +27638,8 @@ async function renderHelm(dir, options, timeoutMs, counter) {
       tool: "helm",
       args,
       values: h.values ?? "",
-      valueFiles: await Promise.all(valueFiles.map((f) => readFile3(f, "utf8")))
+      valueFiles: await Promise.all(valueFiles.map((f) => readFile3(f, "utf8"))),
+      external
     },
     // Packaged local dependencies and the lock are derived from the dependency dirs, hashed too.
     (rel) => rel === "Chart.lock" || localDeps.length > 0 && /^charts\/[^/]+\.tgz$/.test(rel)
@@ -27642,9 +27653,13 @@ async function renderHelm(dir, options, timeoutMs, counter) {
       }
       let tmp;
       try {
-        const templateArgs = [...args];
+        if (h.values || external.length) tmp = await mkdtemp(join4(tmpdir(), "kube-actions-values-"));
+        for (const [i, content] of external.entries())
+          await writeFile4(join4(tmp, `external-${i}.yaml`), content);
+        const templateArgs = args.map(
+          (a) => a.startsWith(EXTERNAL_VALUES) ? join4(tmp, `external-${a.slice(EXTERNAL_VALUES.length)}.yaml`) : a
+        );
         if (h.values) {
-          tmp = await mkdtemp(join4(tmpdir(), "kube-actions-values-"));
           await writeFile4(join4(tmp, "values.yaml"), h.values);
           templateArgs.push("--values", join4(tmp, "values.yaml"));
         }

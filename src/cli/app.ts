@@ -17,7 +17,13 @@ import { resourcePath } from '../core/kube/objects.ts';
 import { LiveObjects, managedInformers } from '../controller/sync/live.ts';
 import { ApplicationReconciler, ComparisonFailure } from '../controller/sync/reconciler.ts';
 import { ManifestSource } from '../controller/sync/source.ts';
-import { APPLICATION, type Application, type SyncOperation } from '../controller/sync/types.ts';
+import {
+  APPLICATION,
+  hasMultipleSources,
+  sourcesOf,
+  type Application,
+  type SyncOperation,
+} from '../controller/sync/types.ts';
 import { parseDurationMs } from '../core/duration.ts';
 import { age, columns } from './format.ts';
 
@@ -29,6 +35,7 @@ export const APP_USAGE = `usage: kube-actions app <list|get|diff|sync|rollback> 
   sync NAME [--revision R] [--prune] [--dry-run] [--resource GROUP:KIND:[NAMESPACE/]NAME]... [--no-wait]
                              request a sync (as Argo CD's operation field) and wait for it;
                              --resource (repeatable): only those objects, no hooks, no history
+                             --revision with spec.sources: one per source, R1,R2 ('' = targetRevision)
   rollback NAME ID [--no-wait]
                              sync the revision of history entry ID (refused while automated)
 
@@ -96,7 +103,7 @@ export async function appCommand(argv: string[], out: Out = (t) => process.stdou
         const app = await getApp(client, namespace, name);
         if (!app) return notFound(namespace, name);
         if (format) print(app);
-        else out(describe(app));
+        else out(describeApplication(app));
         return 0;
       }
       case 'diff': {
@@ -126,7 +133,7 @@ export async function appCommand(argv: string[], out: Out = (t) => process.stdou
               `no history entry ${id} (have: ${(app.status?.history ?? []).map((h) => h.id).join(', ') || 'none'})`,
             );
           operation = {
-            sync: { revision: entry.revision, prune: values.prune },
+            sync: { ...revisionRequest(app, entry.revision), prune: values.prune },
             initiatedBy: { username: 'kube-actions-cli' },
           };
         } else {
@@ -142,7 +149,7 @@ export async function appCommand(argv: string[], out: Out = (t) => process.stdou
           }
           operation = {
             sync: {
-              ...(values.revision ? { revision: values.revision } : {}),
+              ...(values.revision ? revisionRequest(app, values.revision) : {}),
               prune: values.prune,
               ...(values['dry-run'] ? { dryRun: true } : {}),
               ...(resources.length ? { resources } : {}),
@@ -193,22 +200,48 @@ function table(apps: Application[], withNamespace: boolean): string {
       a.metadata.name,
       a.status?.sync?.status ?? 'Unknown',
       a.status?.health?.status ?? 'Unknown',
-      (a.status?.sync?.revision ?? '').slice(0, 12),
+      shortRevision(a.status?.sync?.revision ?? ''),
       age((a.metadata as { creationTimestamp?: string }).creationTimestamp),
     ]);
   }
   return columns(rows);
 }
 
-function describe(app: Application): string {
+/** Each revision's first 12 characters (several with multiple sources, joined with ','). */
+function shortRevision(revision: string): string {
+  return revision
+    .split(',')
+    .map((r) => r.slice(0, 12))
+    .join(',');
+}
+
+/**
+ * A sync's revision as the operation asks for it: with multiple sources, Argo CD's `revisions`,
+ * one per source from a ','-separated list (an empty entry: that source's targetRevision).
+ */
+function revisionRequest(app: Application, revision: string): { revision?: string; revisions?: string[] } {
+  return hasMultipleSources(app) ? { revisions: revision.split(',') } : { revision };
+}
+
+export function describeApplication(app: Application): string {
   const s = app.status ?? {};
-  const src = app.spec.source;
+  // sourceTypes lists the rendered sources only: a ref-only source renders nothing.
+  const types = s.sourceTypes ?? (s.sourceType ? [s.sourceType] : []);
+  let rendered = 0;
+  const sources = sourcesOf(app).map((src) => {
+    const type =
+      hasMultipleSources(app) && src.ref && !src.path && !src.chart ? undefined : types[rendered++];
+    const what = src.chart ? `chart ${src.chart}` : (src.path ?? '.');
+    return `${src.repoURL} ${what} @ ${src.targetRevision || (src.chart ? '*' : 'HEAD')}${src.ref ? ` (ref ${src.ref})` : ''}${type ? ` (${type})` : ''}`;
+  });
   const lines = [
     `Name:           ${app.metadata.namespace}/${app.metadata.name}`,
-    `Source:         ${src?.repoURL ?? ''} ${src?.path ?? '.'} @ ${src?.targetRevision || 'HEAD'}${s.sourceType ? ` (${s.sourceType})` : ''}`,
+    ...(sources.length > 1
+      ? ['Sources:', ...sources.map((l, i) => `  ${i + 1}. ${l}`)]
+      : [`Source:         ${sources[0] ?? ''}`]),
     `Destination:    ${app.spec.destination.namespace ?? ''}`,
     `Sync Policy:    ${app.spec.syncPolicy?.automated ? `automated (prune=${app.spec.syncPolicy.automated.prune ?? false}, selfHeal=${app.spec.syncPolicy.automated.selfHeal ?? false})` : 'manual'}`,
-    `Sync Status:    ${s.sync?.status ?? 'Unknown'}${s.sync?.revision ? ` to ${s.sync.revision.slice(0, 12)}` : ''}`,
+    `Sync Status:    ${s.sync?.status ?? 'Unknown'}${s.sync?.revision ? ` to ${shortRevision(s.sync.revision)}` : ''}`,
     `Health Status:  ${s.health?.status ?? 'Unknown'}${s.health?.message ? ` (${s.health.message})` : ''}`,
   ];
   for (const c of s.conditions ?? []) lines.push(`Condition:      ${c.type}: ${c.message}`);
@@ -219,7 +252,7 @@ function describe(app: Application): string {
       '',
       columns([
         ['ID', 'DEPLOYED', 'REVISION'],
-        ...s.history.map((h) => [String(h.id), h.deployedAt, h.revision.slice(0, 12)]),
+        ...s.history.map((h) => [String(h.id), h.deployedAt, shortRevision(h.revision)]),
       ]).trimEnd(),
     );
   }
@@ -291,7 +324,8 @@ async function diff(client: KubeClient, app: Application, out: Out): Promise<num
       differences++;
       out(`===== ${e.resolved.key} (will be pruned) =====\n`);
     }
-    if (differences === 0) out(`${app.metadata.name} is in sync with ${comparison.revision.slice(0, 12)}\n`);
+    if (differences === 0)
+      out(`${app.metadata.name} is in sync with ${shortRevision(comparison.revision)}\n`);
     return differences === 0 ? 0 : 1;
   } finally {
     await informers.stop();

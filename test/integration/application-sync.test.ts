@@ -639,6 +639,92 @@ spec:
     }
   });
 
+  test("multiple sources: a repository chart with values from a Git ref source ($values/...), and a directory; each source's revision in the status; the last source wins a repeated object; bad refs are clear errors", async () => {
+    const charts = await ChartRepo.start();
+    try {
+      await charts.publish({
+        name: 'web',
+        version: '1.0.0',
+        templates: {
+          'cm.yaml':
+            'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-web\ndata:\n  color: {{ .Values.color | default "unset" | quote }}\n',
+        },
+      });
+      await server.createRepo('ms-config', {
+        'envs/prod.yaml': 'color: blue\n',
+        'extra/cm.yaml': CONFIGMAP('ms-extra', { from: 'directory' }),
+      });
+      const first = await server.revParse('ms-config');
+      const sources = (valueFile: string) => [
+        { repoURL: charts.url, chart: 'web', targetRevision: '1.0.0', helm: { valueFiles: [valueFile] } },
+        { repoURL: server.url('ms-config'), targetRevision: 'main', ref: 'values' },
+        { repoURL: server.url('ms-config'), targetRevision: 'main', path: 'extra' },
+      ];
+      // spec.source (createApp's default, a repository that does not exist) is ignored, as in Argo CD.
+      await createApp('ms', 'does-not-exist', { sources: sources('$values/envs/prod.yaml') });
+      const app = await waitFor('ms', succeeded(`1.0.0,${first},${first}`), 'the three sources synced');
+      expect(app.status?.sync?.revisions).toEqual(['1.0.0', first, first]);
+      expect(app.status?.sync?.comparedTo?.sources).toHaveLength(3);
+      expect(app.status?.sourceTypes).toEqual(['helm', 'directory']);
+      expect(app.status?.operationState?.syncResult?.revisions).toEqual(['1.0.0', first, first]);
+      expect(app.status?.operationState?.operation.sync?.revisions).toEqual(['1.0.0', first, first]);
+      expect((await configMap('ms-web'))?.data).toEqual({ color: 'blue' });
+      expect((await configMap('ms-extra'))?.data).toEqual({ from: 'directory' });
+
+      // A commit to the values only: the chart renders with them; history keeps each revision.
+      const second = await server.commitFiles('ms-config', { 'envs/prod.yaml': 'color: green\n' }, 'green');
+      await refresh('ms');
+      const green = await waitFor('ms', succeeded(`1.0.0,${second},${second}`), 'the new values synced');
+      expect((await configMap('ms-web'))?.data).toEqual({ color: 'green' });
+      expect(green.status?.history?.map((h) => h.revisions)).toEqual([
+        ['1.0.0', first, first],
+        ['1.0.0', second, second],
+      ]);
+
+      // The directory now renders the chart's object too: the last source's copy is applied.
+      const third = await server.commitFiles(
+        'ms-config',
+        { 'extra/web.yaml': CONFIGMAP('ms-web', { color: 'from-directory' }) },
+        'repeat',
+      );
+      await refresh('ms');
+      const repeated = await waitFor(
+        'ms',
+        succeeded(`1.0.0,${third},${third}`),
+        'the repeated object synced',
+      );
+      expect((await configMap('ms-web'))?.data).toEqual({ color: 'from-directory' });
+      expect(repeated.status?.conditions?.find((c) => c.type === 'RepeatedResourceWarning')?.message).toMatch(
+        /ConfigMap.*ms-web/,
+      );
+      expect(repeated.status?.resources?.filter((r) => r.name === 'ms-web')).toHaveLength(1);
+
+      // A ref no source has, and a path out of the ref's checkout: clear errors, nothing applied.
+      await createApp('ms-typo', 'does-not-exist', { sources: sources('$value/envs/prod.yaml') });
+      await createApp('ms-escape', 'does-not-exist', { sources: sources('$values/../../../../etc/passwd') });
+      const typo = await waitFor(
+        'ms-typo',
+        (a) => a.status?.conditions?.some((c) => c.type === 'InvalidSpecError') ?? false,
+        'the unknown ref reported',
+      );
+      expect(typo.status?.conditions?.find((c) => c.type === 'InvalidSpecError')?.message).toBe(
+        'spec.sources[0].helm.valueFiles: $value/envs/prod.yaml names no source with ref: value',
+      );
+      const escape = await waitFor(
+        'ms-escape',
+        (a) => a.status?.conditions?.some((c) => c.type === 'ComparisonError') ?? false,
+        'the escaping values file reported',
+      );
+      expect(escape.status?.conditions?.find((c) => c.type === 'ComparisonError')?.message).toMatch(
+        /rendering source 1: chart web at 1\.0\.0 failed: .*values file \$values\/\.\.\/.*outside/,
+      );
+      expect(await configMap('ms-typo-web')).toBeUndefined();
+      expect(await configMap('ms-escape-web')).toBeUndefined();
+    } finally {
+      await charts.stop();
+    }
+  });
+
   test('an object another Application tracks: SharedResourceWarning names it, and FailOnSharedResource=true fails the sync without taking it over', async () => {
     await server.createRepo('share', { 'cm.yaml': CONFIGMAP('shared-cm', { owner: 'first' }) });
     const rev = await server.revParse('share');

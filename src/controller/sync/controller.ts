@@ -20,7 +20,7 @@ import { LiveObjects, owningApplication } from './live.ts';
 import type { Backoff } from './policy.ts';
 import { ApplicationReconciler } from './reconciler.ts';
 import { INSTANCE_LABEL, ManifestSource } from './source.ts';
-import { APPLICATION, REFRESH_ANNOTATION, type Application } from './types.ts';
+import { APPLICATION, REFRESH_ANNOTATION, sourcesOf, type Application } from './types.ts';
 import { normalizeRepoURL, pushMatches, webhookHandler, type PushEvent } from './webhook.ts';
 import { HelmRepositories } from '../../core/render/helm-repository.ts';
 
@@ -260,13 +260,13 @@ export function setupApplicationController(
   // webhooks over all of them) asks for a refresh the way Argo CD's webhook does: with the refresh
   // annotation, which the leader's watch sees.
   const refresh = async (event: PushEvent): Promise<number> => {
-    const matching = apps.list().filter((app) => {
-      const src = app.spec.source;
-      return src !== undefined && pushMatches(event, src.repoURL, src.targetRevision);
-    });
+    // Any of an application's sources (a ref source's values files change the render too).
+    const pushed = (app: Application) =>
+      sourcesOf(app).filter((src) => pushMatches(event, src.repoURL, src.targetRevision));
+    const matching = apps.list().filter((app) => pushed(app).length > 0);
     for (const app of matching) {
       if (manager.isLeader()) {
-        repos.invalidate(app.spec.source!.repoURL);
+        for (const src of pushed(app)) repos.invalidate(src.repoURL);
         trigger.fire({ namespace: app.metadata.namespace, name: app.metadata.name });
       } else {
         // Not the controller's state but a request to the leader, as a user's `argocd app get

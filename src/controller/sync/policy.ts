@@ -12,7 +12,13 @@ import { parseDurationMs } from '../../core/duration.ts';
 import { stableJSON } from '../../core/json.ts';
 import { assessHealth } from '../../core/kube/health.ts';
 import type { KubeResource } from '../../core/kube/resource.ts';
-import type { Application, OperationState, SyncOperation, SyncPolicy } from './types.ts';
+import {
+  hasMultipleSources,
+  type Application,
+  type OperationState,
+  type SyncOperation,
+  type SyncPolicy,
+} from './types.ts';
 
 /** What a comparison found, as far as the policy cares. */
 export interface ComparisonSummary {
@@ -89,7 +95,11 @@ export function decideSync({ app, comparison: c, now, selfHealBackoff }: PolicyI
     };
   }
   const operation: SyncOperation = {
-    sync: { revision: c.revision, prune: automated.prune ?? false },
+    sync: {
+      // Multiple sources: Argo CD's revisions, one per source (c.revision joins them with ',').
+      ...(hasMultipleSources(app) ? { revisions: c.revision.split(',') } : { revision: c.revision }),
+      prune: automated.prune ?? false,
+    },
     initiatedBy: { automated: true },
   };
   const rev = c.revision.slice(0, 12);
@@ -123,7 +133,8 @@ function attempted(
   if (!last?.syncResult || last.operation.sync?.dryRun) return false;
   return (
     last.syncResult.revision === revision &&
-    stableJSON(last.syncResult.source) === stableJSON(app.spec.source)
+    stableJSON(last.syncResult.sources ?? last.syncResult.source) ===
+      stableJSON(hasMultipleSources(app) ? app.spec.sources : app.spec.source)
   );
 }
 

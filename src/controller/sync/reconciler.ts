@@ -64,13 +64,24 @@ import {
   type ComparisonSummary,
   type SyncDecision,
 } from './policy.ts';
-import { isTrackedBy, track, TRACKING_ANNOTATION, type ManifestSource } from './source.ts';
+import {
+  isTrackedBy,
+  track,
+  TRACKING_ANNOTATION,
+  type DesiredState,
+  type ManifestSource,
+  type SourceRef,
+} from './source.ts';
 import {
   APPLICATION,
   REFRESH_ANNOTATION,
   RESOURCES_FINALIZERS,
   type AppCondition,
+  hasMultipleSources,
+  sourceFields,
+  sourcesOf,
   type Application,
+  type ApplicationSource,
   type ApplicationStatus,
   type HistoryEntry,
   type OperationState,
@@ -135,8 +146,11 @@ const HISTORY_LIMIT = 10;
 class TransientError extends Error {}
 
 export interface Comparison {
+  /** The resolved revision; with multiple sources, each source's joined with ',' in their order. */
   revision: string;
   sourceType: string;
+  /** Multiple sources: each rendered source's type (Argo CD's status.sourceTypes). */
+  sourceTypes?: string[];
   desired: ResolvedObject[];
   hooks: ResolvedObject[];
   objects: ObjectComparison[];
@@ -149,6 +163,8 @@ export interface Comparison {
    * SharedResourceWarning): a sync would take them over, or fail with FailOnSharedResource=true.
    */
   shared: string[];
+  /** Objects more than one source rendered (the last one's is used, Argo CD's RepeatedResourceWarning). */
+  repeated: string[];
 }
 
 export class ApplicationReconciler {
@@ -245,12 +261,13 @@ export class ApplicationReconciler {
         sync: {
           status: isSynced(comparison) ? 'Synced' : 'OutOfSync',
           revision: comparison.revision,
-          comparedTo: { source: app.spec.source!, destination: app.spec.destination },
+          ...revisionsOf(app, comparison.revision),
+          comparedTo: { ...sourcesField(app), destination: app.spec.destination },
         },
         health: { status: health.status, ...(health.message ? { message: health.message } : {}) },
         resources: this.resourceStatuses(comparison),
         conditions: this.conditions(app, conditions),
-        sourceType: comparison.sourceType,
+        ...sourceTypeFields(comparison),
         observedGeneration: app.metadata.generation,
       },
       p,
@@ -289,7 +306,7 @@ export class ApplicationReconciler {
           syncResult: {
             revision: app.status?.operationState?.syncResult?.revision ?? '',
             resources: [],
-            source: app.spec.source!,
+            ...sourceFields(app),
           },
         };
     await this.writeOperation(app, undefined, state, p, failed);
@@ -298,20 +315,21 @@ export class ApplicationReconciler {
   // ---- validation -------------------------------------------------------------------------
 
   private validate(app: Application): string | undefined {
-    if (app.spec.sources?.length) return 'spec.sources (multiple sources) is not supported: use spec.source';
-    if (!app.spec.source?.repoURL) return 'spec.source.repoURL is required';
-    const oci = app.spec.source.chart ? ociRepository(app.spec.source.repoURL) : undefined;
-    if (app.spec.source.chart && !oci && !/^https?:\/\//.test(app.spec.source.repoURL)) {
-      return `spec.source.chart: the repoURL must be an HTTP(S) Helm repository or an OCI registry (oci://host/path), not ${JSON.stringify(
-        app.spec.source.repoURL.replace(/\/\/[^@/]*@/, '//***@'),
-      )}`;
+    const multi = hasMultipleSources(app);
+    const sources = sourcesOf(app);
+    if (!sources.length) return 'spec.source.repoURL is required';
+    for (const [i, source] of sources.entries()) {
+      const problem = validateSource(source, multi ? `spec.sources[${i}]` : 'spec.source');
+      if (problem) return problem;
     }
-    const repoProblem = oci ? undefined : checkRepoURL(app.spec.source.repoURL);
-    if (repoProblem) return repoProblem;
+    const refProblem = multi ? validateRefs(sources) : undefined;
+    if (refProblem) return refProblem;
     // Settings that change what is rendered are refused rather than ignored: ignoring them would
     // apply something other than what the user described.
-    const unsupported = unsupportedSourceFields(app);
-    if (unsupported.length) return `not supported: ${unsupported.join('; ')}`;
+    const unsupported = sources.flatMap((s, i) =>
+      unsupportedSourceFields(app, s, multi ? `sources[${i}]` : 'source'),
+    );
+    if (unsupported.length) return `not supported: ${[...new Set(unsupported)].join('; ')}`;
     const dest = app.spec.destination ?? {};
     if (dest.name && dest.name !== 'in-cluster') {
       return `destination name "${dest.name}": only the cluster the controller runs in ("in-cluster") is supported`;
@@ -338,41 +356,58 @@ export class ApplicationReconciler {
     return this.compare(app, true, { signal: undefined, log: this.o.logger });
   }
 
-  /** `pinned`: the revision of a running operation, which goes on with it wherever the branch is now. */
+  /**
+   * `pinned`: the revision of a running operation, which goes on with it wherever the branch is
+   * now (with multiple sources, each source's, joined with ',').
+   */
   private async compare(app: Application, refresh: boolean, p: Pass, pinned?: string): Promise<Comparison> {
-    const source = app.spec.source!;
-    const wanted = pinned || app.operation?.sync?.revision || source.targetRevision || 'HEAD';
-    let revision: string;
-    try {
-      if (source.chart) {
-        // A Helm repository chart: the revision is the version the range picks from its index.
-        if (!this.o.source.charts)
-          throw new SourceError('Helm repository charts are not enabled in this controller');
-        const constraint = pinned || app.operation?.sync?.revision || source.targetRevision || '';
-        revision = (await this.o.source.charts.resolve(source.repoURL, source.chart, constraint, refresh))
-          .version;
-      } else {
-        revision = await this.o.repos.resolve(source.repoURL, wanted, refresh, p.signal);
-      }
-    } catch (err) {
-      if (err instanceof SourceError || err instanceof HelmRepositoryError)
-        throw new ComparisonFailure(err.message, false);
-      throw err;
-    }
-    let desiredState;
-    try {
-      desiredState = await this.o.source.desired(app, revision, p.signal);
-    } catch (err) {
-      if (err instanceof SourceError || err instanceof HelmRepositoryError)
-        throw new ComparisonFailure(err.message, false);
-      if (isRenderFailure(err))
-        throw new ComparisonFailure(
-          `rendering ${source.chart ? `chart ${source.chart}` : source.path || '.'} at ${revision.slice(0, 12)} failed: ${(err as Error).message}`,
-          true,
-        );
-      throw err;
-    }
     const destination = app.spec.destination.namespace ?? '';
+    const multi = hasMultipleSources(app);
+    const sources = sourcesOf(app);
+    const pinnedEach = pinned ? pinned.split(',') : [];
+    // A pin from before the sources were edited no longer lines up with them: resolve afresh.
+    if (pinnedEach.length !== sources.length) pinnedEach.length = 0;
+    const requested = multi ? (app.operation?.sync?.revisions ?? []) : [app.operation?.sync?.revision ?? ''];
+    let revisions: string[];
+    try {
+      revisions = await Promise.all(
+        sources.map((s, i) => this.resolveRevision(s, pinnedEach[i] || requested[i] || '', refresh, p)),
+      );
+    } catch (err) {
+      if (err instanceof SourceError || err instanceof HelmRepositoryError)
+        throw new ComparisonFailure(err.message, false);
+      throw err;
+    }
+    const revision = revisions.join(',');
+    // `$ref/path` values files read the ref sources at the commits resolved for them here.
+    const refs: Record<string, SourceRef> = {};
+    sources.forEach((s, i) => {
+      if (s.ref) refs[s.ref] = { repoURL: s.repoURL, revision: revisions[i]! };
+    });
+    const rendered: DesiredState[] = [];
+    for (const [i, source] of sources.entries()) {
+      // A source with only a ref lends its files to the others and renders nothing (Argo CD's).
+      if (multi && source.ref && !source.path && !source.chart) continue;
+      const single = multi ? { ...app, spec: { ...app.spec, source, sources: [] } } : app;
+      try {
+        rendered.push(await this.o.source.desired(single, revisions[i]!, p.signal, refs));
+      } catch (err) {
+        if (err instanceof SourceError || err instanceof HelmRepositoryError)
+          throw new ComparisonFailure(err.message, false);
+        if (isRenderFailure(err))
+          throw new ComparisonFailure(
+            `rendering ${multi ? `source ${i + 1}: ` : ''}${source.chart ? `chart ${source.chart}` : source.path || '.'} at ${revisions[i]!.slice(0, 12)} failed: ${(err as Error).message}`,
+            true,
+          );
+        throw err;
+      }
+    }
+    const { objects: combined, repeated } = combineSources(rendered, destination);
+    const desiredState = {
+      sourceType: multi ? '' : (rendered[0]?.sourceType ?? ''),
+      objects: combined,
+      unsupported: rendered.flatMap((r) => r.unsupported),
+    };
     const objects = desiredState.objects.filter((o) => !isSkipped(o));
     // Skipped objects are neither applied nor pruned: they still count as desired.
     const skippedKeys = new Set(
@@ -476,6 +511,8 @@ export class ApplicationReconciler {
     return {
       revision,
       sourceType: desiredState.sourceType,
+      ...(multi ? { sourceTypes: rendered.map((r) => r.sourceType) } : {}),
+      repeated,
       desired,
       hooks,
       objects: objectsCompared,
@@ -484,6 +521,27 @@ export class ApplicationReconciler {
       warnings,
       shared,
     };
+  }
+
+  /** One source's revision: a commit, or the chart version a range picks from the repository's index. */
+  private async resolveRevision(
+    source: ApplicationSource,
+    requested: string,
+    refresh: boolean,
+    p: Pass,
+  ): Promise<string> {
+    if (source.chart) {
+      if (!this.o.source.charts)
+        throw new SourceError('Helm repository charts are not enabled in this controller');
+      const constraint = requested || source.targetRevision || '';
+      return (await this.o.source.charts.resolve(source.repoURL, source.chart, constraint, refresh)).version;
+    }
+    return this.o.repos.resolve(
+      source.repoURL,
+      requested || source.targetRevision || 'HEAD',
+      refresh,
+      p.signal,
+    );
   }
 
   /** The resource of a kind, or undefined when the server no longer serves it (not on errors). */
@@ -573,7 +631,7 @@ export class ApplicationReconciler {
       phase: 'Running',
       message: 'sync started',
       startedAt: this.now().toISOString(),
-      syncResult: { revision: comparison.revision, resources: [], source: app.spec.source! },
+      syncResult: { revision: comparison.revision, resources: [], ...sourceFields(app, comparison.revision) },
       ...(decision.retryCount ? { retryCount: decision.retryCount } : {}),
     };
     const refused = refusal(operation, comparison, [
@@ -797,7 +855,7 @@ export class ApplicationReconciler {
       const entry: HistoryEntry = {
         id: (history.at(-1)?.id ?? -1) + 1,
         revision,
-        source: app.spec.source!,
+        ...sourceFields(app, revision),
         deployedAt: now,
         deployStartedAt: state.startedAt,
         ...(state.operation.initiatedBy ? { initiatedBy: state.operation.initiatedBy } : {}),
@@ -826,10 +884,11 @@ export class ApplicationReconciler {
           : {
               status: inSync ? 'Synced' : 'OutOfSync',
               revision,
-              comparedTo: { source: app.spec.source!, destination: app.spec.destination },
+              ...revisionsOf(app, revision),
+              comparedTo: { ...sourcesField(app), destination: app.spec.destination },
             },
         ...(health ? { health } : {}),
-        ...(comparison ? { sourceType: comparison.sourceType } : {}),
+        ...(comparison ? sourceTypeFields(comparison) : {}),
         observedGeneration: app.metadata.generation,
         conditions: this.conditions(app, [
           ...warnings,
@@ -1254,8 +1313,8 @@ function eventTarget(app: Application) {
 }
 
 /** Repository URLs the controller reads: remote ones only, and without credentials in them. */
-export function checkRepoURL(repoURL: string): string | undefined {
-  if (repoURL.startsWith('-')) return `spec.source.repoURL "${repoURL}" is not a repository URL`;
+export function checkRepoURL(repoURL: string, field = 'spec.source.repoURL'): string | undefined {
+  if (repoURL.startsWith('-')) return `${field} "${repoURL}" is not a repository URL`;
   const scp = /^[\w.-]+@[\w.-]+:[^/]/.test(repoURL);
   let url: URL | undefined;
   try {
@@ -1265,26 +1324,26 @@ export function checkRepoURL(repoURL: string): string | undefined {
   }
   if (!scp && (!url || !['https:', 'http:', 'ssh:', 'git:'].includes(url.protocol))) {
     // Local paths and file:// would let an Application read the controller's own disk.
-    return `spec.source.repoURL must be an https, http, ssh or git URL, got "${repoURL.replace(/\/\/[^@/]*@/, '//***@')}"`;
+    return `${field} must be an https, http, ssh or git URL, got "${repoURL.replace(/\/\/[^@/]*@/, '//***@')}"`;
   }
   if (url && (url.username || url.password) && url.protocol !== 'ssh:') {
-    return 'spec.source.repoURL must not contain credentials: put them in a repository Secret';
+    return `${field} must not contain credentials: put them in a repository Secret`;
   }
   return undefined;
 }
 
-function unsupportedSourceFields(app: Application): string[] {
-  const src = app.spec.source!;
+/** `at`: how messages name the source (`source`, or `sources[1]`). */
+function unsupportedSourceFields(app: Application, src: ApplicationSource, at: string): string[] {
   const out: string[] = [];
-  if (src.plugin) out.push('source.plugin (config management plugins)');
+  if (src.plugin) out.push(`${at}.plugin (config management plugins)`);
   const k = (src.kustomize ?? {}) as Record<string, unknown>;
   for (const f of ['namePrefix', 'nameSuffix', 'namespace', 'commonLabels', 'commonAnnotations']) {
-    if (k[f] !== undefined) out.push(`source.kustomize.${f}: set it in the kustomization`);
+    if (k[f] !== undefined) out.push(`${at}.kustomize.${f}: set it in the kustomization`);
   }
-  if (src.directory?.include || src.directory?.exclude) out.push('source.directory.include/exclude');
+  if (src.directory?.include || src.directory?.exclude) out.push(`${at}.directory.include/exclude`);
   const h = (src.helm ?? {}) as Record<string, unknown>;
-  if (h.skipCrds) out.push('source.helm.skipCrds');
-  if (src.helm?.parameters?.some((p) => p.forceString)) out.push('source.helm.parameters[].forceString');
+  if (h.skipCrds) out.push(`${at}.helm.skipCrds`);
+  if (src.helm?.parameters?.some((p) => p.forceString)) out.push(`${at}.helm.parameters[].forceString`);
   if ((app.spec.syncPolicy as Record<string, unknown> | undefined)?.managedNamespaceMetadata) {
     out.push('syncPolicy.managedNamespaceMetadata');
   }
@@ -1352,6 +1411,11 @@ function warningConditions(comparison: Comparison): Omit<AppCondition, 'lastTran
   const conditions = comparison.warnings.map((message) => ({ type: 'SyncWarning', message }));
   if (comparison.shared.length)
     conditions.push({ type: 'SharedResourceWarning', message: comparison.shared.join('; ') });
+  if (comparison.repeated.length)
+    conditions.push({
+      type: 'RepeatedResourceWarning',
+      message: `rendered by more than one source, the last one's is used: ${comparison.repeated.join('; ')}`,
+    });
   return conditions;
 }
 
@@ -1413,3 +1477,91 @@ function withProgress(
 }
 
 export { TransientError };
+
+/** status.sync's `revisions` with multiple sources (Argo CD's), beside the composite `revision`. */
+function revisionsOf(app: Application, revision: string): { revisions?: string[] } {
+  const { revisions } = sourceFields(app, revision);
+  return revisions ? { revisions } : {};
+}
+
+/** `source`, or `sources` with multiple sources, as comparedTo records them. */
+function sourcesField(app: Application): { source?: ApplicationSource; sources?: ApplicationSource[] } {
+  const { revisions: _, ...fields } = sourceFields(app);
+  return fields;
+}
+
+function sourceTypeFields(comparison: Comparison): Pick<ApplicationStatus, 'sourceType' | 'sourceTypes'> {
+  return comparison.sourceTypes
+    ? { sourceType: comparison.sourceType, sourceTypes: comparison.sourceTypes }
+    : { sourceType: comparison.sourceType };
+}
+
+/** One source's fields that can be checked without reading it; `at` names it in messages. */
+function validateSource(source: ApplicationSource, at: string): string | undefined {
+  if (!source.repoURL) return `${at}.repoURL is required`;
+  const oci = source.chart ? ociRepository(source.repoURL) : undefined;
+  if (source.chart && !oci && !/^https?:\/\//.test(source.repoURL)) {
+    return `${at}.chart: the repoURL must be an HTTP(S) Helm repository or an OCI registry (oci://host/path), not ${JSON.stringify(
+      source.repoURL.replace(/\/\/[^@/]*@/, '//***@'),
+    )}`;
+  }
+  return oci ? undefined : checkRepoURL(source.repoURL, `${at}.repoURL`);
+}
+
+/**
+ * Multiple sources' refs: unique names of Git sources, and every `$ref/path` values file naming
+ * one of them (Argo CD's rules), so a typo fails here and not as a missing file at render time.
+ */
+function validateRefs(sources: readonly ApplicationSource[]): string | undefined {
+  const refs = new Set<string>();
+  for (const [i, s] of sources.entries()) {
+    if (s.ref === undefined) continue;
+    if (!/^[A-Za-z0-9_-]+$/.test(s.ref))
+      return `spec.sources[${i}].ref ${JSON.stringify(s.ref)}: letters, digits, - and _ only`;
+    if (s.chart) return `spec.sources[${i}].ref: a ref source must be a Git repository, not chart ${s.chart}`;
+    if (refs.has(s.ref)) return `spec.sources[${i}].ref "${s.ref}" is used by another source too`;
+    refs.add(s.ref);
+  }
+  for (const [i, s] of sources.entries()) {
+    for (const f of s.helm?.valueFiles ?? []) {
+      if (!f.startsWith('$')) continue;
+      const m = /^\$([^/]+)\/./.exec(f);
+      if (!m) return `spec.sources[${i}].helm.valueFiles: ${JSON.stringify(f)} is not $ref/path`;
+      if (!refs.has(m[1]!))
+        return `spec.sources[${i}].helm.valueFiles: ${f} names no source with ref: ${m[1]}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The sources' objects together, in their order. An object more than one source renders is
+ * taken from the last of them, where the first one stood (Argo CD's precedence).
+ */
+export function combineSources(
+  rendered: readonly { objects: KubeResource[] }[],
+  destination: string,
+): { objects: KubeResource[]; repeated: string[] } {
+  if (rendered.length === 1) return { objects: rendered[0]!.objects, repeated: [] };
+  const byKey = new Map<string, number>();
+  const objects: KubeResource[] = [];
+  const repeated = new Set<string>();
+  for (const r of rendered) {
+    for (const o of r.objects) {
+      // generateName objects (hooks) are distinct by construction.
+      if (!o.metadata.name) {
+        objects.push(o);
+        continue;
+      }
+      const key = `${apiGroup(o.apiVersion)}/${o.kind}/${o.metadata.namespace || destination}/${o.metadata.name}`;
+      const at = byKey.get(key);
+      if (at === undefined) {
+        byKey.set(key, objects.push(o) - 1);
+      } else {
+        objects[at] = o;
+        repeated.add(describeObject(o, o.metadata.namespace || destination));
+      }
+    }
+  }
+  return { objects, repeated: [...repeated] };
+}

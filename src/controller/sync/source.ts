@@ -10,7 +10,19 @@ import type { HelmRepositories } from '../../core/render/helm-repository.ts';
 import { render, RenderError, type RenderOptions } from '../../core/render/render.ts';
 import type { KubeResource } from '../../core/kube/resource.ts';
 import { apiGroup } from '../../core/kube/resource.ts';
-import type { Application } from './types.ts';
+import { readFile, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { resolveInside } from '../../core/fs/paths.ts';
+import type { Application, ApplicationSource } from './types.ts';
+
+/** A source a `$ref/...` values file names: its repository at the commit resolved for it. */
+export interface SourceRef {
+  repoURL: string;
+  revision: string;
+}
+
+/** Largest values file read from another source. */
+const MAX_VALUES_BYTES = 4 * 1024 * 1024;
 
 export const INSTANCE_LABEL = 'kube-actions.dev/instance';
 export const TRACKING_ANNOTATION = 'kube-actions.dev/tracking-id';
@@ -76,19 +88,35 @@ export class ManifestSource {
     this.rendered = new SizedLru(options.maxBytes ?? 64 * 1024 * 1024, (state) => jsonBytes(state.objects));
   }
 
-  async desired(app: Application, revision: string, signal?: AbortSignal): Promise<DesiredState> {
+  /**
+   * `refs`: the other sources of a multi-source application that have a `ref`, at the commits
+   * resolved for them, for `$ref/...` values files.
+   */
+  async desired(
+    app: Application,
+    revision: string,
+    signal?: AbortSignal,
+    refs: Readonly<Record<string, SourceRef>> = {},
+  ): Promise<DesiredState> {
     const source = app.spec.source!;
+    // Only the refs its values files name: another ref source's new commit changes nothing here.
+    const used = Object.fromEntries(
+      Object.entries(refs).filter(([name]) =>
+        source.helm?.valueFiles?.some((f) => f.startsWith(`$${name}/`)),
+      ),
+    );
     const key = JSON.stringify([
       source,
       revision,
       app.metadata.namespace,
       app.metadata.name,
       app.spec.destination.namespace,
+      used,
     ]);
     const done = this.rendered.get(key);
     let pending = done ? Promise.resolve(done) : this.rendering.get(key);
     if (!pending) {
-      const started = this.render(app, revision);
+      const started = this.render(app, revision, used);
       pending = started;
       this.rendering.set(key, started);
       // A failure is not remembered: the next reconcile tries again (the error may be transient).
@@ -106,27 +134,83 @@ export class ManifestSource {
     return { ...state, revision, objects: structuredClone(state.objects) };
   }
 
-  private async render(app: Application, revision: string): Promise<Omit<DesiredState, 'revision'>> {
+  private async render(
+    app: Application,
+    revision: string,
+    refs: Readonly<Record<string, SourceRef>>,
+  ): Promise<Omit<DesiredState, 'revision'>> {
     this.renders++;
     this.onRender?.();
     const source = app.spec.source!;
     // Fields that change the render are refused up front (see the reconciler's validate).
     const unsupported: string[] = [];
+    // Read before the source's own checkout is held: a ref is often the same repository and commit.
+    const valueFiles = await this.valueFiles(source, refs);
     if (source.chart) {
       // A chart from a Helm repository: `revision` is the version the reconciler resolved.
       if (!this.charts) throw new SourceError('this controller has no Helm repository support configured');
       const chart = await this.charts.resolve(source.repoURL, source.chart, revision, false);
       const dir = await this.charts.chartDir(source.repoURL, chart);
-      const result = await render(this.renderOptions(app, dir, source.chart));
+      const result = await render(this.renderOptions(app, dir, source.chart, valueFiles));
       return { sourceType: result.type, objects: result.objects, unsupported };
     }
     return this.repos.withCheckout(source.repoURL, revision, async (workspace) => {
-      const result = await render(this.renderOptions(app, workspace, source.path || '.'));
+      const result = await render(this.renderOptions(app, workspace, source.path || '.', valueFiles));
       return { sourceType: result.type, objects: result.objects, unsupported };
     });
   }
 
-  private renderOptions(app: Application, workspace: string, path: string): RenderOptions {
+  /**
+   * helm.valueFiles with each `$ref/path` (Argo CD's multiple sources) read from the root of the
+   * source whose `ref` it names, inside that checkout (no `..` or symlink leads out of it).
+   */
+  private async valueFiles(
+    source: ApplicationSource,
+    refs: Readonly<Record<string, SourceRef>>,
+  ): Promise<(string | { from: string; content: string })[] | undefined> {
+    const files = source.helm?.valueFiles;
+    if (!files?.some((f) => f.startsWith('$'))) return files;
+    const out: (string | { from: string; content: string })[] = [];
+    for (const f of files) {
+      const m = /^\$([^/]+)\/(.+)$/.exec(f);
+      if (!f.startsWith('$')) out.push(f);
+      else if (!m) throw new RenderError(`helm.valueFiles: ${JSON.stringify(f)} is not $ref/path`);
+      else {
+        const ref = refs[m[1]!];
+        if (!ref) throw new RenderError(`helm.valueFiles: ${f} names no source with ref: ${m[1]}`);
+        const content = await this.repos.withCheckout(ref.repoURL, ref.revision, async (root) => {
+          let info: Stats;
+          let file: string;
+          try {
+            file = await resolveInside(root, m[2]!, `values file ${f}`);
+            info = await stat(file);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+              throw new RenderError(`values file ${f}: no such file in the source with ref: ${m[1]}`);
+            // The controller's cache path says nothing to the user: name the source instead.
+            throw new RenderError(
+              (err as Error).message.replace(
+                / the workspace .*$/,
+                ` the checkout of the source with ref: ${m[1]}`,
+              ),
+            );
+          }
+          if (!info.isFile() || info.size > MAX_VALUES_BYTES)
+            throw new RenderError(`values file ${f}: not a file of at most ${MAX_VALUES_BYTES} bytes`);
+          return readFile(file, 'utf8');
+        });
+        out.push({ from: f, content });
+      }
+    }
+    return out;
+  }
+
+  private renderOptions(
+    app: Application,
+    workspace: string,
+    path: string,
+    valueFiles: (string | { from: string; content: string })[] | undefined,
+  ): RenderOptions {
     const source = app.spec.source!;
     {
       const helm = source.helm;
@@ -141,7 +225,7 @@ export class ManifestSource {
           ...(app.spec.destination.namespace
             ? { namespace: helm?.namespace || app.spec.destination.namespace }
             : {}),
-          ...(helm?.valueFiles ? { valueFiles: helm.valueFiles } : {}),
+          ...(valueFiles ? { valueFiles } : {}),
           ...(values ? { values } : {}),
           ...(helm?.parameters?.length
             ? { set: helm.parameters.filter((p) => p.name).map((p) => `${p.name}=${p.value ?? ''}`) }

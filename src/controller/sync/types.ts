@@ -39,6 +39,10 @@ export interface ApplicationSource {
   kustomize?: { images?: string[]; namePrefix?: string; nameSuffix?: string; namespace?: string };
   directory?: { recurse?: boolean; include?: string; exclude?: string };
   plugin?: unknown;
+  /** In spec.sources: the name a `$ref/path` Helm values file of another source uses for this one. */
+  ref?: string;
+  /** In spec.sources: a name shown for the source (Argo CD's, informational). */
+  name?: string;
 }
 
 export interface SyncPolicy {
@@ -50,6 +54,8 @@ export interface SyncPolicy {
 export interface SyncOperation {
   sync?: {
     revision?: string;
+    /** Multiple sources: one revision per source, in spec.sources' order ('' = its targetRevision). */
+    revisions?: string[];
     prune?: boolean;
     dryRun?: boolean;
     syncOptions?: string[];
@@ -102,7 +108,7 @@ export interface OperationState {
   operation: SyncOperation;
   phase: 'Running' | 'Succeeded' | 'Failed' | 'Error' | 'Terminating';
   message: string;
-  syncResult?: { revision: string; resources: ResourceResult[]; source: ApplicationSource };
+  syncResult?: { revision: string; resources: ResourceResult[] } & SourceFields;
   startedAt: string;
   finishedAt?: string;
   retryCount?: number;
@@ -116,13 +122,23 @@ export interface WaveMark {
   startedAt: string;
 }
 
-export interface HistoryEntry {
+export type HistoryEntry = {
   id: number;
   revision: string;
-  source: ApplicationSource;
   deployedAt: string;
   deployStartedAt: string;
   initiatedBy?: SyncOperation['initiatedBy'];
+} & SourceFields;
+
+/**
+ * What a status records of the sources: Argo CD's `source` and `revision` for one source, its
+ * `sources` and `revisions` for several. With several, `revision` still holds the revisions
+ * joined with ',' (ours: one value to compare, and no git SHA or chart version holds a comma).
+ */
+export interface SourceFields {
+  source?: ApplicationSource;
+  sources?: ApplicationSource[];
+  revisions?: string[];
 }
 
 export interface AppCondition {
@@ -135,7 +151,8 @@ export interface ApplicationStatus {
   sync?: {
     status: 'Synced' | 'OutOfSync' | 'Unknown';
     revision?: string;
-    comparedTo?: { source: ApplicationSource; destination: Destination };
+    revisions?: string[];
+    comparedTo?: { source?: ApplicationSource; sources?: ApplicationSource[]; destination: Destination };
   };
   health?: { status: HealthStatusCode; message?: string };
   resources?: ResourceStatus[];
@@ -145,6 +162,8 @@ export interface ApplicationStatus {
   reconciledAt?: string;
   observedGeneration?: number;
   sourceType?: string;
+  /** Multiple sources: each one's type, in spec.sources' order. */
+  sourceTypes?: string[];
   summary?: { images?: string[] };
 }
 
@@ -173,7 +192,8 @@ export interface Application {
   spec: {
     project?: string;
     source?: ApplicationSource;
-    sources?: unknown[];
+    /** Argo CD's multiple sources: when set, spec.source is ignored. */
+    sources?: ApplicationSource[];
     destination: Destination;
     syncPolicy?: SyncPolicy;
     /** Fields a comparison leaves out and a sync leaves as they are live (Argo CD's diffing customization). */
@@ -182,4 +202,24 @@ export interface Application {
   };
   operation?: SyncOperation;
   status?: ApplicationStatus;
+}
+
+/** The sources an application renders: spec.sources when it has any (Argo CD ignores spec.source then). */
+export function sourcesOf(app: Application): ApplicationSource[] {
+  if (app.spec.sources?.length) return app.spec.sources;
+  return app.spec.source ? [app.spec.source] : [];
+}
+
+/** Whether the application uses Argo CD's multiple sources. */
+export function hasMultipleSources(app: Application): boolean {
+  return (app.spec.sources?.length ?? 0) > 0;
+}
+
+/** The status fields that record a comparison or sync of `revision` (composite with several sources). */
+export function sourceFields(app: Application, revision?: string): SourceFields {
+  if (!hasMultipleSources(app)) return { source: app.spec.source! };
+  return {
+    sources: app.spec.sources!,
+    ...(revision !== undefined ? { revisions: revision.split(',') } : {}),
+  };
 }

@@ -25,8 +25,11 @@ export type SourceType = 'kustomize' | 'helm' | 'directory';
 export interface HelmOptions {
   releaseName?: string;
   namespace?: string;
-  /** Values files, relative to the chart directory (as Argo CD's helm.valueFiles). */
-  valueFiles?: string[];
+  /**
+   * Values files, relative to the chart directory (as Argo CD's helm.valueFiles), or the content
+   * of one read elsewhere (another source's `$ref/...` file), in the same order.
+   */
+  valueFiles?: (string | { from: string; content: string })[];
   /** Inline values (YAML); they take precedence over valueFiles. */
   values?: string;
   /** `--set`-style assignments, `path.to.key=value`. */
@@ -253,6 +256,9 @@ async function renderKustomize(
   );
 }
 
+/** A placeholder in helm's args for a values file written just before it runs (never a real path). */
+const EXTERNAL_VALUES = '\0external-values-';
+
 async function renderHelm(
   dir: string,
   options: RenderOptions,
@@ -297,12 +303,22 @@ async function renderHelm(
   const args = ['template', '--include-crds'];
   if (h.namespace) args.push('--namespace', h.namespace);
   const valueFiles: string[] = [];
+  // Values read elsewhere are written to a temporary file for the run; the args hold a placeholder.
+  const external: string[] = [];
   for (const f of h.valueFiles ?? []) {
-    valueFiles.push(
-      await resolveInside(options.workspace, relative(options.workspace, join(dir, f)), 'values file'),
+    if (typeof f !== 'string') {
+      args.push('--values', `${EXTERNAL_VALUES}${external.length}`);
+      external.push(f.content);
+      continue;
+    }
+    const file = await resolveInside(
+      options.workspace,
+      relative(options.workspace, join(dir, f)),
+      'values file',
     );
+    valueFiles.push(file);
+    args.push('--values', file);
   }
-  for (const f of valueFiles) args.push('--values', f);
   for (const s of h.set ?? []) args.push('--set', s);
   if (h.kubeVersion) args.push('--kube-version', h.kubeVersion);
   for (const v of h.apiVersions ?? []) args.push('--api-versions', v);
@@ -319,6 +335,7 @@ async function renderHelm(
         args,
         values: h.values ?? '',
         valueFiles: await Promise.all(valueFiles.map((f) => readFile(f, 'utf8'))),
+        external,
       },
       // Packaged local dependencies and the lock are derived from the dependency dirs, hashed too.
       (rel) => rel === 'Chart.lock' || (localDeps.length > 0 && /^charts\/[^/]+\.tgz$/.test(rel)),
@@ -333,12 +350,16 @@ async function renderHelm(
       }
       let tmp: string | undefined;
       try {
-        const templateArgs = [...args];
+        if (h.values || external.length) tmp = await mkdtemp(join(tmpdir(), 'kube-actions-values-'));
+        for (const [i, content] of external.entries())
+          await writeFile(join(tmp!, `external-${i}.yaml`), content);
+        const templateArgs = args.map((a) =>
+          a.startsWith(EXTERNAL_VALUES) ? join(tmp!, `external-${a.slice(EXTERNAL_VALUES.length)}.yaml`) : a,
+        );
         if (h.values) {
-          tmp = await mkdtemp(join(tmpdir(), 'kube-actions-values-'));
-          await writeFile(join(tmp, 'values.yaml'), h.values);
+          await writeFile(join(tmp!, 'values.yaml'), h.values);
           // After the values files: inline values win, as in Argo CD.
-          templateArgs.push('--values', join(tmp, 'values.yaml'));
+          templateArgs.push('--values', join(tmp!, 'values.yaml'));
         }
         templateArgs.push(...positional);
         return await tool(helm, templateArgs, { timeoutMs, env });

@@ -94,6 +94,37 @@ describe('automated sync', () => {
     expect(decide(a, drift).action).toBe('sync');
   });
 
+  test("multiple sources: the automated operation asks for Argo CD's revisions, one per source; a changed source is a new attempt", () => {
+    const VALUES = { repoURL: 'https://git.example/values.git', targetRevision: 'main', ref: 'values' };
+    const CHART = {
+      repoURL: 'https://charts.example',
+      chart: 'web',
+      targetRevision: '1.x',
+      helm: { valueFiles: ['$values/prod.yaml'] },
+    };
+    const composite: ComparisonSummary = { ...drift, revision: `1.2.0,${REV}` };
+    const multi = (sources: Application['spec']['sources'], last?: Partial<OperationState>) => {
+      const a = app({ automated: {} }, last);
+      a.spec = { ...a.spec, sources };
+      return a;
+    };
+    const fresh = decide(multi([CHART, VALUES]), composite);
+    expect(fresh).toMatchObject({
+      action: 'sync',
+      operation: { sync: { revisions: ['1.2.0', REV], prune: false } },
+    });
+    expect(fresh.action === 'sync' && fresh.operation.sync?.revision).toBeUndefined();
+    const tried = { syncResult: { revision: `1.2.0,${REV}`, resources: [], sources: [CHART, VALUES] } };
+    // The same sources at the same revisions: tried; spec.source beside them does not count.
+    expect(decide(multi([CHART, VALUES], tried), composite).action).toBe('none');
+    expect(decide(multi([CHART, { ...VALUES, targetRevision: 'release' }], tried), composite).action).toBe(
+      'sync',
+    );
+    expect(decide(multi([CHART, VALUES], tried), { ...composite, revision: `1.3.0,${REV}` }).action).toBe(
+      'sync',
+    );
+  });
+
   test('a dry run of the revision tried nothing: the revision is still synced', () => {
     const a = app(
       { automated: {} },
