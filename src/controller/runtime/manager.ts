@@ -58,6 +58,7 @@ export class Manager {
   private readonly options: ManagerOptions;
   private readonly informers = new Map<string, Informer<KubeObject>>();
   private readonly controllers: Controller[] = [];
+  private readonly cleanups: (() => Promise<void>)[] = [];
   private readonly elector?: LeaderElector;
   private server?: Server;
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -197,6 +198,11 @@ export class Manager {
     });
   }
 
+  /** Runs `cleanup` at stop, once the controllers have stopped (e.g. connections to other clusters). */
+  onStop(cleanup: () => Promise<void>): void {
+    this.cleanups.push(cleanup);
+  }
+
   /** Stops controllers (waiting for reconciles in flight), releases the lease, stops the rest. */
   stop(): Promise<void> {
     return this.shutdown('stopped');
@@ -206,6 +212,7 @@ export class Manager {
     this.stopping ??= (async () => {
       this.state = 'stopping';
       await Promise.all(this.controllers.map((c) => c.stop()));
+      await Promise.all(this.cleanups.map((c) => c()));
       await this.elector?.stop();
       await Promise.all([...this.informers.values()].map((i) => i.stop()));
       if (this.server) {

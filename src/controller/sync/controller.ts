@@ -17,6 +17,8 @@ import type { Manager } from '../runtime/manager.ts';
 import { isNotFound, PatchType } from '../../core/kube/client.ts';
 import { resourcePath, type KubeObject, type Request } from '../../core/kube/objects.ts';
 import { LiveObjects, owningApplication } from './live.ts';
+import { Clusters, IN_CLUSTER_NAME, IN_CLUSTER_SERVER, parseClusterSecret } from './clusters.ts';
+import { Comparer } from './compare.ts';
 import type { Backoff } from './policy.ts';
 import { ApplicationReconciler } from './reconciler.ts';
 import { INSTANCE_LABEL, ManifestSource } from './source.ts';
@@ -188,17 +190,46 @@ export function setupApplicationController(
   });
   const mapper = new RESTMapper(client);
   const resources = new ResourceManager(client, mapper);
+  const onManagedChange = (obj: KubeResource) => {
+    const owner = owningApplication(obj);
+    if (owner) trigger.fire(owner);
+  };
   const live = new LiveObjects({
     informer: (mapping) =>
       manager.informer<KubeResource>(mapping, {
         labelSelector: INSTANCE_LABEL,
         ...(options.managedNamespace ? { namespace: options.managedNamespace } : {}),
       }),
-    onChange: (obj) => {
-      const owner = owningApplication(obj);
-      if (owner) trigger.fire(owner);
-    },
+    onChange: onManagedChange,
   });
+  // Other clusters, from Argo CD's cluster Secrets in the controller's namespace.
+  const clusterSecrets = options.credentialsNamespace
+    ? manager.informer<KubeObject & { data?: Record<string, string> }>(
+        { apiVersion: 'v1', resource: 'secrets' },
+        { namespace: options.credentialsNamespace, labelSelector: 'argocd.argoproj.io/secret-type=cluster' },
+      )
+    : undefined;
+  const clusters = new Clusters({
+    local: {
+      name: IN_CLUSTER_NAME,
+      server: IN_CLUSTER_SERVER,
+      client,
+      mapper,
+      resources,
+      live,
+      comparer: new Comparer(resources, (n) => dryRuns.inc({}, n)),
+    },
+    secrets: async () => {
+      if (!clusterSecrets) return [];
+      await clusterSecrets.waitForSync();
+      return clusterSecrets.list();
+    },
+    writesFollow: client,
+    onChange: onManagedChange,
+    onDryRuns: (n) => dryRuns.inc({}, n),
+    ...(options.managedNamespace ? { managedNamespace: options.managedNamespace } : {}),
+  });
+  manager.onStop(() => clusters.stop());
 
   // The cache may not have caught up with our own last write yet; then the API is asked instead.
   const written = new Map<string, string>();
@@ -216,6 +247,7 @@ export function setupApplicationController(
     repos,
     source,
     live,
+    clusters,
     logger: manager.logger.child({ controller: 'application' }),
     pollIntervalMs,
     waveTimeoutMs: options.waveTimeoutMs,
@@ -255,6 +287,24 @@ export function setupApplicationController(
   });
   controller.watch(apps, undefined, applicationChanged());
   controller.watch(trigger);
+  // A cluster Secret added, changed or removed: the applications deploying there look again.
+  clusterSecrets?.addHandlers({
+    onAdd: (s, info) => !info.initialList && wakeDeployingTo(s),
+    onUpdate: (_old, s) => wakeDeployingTo(s),
+    onDelete: (s) => wakeDeployingTo(s),
+  });
+  function wakeDeployingTo(secret: KubeObject & { data?: Record<string, string> }): void {
+    const cluster = parseClusterSecret(secret);
+    for (const app of apps.list()) {
+      const d = app.spec.destination ?? {};
+      if (
+        typeof cluster === 'string' ||
+        d.name === cluster.name ||
+        (d.server ?? '').replace(/\/+$/, '') === cluster.server
+      )
+        trigger.fire({ namespace: app.metadata.namespace, name: app.metadata.name });
+    }
+  }
 
   // On the leader a push wakes the applications directly. Any other replica (a Service spreads
   // webhooks over all of them) asks for a refresh the way Argo CD's webhook does: with the refresh

@@ -69,24 +69,38 @@ export class LiveObjects {
   }
 }
 
-/** For tests and tools without a Manager: label-selected informers started on first use. */
-export function managedInformers(client: KubeClient): {
+/**
+ * Label-selected informers started on first use, outside a Manager: for tests and tools, and for
+ * the watches on another cluster (the Manager's informers all use its own client).
+ */
+export function managedInformers(
+  client: KubeClient,
+  namespace?: string,
+): {
   informer: (mapping: ResourceMapping) => Informer<KubeResource>;
   stop: () => Promise<void>;
 } {
   const informers = new Map<string, Informer<KubeResource>>();
+  let stopped = false;
   return {
     informer: (mapping) => {
+      // A reconcile still holding a replaced cluster's connection must not start a watch no one stops.
+      if (stopped) throw new Error('the watches of this cluster were stopped (its connection was replaced)');
       const key = `${mapping.apiVersion}/${mapping.resource}`;
       let informer = informers.get(key);
       if (!informer) {
-        informer = new Informer<KubeResource>(client, { resource: mapping, labelSelector: INSTANCE_LABEL });
+        informer = new Informer<KubeResource>(client, {
+          resource: mapping,
+          labelSelector: INSTANCE_LABEL,
+          ...(namespace ? { namespace } : {}),
+        });
         informer.start();
         informers.set(key, informer);
       }
       return informer;
     },
     stop: async () => {
+      stopped = true;
       await Promise.all([...informers.values()].map((i) => i.stop()));
     },
   };

@@ -35,6 +35,14 @@ import type { KubeObject, Request } from '../../core/kube/objects.ts';
 import { resourcePath } from '../../core/kube/objects.ts';
 import { Comparer, type ObjectComparison } from './compare.ts';
 import {
+  ClusterError,
+  IN_CLUSTER_NAME,
+  IN_CLUSTER_SERVER,
+  resolveDestination,
+  type ClusterAccess,
+  type Clusters,
+} from './clusters.ts';
+import {
   IgnoreRuleError,
   ignoredPaths,
   overlay,
@@ -93,12 +101,15 @@ import {
 export { backoffMs } from './policy.ts';
 
 export interface ApplicationReconcilerOptions {
+  /** The cluster the controller runs in: Applications are written there, and it deploys there. */
   client: KubeClient;
   resources: ResourceManager;
   mapper: RESTMapper;
   repos: RepoCache;
   source: ManifestSource;
   live: LiveObjects;
+  /** Destinations by cluster Secret; without it, only the cluster `client` speaks to. */
+  clusters?: Clusters;
   /** For calls that bring no logger of their own (tests, the CLI's diff). */
   logger: Logger;
   /** Reads an Application (from the informer cache in the controller). */
@@ -137,10 +148,18 @@ export interface ReconcileResult {
 interface Pass {
   signal: AbortSignal | undefined;
   log: Logger;
+  /** The cluster the application deploys to. */
+  cluster: ClusterAccess;
 }
 
-const IN_CLUSTER = new Set(['https://kubernetes.default.svc', 'https://kubernetes.default.svc/', '']);
 const HISTORY_LIMIT = 10;
+/** Finalizers whose work needs the destination cluster. */
+const OUR_FINALIZERS = new Set([
+  ...RESOURCES_FINALIZERS,
+  PRE_DELETE_FINALIZER,
+  POST_DELETE_FINALIZER,
+  POST_DELETE_CLEANUP_FINALIZER,
+]);
 
 /** Thrown (and so retried with backoff) when the cluster or the network failed, not the app. */
 class TransientError extends Error {}
@@ -169,13 +188,35 @@ export interface Comparison {
 
 export class ApplicationReconciler {
   private readonly o: ApplicationReconcilerOptions;
-  readonly comparer: Comparer;
+  private readonly local: ClusterAccess;
   /** jqPathExpressions' paths by expression and object digest, a jq process saved per hit. */
   private readonly jqCache = new SizedLru<string, FieldPath[]>(4 * 1024 * 1024, (p) => jsonBytes(p) + 128);
 
   constructor(options: ApplicationReconcilerOptions) {
     this.o = options;
-    this.comparer = new Comparer(options.resources, options.onDryRuns);
+    this.local = options.clusters?.local ?? {
+      name: IN_CLUSTER_NAME,
+      server: IN_CLUSTER_SERVER,
+      client: options.client,
+      mapper: options.mapper,
+      resources: options.resources,
+      live: options.live,
+      comparer: new Comparer(options.resources, options.onDryRuns),
+    };
+  }
+
+  /** The cluster the controller runs in: its dry-run counts are what the tests read. */
+  get comparer(): Comparer {
+    return this.local.comparer;
+  }
+
+  /** The cluster an application deploys to (Argo CD's cluster Secrets), or ClusterError. */
+  private async clusterOf(app: Application): Promise<ClusterAccess> {
+    if (this.o.clusters) return this.o.clusters.access(app.spec.destination ?? {});
+    // Without cluster Secrets (the CLI's diff): the cluster the kubeconfig names is the only one.
+    // With no Secrets any other destination throws ClusterError.
+    resolveDestination(app.spec.destination ?? {}, []);
+    return this.local;
   }
 
   private now(): Date {
@@ -193,10 +234,34 @@ export class ApplicationReconciler {
   async reconcile(req: Request, ctx: ReconcileOptions = {}): Promise<ReconcileResult> {
     const app = await this.o.getApplication(req);
     if (!app) return {};
-    const p: Pass = {
-      signal: ctx.signal,
-      log: ctx.log ?? this.o.logger.child({ application: `${req.namespace}/${req.name}` }),
-    };
+    const log = ctx.log ?? this.o.logger.child({ application: `${req.namespace}/${req.name}` });
+    let cluster: ClusterAccess;
+    try {
+      cluster = await this.clusterOf(app);
+    } catch (err) {
+      if (!(err instanceof ClusterError)) throw err;
+      // A cluster Secret may appear (or be fixed) at any time: look again soon.
+      const again = { requeueAfter: Math.min(this.pollMs, 30_000) };
+      const p: Pass = { signal: ctx.signal, log, cluster: this.local };
+      if (app.metadata.deletionTimestamp) {
+        if (!(app.metadata.finalizers ?? []).some((f) => OUR_FINALIZERS.has(f))) return {};
+        await this.reportDeletion(app, `cannot reach the destination: ${err.message}`, p);
+        return again;
+      }
+      const message = `destination: ${err.message}`;
+      await this.reportFailure(
+        app,
+        message,
+        {
+          sync: { status: 'Unknown' },
+          health: { status: 'Unknown', message },
+          conditions: this.conditions(app, [{ type: 'InvalidSpecError', message }]),
+        },
+        p,
+      );
+      return again;
+    }
+    const p: Pass = { signal: ctx.signal, log, cluster };
     if (app.metadata.deletionTimestamp) return this.finalize(app, p);
     const poll = this.pollMs;
 
@@ -219,7 +284,17 @@ export class ApplicationReconciler {
     let comparison: Comparison;
     try {
       comparison = await this.compare(app, refresh, p, running?.syncResult?.revision);
-    } catch (err) {
+    } catch (caught) {
+      // Another cluster refusing or unreachable is the application's problem to show (Argo CD's
+      // ComparisonError), not only a retry: its Secret may be wrong. Our own cluster's failures
+      // are retried with backoff, since nothing could be written about them anyway.
+      const err =
+        caught instanceof ComparisonFailure || p.cluster === this.local
+          ? caught
+          : new ComparisonFailure(
+              `cluster ${p.cluster.name} (${p.cluster.server}): ${(caught as Error).message}`,
+              false,
+            );
       if (!(err instanceof ComparisonFailure)) throw err;
       // Nothing is applied or pruned: the previous inventory and sync stay as they are.
       p.log.warn('comparison failed', { error: err.message });
@@ -331,12 +406,6 @@ export class ApplicationReconciler {
     );
     if (unsupported.length) return `not supported: ${[...new Set(unsupported)].join('; ')}`;
     const dest = app.spec.destination ?? {};
-    if (dest.name && dest.name !== 'in-cluster') {
-      return `destination name "${dest.name}": only the cluster the controller runs in ("in-cluster") is supported`;
-    }
-    if (dest.server && !IN_CLUSTER.has(dest.server)) {
-      return `destination server "${dest.server}": only the cluster the controller runs in (https://kubernetes.default.svc) is supported`;
-    }
     const scope = this.o.managedNamespace;
     if (scope && (dest.namespace ?? '') !== scope) {
       return `this controller is installed namespace-scoped and deploys only to namespace ${scope}: destination.namespace is "${dest.namespace ?? ''}"`;
@@ -353,7 +422,10 @@ export class ApplicationReconciler {
   async diff(app: Application): Promise<Comparison> {
     const invalid = this.validate(app);
     if (invalid) throw new ComparisonFailure(invalid, true);
-    return this.compare(app, true, { signal: undefined, log: this.o.logger });
+    const cluster = await this.clusterOf(app).catch((err: unknown) => {
+      throw err instanceof ClusterError ? new ComparisonFailure(err.message, false) : err;
+    });
+    return this.compare(app, true, { signal: undefined, log: this.o.logger, cluster });
   }
 
   /**
@@ -429,7 +501,7 @@ export class ApplicationReconciler {
     );
     let resolved: ResolvedObject[];
     try {
-      resolved = await this.o.resources.resolve(objects, destination, pendingKinds);
+      resolved = await p.cluster.resources.resolve(objects, destination, pendingKinds);
     } catch (err) {
       if (err instanceof ApplyError) throw new ComparisonFailure(err.message, true);
       throw err;
@@ -453,7 +525,7 @@ export class ApplicationReconciler {
     const hooks = tracked.filter((r) => isHook(r.object));
     const desired = tracked.filter((r) => !isHook(r.object));
 
-    const live = await Promise.all(desired.map((r) => this.liveOf(r)));
+    const live = await Promise.all(desired.map((r) => this.liveOf(r, p)));
     // Fields a Rollout controller owns on the Services it manages stay as they are.
     desired.forEach((r, i) => {
       const kept = keepRolloutSelector(r.object, live[i]);
@@ -465,7 +537,7 @@ export class ApplicationReconciler {
     );
     if (app.spec.syncPolicy?.syncOptions?.includes('CreateNamespace=true') && destination)
       namespacesCreated.add(destination);
-    const objectsCompared = await this.comparer.compare(
+    const objectsCompared = await p.cluster.comparer.compare(
       desired.map((r, i) => ({ resolved: r, live: live[i], ignore: ignored[i] })),
       (r) =>
         namespacesCreated.has(r.namespace) ||
@@ -483,7 +555,7 @@ export class ApplicationReconciler {
       const apiVersion = entry.group ? `${entry.group}/${entry.version}` : entry.version;
       const k = `${entry.group}/${entry.kind}/${entry.namespace}/${entry.name}`;
       if (desiredKeys.has(k)) continue;
-      const mapping = await this.mappingOrGone(apiVersion, entry.kind);
+      const mapping = await this.mappingOrGone(apiVersion, entry.kind, p);
       if (!mapping) continue; // its CRD is gone, and so are its objects
       const r: ResolvedObject = {
         object: {
@@ -495,7 +567,7 @@ export class ApplicationReconciler {
         namespace: entry.namespace,
         key: k,
       };
-      const liveObj = await this.liveOf(r);
+      const liveObj = await this.liveOf(r, p);
       if (liveObj && isTrackedBy(app, liveObj, entry.namespace))
         extraneous.push({ resolved: r, live: liveObj });
     }
@@ -545,9 +617,13 @@ export class ApplicationReconciler {
   }
 
   /** The resource of a kind, or undefined when the server no longer serves it (not on errors). */
-  private async mappingOrGone(apiVersion: string, kind: string): Promise<ResourceMapping | undefined> {
+  private async mappingOrGone(
+    apiVersion: string,
+    kind: string,
+    p: Pass,
+  ): Promise<ResourceMapping | undefined> {
     try {
-      return await this.o.mapper.mapping(apiVersion, kind);
+      return await p.cluster.mapper.mapping(apiVersion, kind);
     } catch (err) {
       if (err instanceof UnknownKindError) return undefined;
       throw err;
@@ -605,10 +681,10 @@ export class ApplicationReconciler {
     return paths;
   }
 
-  private async liveOf(r: ResolvedObject): Promise<KubeResource | undefined> {
+  private async liveOf(r: ResolvedObject, p: Pass): Promise<KubeResource | undefined> {
     if (!r.mapping.resource) return undefined;
     try {
-      return await this.o.live.get(r.mapping, r.namespace, r.object.metadata.name ?? '');
+      return await p.cluster.live.get(r.mapping, r.namespace, r.object.metadata.name ?? '');
     } catch (err) {
       throw new TransientError(
         `reading live ${describeObject(r.object, r.namespace)}: ${(err as Error).message}`,
@@ -669,7 +745,7 @@ export class ApplicationReconciler {
   ): Promise<ReconcileResult> {
     let planned: { plan: SyncPlan; resolved: Map<string, ResolvedObject> };
     try {
-      planned = await this.plan(app, comparison, state);
+      planned = await this.plan(app, comparison, state, p);
     } catch (err) {
       if (!(err instanceof SyncPlanError)) throw err;
       return this.complete(app, comparison, { ...state, phase: 'Failed', message: err.message }, p);
@@ -683,15 +759,15 @@ export class ApplicationReconciler {
         ...(state.currentWave ? { currentWave: state.currentWave } : {}),
       },
       {
-        resources: this.o.resources,
-        mapper: this.o.mapper,
+        resources: p.cluster.resources,
+        mapper: p.cluster.mapper,
         resolved: planned.resolved,
         owns: (live) => isTrackedBy(app, live, live.metadata.namespace ?? ''),
         resolveHook: async (obj) => {
-          const [r] = await this.o.resources.resolve([obj], destination);
+          const [r] = await p.cluster.resources.resolve([obj], destination);
           return { ...r!, object: track(app, r!.object, r!.namespace) };
         },
-        applied: (r, stored) => this.comparer.applied(r, stored),
+        applied: (r, stored) => p.cluster.comparer.applied(r, stored),
         waveTimeoutMs: this.o.waveTimeoutMs ?? 300_000,
         now: () => this.now(),
         signal: p.signal,
@@ -722,6 +798,7 @@ export class ApplicationReconciler {
     app: Application,
     comparison: Comparison,
     state: OperationState,
+    p: Pass,
   ): Promise<{ plan: SyncPlan; resolved: Map<string, ResolvedObject> }> {
     const operation = state.operation;
     const syncOptions = [...(app.spec.syncPolicy?.syncOptions ?? []), ...(operation.sync?.syncOptions ?? [])];
@@ -737,7 +814,7 @@ export class ApplicationReconciler {
     }
     const liveByKey = new Map(comparison.objects.filter((c) => c.live).map((c) => [c.resolved.key, c.live!]));
     const hookLive = await Promise.all(
-      comparison.hooks.filter((h) => h.object.metadata.name).map((h) => this.liveOf(h)),
+      comparison.hooks.filter((h) => h.object.metadata.name).map((h) => this.liveOf(h, p)),
     );
     // What this operation applied stays in its plan although it is in sync now
     // (ApplyOutOfSyncOnly): its wave still waits for it to become healthy.
@@ -769,7 +846,7 @@ export class ApplicationReconciler {
     // The CreateNamespace=true task is not among the rendered objects: resolve it here.
     for (const task of plan.phases.flatMap((ph) => ph.waves.flatMap((w) => w.tasks))) {
       if (task.type === 'apply' && !resolved.has(task.key)) {
-        const [r] = await this.o.resources.resolve([task.object], destination);
+        const [r] = await p.cluster.resources.resolve([task.object], destination);
         resolved.set(task.key, r!);
       }
     }
@@ -1108,9 +1185,9 @@ export class ApplicationReconciler {
     let remaining = 0;
     for (const entry of app.status?.resources ?? []) {
       const apiVersion = entry.group ? `${entry.group}/${entry.version}` : entry.version;
-      const mapping = await this.mappingOrGone(apiVersion, entry.kind);
+      const mapping = await this.mappingOrGone(apiVersion, entry.kind, p);
       if (!mapping) continue;
-      const live = await this.o.resources.get(mapping, entry.namespace, entry.name);
+      const live = await p.cluster.resources.get(mapping, entry.namespace, entry.name);
       if (!live || !isTrackedBy(app, live, entry.namespace)) continue;
       // Delete=false: the object outlives its application (Argo CD's sync option), e.g. a PVC.
       if (
@@ -1122,7 +1199,7 @@ export class ApplicationReconciler {
       remaining++;
       p.signal?.throwIfAborted();
       if (!live.metadata.deletionTimestamp) {
-        await this.o.resources.delete(mapping, entry.namespace, entry.name, {
+        await p.cluster.resources.delete(mapping, entry.namespace, entry.name, {
           ...(live.metadata.uid ? { uid: live.metadata.uid } : {}),
         });
       }
@@ -1156,7 +1233,7 @@ export class ApplicationReconciler {
       const name = deletionHookName(r.object, type, deletedAt);
       const { generateName: _generated, ...metadata } = r.object.metadata;
       const object = { ...r.object, metadata: { ...metadata, name } };
-      const live = await this.o.resources.get(r.mapping, r.namespace, name);
+      const live = await p.cluster.resources.get(r.mapping, r.namespace, name);
       states.push({
         name,
         object,
@@ -1182,7 +1259,7 @@ export class ApplicationReconciler {
         for (const h of step.hooks) {
           p.signal?.throwIfAborted();
           try {
-            await this.o.resources.apply((h as (typeof hooks)[number]).resolved);
+            await p.cluster.resources.apply((h as (typeof hooks)[number]).resolved);
           } catch (err) {
             if (!(err instanceof ApplyError)) throw err;
             await this.reportDeletion(
@@ -1222,7 +1299,7 @@ export class ApplicationReconciler {
     for (const h of hooks) {
       p.signal?.throwIfAborted();
       if (h.live?.metadata.deletionTimestamp || !h.resolved) continue;
-      await this.o.resources.delete(h.resolved.mapping, h.resolved.namespace, h.name, {
+      await p.cluster.resources.delete(h.resolved.mapping, h.resolved.namespace, h.name, {
         ...(h.live?.metadata.uid ? { uid: h.live.metadata.uid } : {}),
       });
     }

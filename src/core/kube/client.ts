@@ -295,6 +295,20 @@ export class KubeClient {
   }
 
   /**
+   * Writes only while `leader` may write, and fenced when it is: a client of another cluster
+   * that the controller's own client (the one its leader lease guards) speaks for.
+   */
+  followWrites(leader: KubeClient): void {
+    this.writeGuard = () => leader.writeRefusal('', '') === undefined;
+    const fence = leader.fence.signal;
+    if (fence.aborted) this.fenceWrites((fence.reason as Error).message);
+    else
+      fence.addEventListener('abort', () => this.fenceWrites((fence.reason as Error).message), {
+        once: true,
+      });
+  }
+
+  /**
    * Asks `guard` before every write, refusing the write when it says no: a leader checks that its
    * lease is still good at the moment of writing, not only when its elector last looked.
    */
