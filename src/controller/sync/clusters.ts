@@ -113,6 +113,13 @@ function sameServer(a: string, b: string): boolean {
   return a.replace(/\/+$/, '') === b.replace(/\/+$/, '');
 }
 
+/** Whether `destination` names `cluster`, by name or by server (the wake-up on a Secret's change uses it too). */
+export function namesCluster(destination: Destination, cluster: ClusterSecret): boolean {
+  return destination.name
+    ? destination.name === cluster.name
+    : sameServer(destination.server || IN_CLUSTER_SERVER, cluster.server);
+}
+
 /**
  * Which cluster a destination names (Argo CD's rules): `server` or `name`, not both; a Secret for
  * https://kubernetes.default.svc or named in-cluster takes the place of the built-in one.
@@ -129,14 +136,14 @@ export function resolveDestination(
   const broken = secrets.filter((s): s is string => typeof s === 'string');
   const why = broken.length ? ` (unusable cluster Secrets: ${broken.join('; ')})` : '';
   if (name) {
-    const found = valid.filter((s) => s.name === name);
+    const found = valid.filter((s) => namesCluster({ name }, s));
     if (found.length > 1) throw new ClusterError(`there are ${found.length} clusters with the name: ${name}`);
     if (found[0]) return found[0];
     if (name === IN_CLUSTER_NAME) return IN_CLUSTER_NAME;
     throw new ClusterError(`there are no clusters with this name: ${name}${why}`);
   }
   const wanted = server || IN_CLUSTER_SERVER;
-  const found = valid.find((s) => sameServer(s.server, wanted));
+  const found = valid.find((s) => namesCluster({ server: wanted }, s));
   if (found) return found;
   if (sameServer(wanted, IN_CLUSTER_SERVER)) return IN_CLUSTER_NAME;
   throw new ClusterError(`there are no clusters with this URL: ${wanted}${why}`);
@@ -196,6 +203,11 @@ interface Remote {
 export class Clusters {
   private readonly o: ClustersOptions;
   private readonly remotes = new Map<string, Remote>();
+  /**
+   * Parsed Secrets by the informer's object (replaced on every change), so a reconcile does not
+   * decode and hash every cluster Secret again.
+   */
+  private readonly parsed = new WeakMap<SecretObject, ClusterSecret | string>();
 
   constructor(options: ClustersOptions) {
     this.o = options;
@@ -207,7 +219,11 @@ export class Clusters {
 
   /** The cluster `destination` names; throws ClusterError when none or its Secret is unusable. */
   async access(destination: Destination): Promise<ClusterAccess> {
-    const secrets = (await this.o.secrets()).map(parseClusterSecret);
+    const secrets = (await this.o.secrets()).map((secret) => {
+      let parsed = this.parsed.get(secret);
+      if (parsed === undefined) this.parsed.set(secret, (parsed = parseClusterSecret(secret)));
+      return parsed;
+    });
     const found = resolveDestination(destination, secrets);
     if (found === IN_CLUSTER_NAME) return this.o.local;
     const known = this.remotes.get(found.server);

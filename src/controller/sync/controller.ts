@@ -17,7 +17,13 @@ import type { Manager } from '../runtime/manager.ts';
 import { isNotFound, PatchType } from '../../core/kube/client.ts';
 import { resourcePath, type KubeObject, type Request } from '../../core/kube/objects.ts';
 import { LiveObjects, owningApplication } from './live.ts';
-import { Clusters, IN_CLUSTER_NAME, IN_CLUSTER_SERVER, parseClusterSecret } from './clusters.ts';
+import {
+  Clusters,
+  IN_CLUSTER_NAME,
+  IN_CLUSTER_SERVER,
+  namesCluster,
+  parseClusterSecret,
+} from './clusters.ts';
 import { Comparer } from './compare.ts';
 import type { Backoff } from './policy.ts';
 import { ApplicationReconciler } from './reconciler.ts';
@@ -296,12 +302,8 @@ export function setupApplicationController(
   function wakeDeployingTo(secret: KubeObject & { data?: Record<string, string> }): void {
     const cluster = parseClusterSecret(secret);
     for (const app of apps.list()) {
-      const d = app.spec.destination ?? {};
-      if (
-        typeof cluster === 'string' ||
-        d.name === cluster.name ||
-        (d.server ?? '').replace(/\/+$/, '') === cluster.server
-      )
+      // A Secret that cannot be parsed names no cluster for sure: every application looks again.
+      if (typeof cluster === 'string' || namesCluster(app.spec.destination ?? {}, cluster))
         trigger.fire({ namespace: app.metadata.namespace, name: app.metadata.name });
     }
   }

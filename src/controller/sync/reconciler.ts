@@ -86,6 +86,7 @@ import {
   RESOURCES_FINALIZERS,
   type AppCondition,
   hasMultipleSources,
+  refValueFile,
   sourceFields,
   sourcesOf,
   type Application,
@@ -1601,11 +1602,11 @@ function validateRefs(sources: readonly ApplicationSource[]): string | undefined
   }
   for (const [i, s] of sources.entries()) {
     for (const f of s.helm?.valueFiles ?? []) {
-      if (!f.startsWith('$')) continue;
-      const m = /^\$([^/]+)\/./.exec(f);
-      if (!m) return `spec.sources[${i}].helm.valueFiles: ${JSON.stringify(f)} is not $ref/path`;
-      if (!refs.has(m[1]!))
-        return `spec.sources[${i}].helm.valueFiles: ${f} names no source with ref: ${m[1]}`;
+      const file = refValueFile(f);
+      if (file === 'malformed')
+        return `spec.sources[${i}].helm.valueFiles: ${JSON.stringify(f)} is not $ref/path`;
+      if (file && !refs.has(file.ref))
+        return `spec.sources[${i}].helm.valueFiles: ${f} names no source with ref: ${file.ref}`;
     }
   }
   return undefined;

@@ -13,7 +13,7 @@ import { apiGroup } from '../../core/kube/resource.ts';
 import { readFile, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { resolveInside } from '../../core/fs/paths.ts';
-import type { Application, ApplicationSource } from './types.ts';
+import { refValueFile, type Application, type ApplicationSource } from './types.ts';
 
 /** A source a `$ref/...` values file names: its repository at the commit resolved for it. */
 export interface SourceRef {
@@ -172,26 +172,28 @@ export class ManifestSource {
     if (!files?.some((f) => f.startsWith('$'))) return files;
     const out: (string | { from: string; content: string })[] = [];
     for (const f of files) {
-      const m = /^\$([^/]+)\/(.+)$/.exec(f);
-      if (!f.startsWith('$')) out.push(f);
-      else if (!m) throw new RenderError(`helm.valueFiles: ${JSON.stringify(f)} is not $ref/path`);
+      // Validation refuses malformed and unknown refs first; a library caller gets the same errors.
+      const other = refValueFile(f);
+      if (!other) out.push(f);
+      else if (other === 'malformed')
+        throw new RenderError(`helm.valueFiles: ${JSON.stringify(f)} is not $ref/path`);
       else {
-        const ref = refs[m[1]!];
-        if (!ref) throw new RenderError(`helm.valueFiles: ${f} names no source with ref: ${m[1]}`);
+        const ref = refs[other.ref];
+        if (!ref) throw new RenderError(`helm.valueFiles: ${f} names no source with ref: ${other.ref}`);
         const content = await this.repos.withCheckout(ref.repoURL, ref.revision, async (root) => {
           let info: Stats;
           let file: string;
           try {
-            file = await resolveInside(root, m[2]!, `values file ${f}`);
+            file = await resolveInside(root, other.path, `values file ${f}`);
             info = await stat(file);
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-              throw new RenderError(`values file ${f}: no such file in the source with ref: ${m[1]}`);
+              throw new RenderError(`values file ${f}: no such file in the source with ref: ${other.ref}`);
             // The controller's cache path says nothing to the user: name the source instead.
             throw new RenderError(
               (err as Error).message.replace(
                 / the workspace .*$/,
-                ` the checkout of the source with ref: ${m[1]}`,
+                ` the checkout of the source with ref: ${other.ref}`,
               ),
             );
           }

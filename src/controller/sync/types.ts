@@ -223,3 +223,13 @@ export function sourceFields(app: Application, revision?: string): SourceFields 
     ...(revision !== undefined ? { revisions: revision.split(',') } : {}),
   };
 }
+
+/**
+ * A Helm values file of another source, `$ref/path` (multiple sources): its ref and path;
+ * `undefined` for a file of the source itself, `'malformed'` for a `$` that is not `$ref/path`.
+ */
+export function refValueFile(file: string): { ref: string; path: string } | 'malformed' | undefined {
+  if (!file.startsWith('$')) return undefined;
+  const m = /^\$([^/]+)\/(.+)$/.exec(file);
+  return m ? { ref: m[1]!, path: m[2]! } : 'malformed';
+}

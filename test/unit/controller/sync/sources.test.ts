@@ -2,7 +2,12 @@
 // records of them. The reconciler's side runs on the real control plane in application-sync.test.ts.
 import { describe, expect, test } from '@jest/globals';
 import { combineSources } from '../../../../src/controller/sync/reconciler.ts';
-import { sourceFields, sourcesOf, type Application } from '../../../../src/controller/sync/types.ts';
+import {
+  refValueFile,
+  sourceFields,
+  sourcesOf,
+  type Application,
+} from '../../../../src/controller/sync/types.ts';
 import type { KubeResource } from '../../../../src/core/kube/resource.ts';
 
 const cm = (name: string, from: string, namespace?: string): KubeResource => ({
@@ -83,4 +88,11 @@ describe('what the status records of the sources', () => {
     // An empty list is no multiple sources (Argo CD's HasMultipleSources).
     expect(sourcesOf({ ...base, spec: { ...base.spec, sources: [] } })).toEqual([base.spec.source]);
   });
+});
+
+test('a `$ref/path` values file names another source; a plain path is this one; a bare `$` is malformed', () => {
+  expect(refValueFile('$values/envs/prod.yaml')).toEqual({ ref: 'values', path: 'envs/prod.yaml' });
+  expect(refValueFile('values-prod.yaml')).toBeUndefined();
+  expect(refValueFile('$values')).toBe('malformed');
+  expect(refValueFile('$values/')).toBe('malformed');
 });
