@@ -5,8 +5,8 @@ import type { SecretPolicy } from './args.ts';
 import { enqueueOwner, type Controller, type Predicate } from '../runtime/controller.ts';
 import { EventRecorder } from '../runtime/events.ts';
 import type { Manager } from '../runtime/manager.ts';
-import type { KubeObject, Request } from '../../core/kube/objects.ts';
-import { isNotFound } from '../../core/kube/client.ts';
+import type { KubeObject } from '../../core/kube/objects.ts';
+import { OwnWrites } from '../runtime/own-writes.ts';
 import type { Job } from './providers/job.ts';
 import { AnalysisRunReconciler } from './reconciler.ts';
 import { ANALYSIS_RUN, API_VERSION, JOB_RUN_UID_LABEL, JOBS, type AnalysisRun } from './types.ts';
@@ -61,34 +61,14 @@ export function setupAnalysisController(
 
   // The cache may lag behind our own last write; then the API is asked, so a measurement is never
   // taken twice because the cache had not seen the one just recorded.
-  const written = new Map<string, string>();
-  const getRun = async (req: Request): Promise<AnalysisRun | undefined> => {
-    const key = `${req.namespace}/${req.name}`;
-    const cached = runs.get(req.namespace, req.name);
-    const last = written.get(key);
-    if (cached && (!last || cached.metadata.resourceVersion === last)) return cached;
-    if (!cached && !last) return undefined;
-    const fresh = await client
-      .get<AnalysisRun>(ANALYSIS_RUN, req.namespace, req.name)
-      .catch((err: unknown) => {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      });
-    if (fresh?.metadata.resourceVersion) written.set(key, fresh.metadata.resourceVersion);
-    else written.delete(key);
-    return fresh;
-  };
+  const ownWrites = new OwnWrites<AnalysisRun & KubeObject>(runs, client, ANALYSIS_RUN);
 
   const reconciler = new AnalysisRunReconciler({
     client,
     logger: manager.logger.child({ controller: 'analysis' }),
     events,
-    getRun,
-    onWrite: (run) => {
-      if (run.metadata.resourceVersion) {
-        written.set(`${run.metadata.namespace}/${run.metadata.name}`, run.metadata.resourceVersion);
-      }
-    },
+    getRun: (req) => ownWrites.get(req.namespace, req.name),
+    onWrite: (run) => ownWrites.wrote(run),
     getJob: (ns, name) => jobs.get(ns, name),
     errorRetryIntervalMs: options.errorRetryIntervalMs,
     defaultPrometheusAddress: options.defaultPrometheusAddress,

@@ -4,8 +4,8 @@
 import { enqueueOwner, type Controller, type Predicate } from '../runtime/controller.ts';
 import { EventRecorder } from '../runtime/events.ts';
 import type { Manager } from '../runtime/manager.ts';
-import { isNotFound } from '../../core/kube/client.ts';
-import type { KubeObject, Request } from '../../core/kube/objects.ts';
+import type { KubeObject } from '../../core/kube/objects.ts';
+import { OwnWrites } from '../runtime/own-writes.ts';
 import type { RepoCache } from '../../core/gitops/repo-cache.ts';
 import { APPLICATION, GROUP, type Application } from '../sync/types.ts';
 import { ApplicationSetReconciler } from './reconciler.ts';
@@ -63,35 +63,20 @@ export function setupApplicationSetController(
     reportingInstance: manager.identity ?? 'kube-actions-controller',
     logger: manager.logger,
   });
-  // The cache may lag behind our own last write; then the API is asked.
-  const written = new Map<string, string>();
-  const getApplicationSet = async (req: Request): Promise<ApplicationSet | undefined> => {
-    const key = `${req.namespace}/${req.name}`;
-    const cached = appsets.get(req.namespace, req.name);
-    const last = written.get(key);
-    if (cached && (!last || cached.metadata.resourceVersion === last)) return structuredClone(cached);
-    const fresh = await client
-      .get<ApplicationSet>(APPLICATIONSET, req.namespace, req.name)
-      .catch((err: unknown) => {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      });
-    if (fresh?.metadata.resourceVersion) written.set(key, fresh.metadata.resourceVersion);
-    else written.delete(key);
-    return fresh;
-  };
+  // The cache may lag behind our own last write; then the API is asked. The reconciler edits the
+  // set it is given, so it gets a copy, never the cache's own.
+  const ownWrites = new OwnWrites<ApplicationSet & KubeObject>(appsets, client, APPLICATIONSET, {
+    clone: true,
+  });
   const reconciler = new ApplicationSetReconciler({
     client,
     repos: options.repos,
     events,
     logger: manager.logger.child({ controller: 'applicationset' }),
-    getApplicationSet,
+    getApplicationSet: (req) => ownWrites.get(req.namespace, req.name),
     listApplications: (ns) => apps.list(ns),
     ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
-    onWrite: (appset) => {
-      if (appset.metadata.resourceVersion)
-        written.set(`${appset.metadata.namespace}/${appset.metadata.name}`, appset.metadata.resourceVersion);
-    },
+    onWrite: (appset) => ownWrites.wrote(appset),
   });
   const controller = manager.controller({
     name: 'applicationset',

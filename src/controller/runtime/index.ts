@@ -7,6 +7,7 @@ export * from './informer.ts';
 export * from './leader-election.ts';
 export * from './log.ts';
 export * from './manager.ts';
+export * from './own-writes.ts';
 export * from '../../core/metrics.ts';
 export * from '../../core/kube/objects.ts';
 export * from './workqueue.ts';

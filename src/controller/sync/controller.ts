@@ -14,7 +14,8 @@ import type { Controller, Predicate } from '../runtime/controller.ts';
 import { EventRecorder } from '../runtime/events.ts';
 import type { EventSource, InformerHandlers } from '../runtime/informer.ts';
 import type { Manager } from '../runtime/manager.ts';
-import { isNotFound, PatchType } from '../../core/kube/client.ts';
+import { OwnWrites } from '../runtime/own-writes.ts';
+import { PatchType } from '../../core/kube/client.ts';
 import { resourcePath, type KubeObject, type Request } from '../../core/kube/objects.ts';
 import { LiveObjects, owningApplication } from './live.ts';
 import {
@@ -238,7 +239,7 @@ export function setupApplicationController(
   manager.onStop(() => clusters.stop());
 
   // The cache may not have caught up with our own last write yet; then the API is asked instead.
-  const written = new Map<string, string>();
+  const ownWrites = new OwnWrites<Application & KubeObject>(apps, client, APPLICATION);
   const events = new EventRecorder({
     client,
     reportingController: 'kube-actions.dev/application-controller',
@@ -261,28 +262,13 @@ export function setupApplicationController(
     selfHealBackoff: options.selfHealBackoff,
     ...(options.managedNamespace ? { managedNamespace: options.managedNamespace } : {}),
     onDryRuns: (n) => dryRuns.inc({}, n),
-    getApplication: async (req) => {
+    getApplication: (req) => {
       // Managed objects' tracking ids wake applications too, and one may name an Application in a
       // namespace this controller does not watch: that one is another controller's.
-      if (options.namespace && req.namespace !== options.namespace) return undefined;
-      const cached = apps.get(req.namespace, req.name);
-      const key = `${req.namespace}/${req.name}`;
-      const last = written.get(key);
-      if (cached && (!last || cached.metadata.resourceVersion === last)) return cached;
-      const fresh = await client
-        .get<Application & KubeObject>(APPLICATION, req.namespace, req.name)
-        .catch((err: unknown) => {
-          if (isNotFound(err)) return undefined;
-          throw err;
-        });
-      if (fresh?.metadata.resourceVersion) written.set(key, fresh.metadata.resourceVersion);
-      else written.delete(key);
-      return fresh;
+      if (options.namespace && req.namespace !== options.namespace) return Promise.resolve(undefined);
+      return ownWrites.get(req.namespace, req.name);
     },
-    onWrite: (app) => {
-      if (app.metadata.resourceVersion)
-        written.set(`${app.metadata.namespace}/${app.metadata.name}`, app.metadata.resourceVersion);
-    },
+    onWrite: (app) => ownWrites.wrote(app),
   });
 
   const controller = manager.controller({
