@@ -1469,10 +1469,15 @@ describe('sync options and policy', () => {
       expect(git.requests.some((r) => r.repo === 'private' && r.status === 401)).toBe(true);
       expect(await configMap('private-cm')).toBeUndefined();
       // Neither password appears anywhere: the status, or the Events about the application.
-      const events = await client.request<{ items: { note?: string }[] }>(
-        'GET',
-        `/apis/events.k8s.io/v1/namespaces/${ns.name}/events`,
-      );
+      // (Events are sent in the background: wait for the one about this failure first.)
+      const events = await eventually('the ComparisonError event', async () => {
+        const list = await client.request<{
+          items: { note?: string; reason?: string; regarding?: { name?: string } }[];
+        }>('GET', `/apis/events.k8s.io/v1/namespaces/${ns.name}/events`);
+        const failure = (e: (typeof list.items)[number]) =>
+          e.reason === 'ComparisonError' && e.regarding?.name === 'private';
+        return list.items.some(failure) ? list : undefined;
+      });
       for (const text of [JSON.stringify(failed), JSON.stringify(events)]) {
         expect(text).not.toContain(WRONG);
         expect(text).not.toContain(TOKEN);

@@ -859,9 +859,12 @@ describe('blue/green post-promotion analysis', () => {
       'aborted by the post-promotion analysis',
     );
     // It did switch (post-promotion analysis runs against the new active revision)...
-    expect(await eventReasons('post')).toEqual(
-      expect.arrayContaining(['SwitchActiveService', 'RolloutAborted']),
-    );
+    // Events are sent in the background: they follow the status shortly.
+    const reasons = await eventually('the switch and abort events', async () => {
+      const got = await eventReasons('post');
+      return got.includes('RolloutAborted') ? got : undefined;
+    });
+    expect(reasons).toEqual(expect.arrayContaining(['SwitchActiveService', 'RolloutAborted']));
     // ...and switched back.
     expect(ro.status?.blueGreen?.activeSelector).toBe(h1);
     expect(await selectorOf('post-active')).toBe(h1);

@@ -3,7 +3,6 @@
 // is a timed requeue) and the job metrics' Jobs, which wake the run that owns them.
 import type { SecretPolicy } from './args.ts';
 import { enqueueOwner, type Controller, type Predicate } from '../runtime/controller.ts';
-import { EventRecorder } from '../runtime/events.ts';
 import type { Manager } from '../runtime/manager.ts';
 import type { KubeObject } from '../../core/kube/objects.ts';
 import { OwnWrites } from '../runtime/own-writes.ts';
@@ -52,12 +51,7 @@ export function setupAnalysisController(
   const namespace = options.namespace ?? '';
   const runs = manager.informer<AnalysisRun & KubeObject>(ANALYSIS_RUN, { namespace });
   const jobs = manager.informer<Job>(JOBS, { namespace, labelSelector: JOB_RUN_UID_LABEL });
-  const events = new EventRecorder({
-    client,
-    reportingController: 'kube-actions.dev/analysis-controller',
-    reportingInstance: manager.identity ?? 'kube-actions-controller',
-    logger: manager.logger,
-  });
+  const events = manager.eventRecorder('kube-actions.dev/analysis-controller');
 
   // The cache may lag behind our own last write; then the API is asked, so a measurement is never
   // taken twice because the cache had not seen the one just recorded.

@@ -2,7 +2,6 @@
 // deletions) and the Applications it generated (an edit, a deletion or a new sync or health
 // status wakes the set that controls them: it reverts the edit, recreates, reports).
 import { enqueueOwner, type Controller, type Predicate } from '../runtime/controller.ts';
-import { EventRecorder } from '../runtime/events.ts';
 import type { Manager } from '../runtime/manager.ts';
 import type { KubeObject } from '../../core/kube/objects.ts';
 import { OwnWrites } from '../runtime/own-writes.ts';
@@ -57,12 +56,7 @@ export function setupApplicationSetController(
   const appsets = manager.informer<ApplicationSet & KubeObject>(APPLICATIONSET, { namespace });
   // The same informer the Application controller reads (the manager shares one per selection).
   const apps = manager.informer<Application & KubeObject>(APPLICATION, { namespace });
-  const events = new EventRecorder({
-    client,
-    reportingController: 'kube-actions.dev/applicationset-controller',
-    reportingInstance: manager.identity ?? 'kube-actions-controller',
-    logger: manager.logger,
-  });
+  const events = manager.eventRecorder('kube-actions.dev/applicationset-controller');
   // The cache may lag behind our own last write; then the API is asked. The reconciler edits the
   // set it is given, so it gets a copy, never the cache's own.
   const ownWrites = new OwnWrites<ApplicationSet & KubeObject>(appsets, client, APPLICATIONSET, {

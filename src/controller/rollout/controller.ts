@@ -8,7 +8,6 @@ import type { KubeObject, Request, ResourceRef } from '../../core/kube/objects.t
 import { ANALYSIS_RUN, ANALYSIS_TEMPLATE, CLUSTER_ANALYSIS_TEMPLATE } from '../analysis/types.ts';
 import type { AnalysisRun, AnalysisTemplate } from '../analysis/types.ts';
 import { enqueueOwner, type Predicate } from '../runtime/controller.ts';
-import { EventRecorder } from '../runtime/events.ts';
 import type { Informer } from '../runtime/informer.ts';
 import type { Manager } from '../runtime/manager.ts';
 import { referencesOf, type RolloutCache, type RolloutReferences } from './gather.ts';
@@ -128,12 +127,7 @@ export function setupRolloutController(
     secrets,
   } = informers;
   const cache = informerCache(informers);
-  const events = new EventRecorder({
-    client: manager.client,
-    reportingController: 'kube-actions.dev/rollout-controller',
-    reportingInstance: manager.identity ?? 'kube-actions-controller',
-    logger: manager.logger,
-  });
+  const events = manager.eventRecorder('kube-actions.dev/rollout-controller');
   const logger = manager.logger.child({ controller: 'rollout' });
   const reconciler = new RolloutReconciler({ client: manager.client, cache, events, logger });
   const controller = manager.controller({

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type * as k8s from '@kubernetes/client-node';
 import { KubeClient } from '../../core/kube/client.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
+import { EventRecorder } from './events.ts';
 import { Informer, type InformerOptions } from './informer.ts';
 import { defaultIdentity, LeaderElector, type LeaderElectionOptions } from './leader-election.ts';
 import { Logger } from './log.ts';
@@ -111,6 +112,22 @@ export class Manager {
   /** This replica's leader-election identity, if it campaigns. */
   get identity(): string | undefined {
     return this.elector?.identity;
+  }
+
+  /**
+   * An EventRecorder for one of this manager's controllers (`reportingController`, e.g.
+   * kube-actions.dev/application-controller), reporting as this replica. Events still queued
+   * when the manager stops are sent first (for at most 2 s).
+   */
+  eventRecorder(reportingController: string): EventRecorder {
+    const events = new EventRecorder({
+      client: this.client,
+      reportingController,
+      reportingInstance: this.identity ?? 'kube-actions-controller',
+      logger: this.logger,
+    });
+    this.onStop(() => events.flush(2000));
+    return events;
   }
 
   /**

@@ -11,7 +11,6 @@ import type { GitCredentials } from '../../core/gitops/git.ts';
 import { RepoCache } from '../../core/gitops/repo-cache.ts';
 import { directoryCache } from '../../core/render/cache.ts';
 import type { Controller, Predicate } from '../runtime/controller.ts';
-import { EventRecorder } from '../runtime/events.ts';
 import type { EventSource, InformerHandlers } from '../runtime/informer.ts';
 import type { Manager } from '../runtime/manager.ts';
 import { OwnWrites } from '../runtime/own-writes.ts';
@@ -240,12 +239,7 @@ export function setupApplicationController(
 
   // The cache may not have caught up with our own last write yet; then the API is asked instead.
   const ownWrites = new OwnWrites<Application & KubeObject>(apps, client, APPLICATION);
-  const events = new EventRecorder({
-    client,
-    reportingController: 'kube-actions.dev/application-controller',
-    reportingInstance: manager.identity ?? 'kube-actions-controller',
-    logger: manager.logger,
-  });
+  const events = manager.eventRecorder('kube-actions.dev/application-controller');
   const reconciler = new ApplicationReconciler({
     client,
     events,
