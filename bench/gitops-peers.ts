@@ -282,8 +282,10 @@ async function pushLatencies(
   for (let i = 1; i <= COMMITS; i++) {
     const sha = await git.commitFiles(repo, { 'apps/web/cm.yaml': configMap('web', String(i)) }, `v${i}`);
     const body = Buffer.from(
+      // As GitHub sends it: the pushed ref and its new head (Flux's receiver reads neither).
       JSON.stringify({
         ref: 'refs/heads/main',
+        after: sha,
         repository: { clone_url: git.url(repo), default_branch: 'main' },
       }),
     );

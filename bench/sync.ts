@@ -73,6 +73,7 @@ async function main(): Promise<void> {
           );
           const body = JSON.stringify({
             ref: 'refs/heads/main',
+            after: sha,
             repository: { clone_url: git.url('latency'), default_branch: 'main' },
           });
           const started = performance.now();

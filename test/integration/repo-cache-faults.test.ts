@@ -1,8 +1,9 @@
 // The reconciler's git cache under faults, with real git against a real git server: a server that
 // accepts connections and never answers, a reconcile cancelled mid-wait, and mirrors left broken by
-// a crash (a mirror without its remote, a stale lock file, a corrupt HEAD).
+// a crash (a mirror without its remote, a stale lock file, a corrupt HEAD); and a push's head
+// fetched ahead of the resolve that names it.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -120,5 +121,42 @@ describe('crash-safe mirrors', () => {
     await writeFile(join(mirror('corrupt'), 'HEAD'), 'garbage\n');
     const restarted = cache('corrupt');
     expect(await restarted.resolve(url(), 'main')).toBe(await server.revParse('team/gitops'));
+  });
+});
+
+describe('prefetch (a push names its new head)', () => {
+  const posts = () =>
+    server.requests.filter(
+      (r) => r.repo === 'team/prefetch' && r.method === 'POST' && r.service === 'git-upload-pack',
+    ).length;
+
+  test('the pushed head is fetched and checked out ahead: the resolve after it only asks for the refs', async () => {
+    await server.createRepo('team/prefetch', { 'apps/web/cm.yaml': 'v: 0\n' });
+    const repos = cache('prefetch');
+    const repoURL = server.url('team/prefetch');
+    await repos.resolve(repoURL, 'main');
+    const head = await server.commitFiles('team/prefetch', { 'apps/web/cm.yaml': 'v: 1\n' }, 'v1');
+    repos.invalidate(repoURL);
+    await repos.prefetch(repoURL, head);
+    const before = posts();
+    expect(await repos.resolve(repoURL, 'main')).toBe(head);
+    const file = await repos.withCheckout(repoURL, head, (dir) =>
+      readFile(join(dir, 'apps/web/cm.yaml'), 'utf8'),
+    );
+    expect(file).toBe('v: 1\n');
+    // One POST, the ls-remote's; the commit was already here.
+    expect(posts() - before).toBe(1);
+  });
+
+  test('a deleted branch (zero id) or a malformed id fetches nothing; a missing commit is left to the checkout to report', async () => {
+    const repos = cache('prefetch-bad');
+    const repoURL = server.url('team/prefetch');
+    const before = server.requests.length;
+    await repos.prefetch(repoURL, '0'.repeat(40));
+    await repos.prefetch(repoURL, 'not-a-commit');
+    expect(server.requests.length).toBe(before);
+    const missing = 'f'.repeat(40);
+    await expect(repos.prefetch(repoURL, missing)).resolves.toBeUndefined();
+    await expect(repos.withCheckout(repoURL, missing, () => Promise.resolve())).rejects.toThrow(repoURL);
   });
 });

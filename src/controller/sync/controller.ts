@@ -296,9 +296,18 @@ export function setupApplicationController(
     const pushed = (app: Application) =>
       sourcesOf(app).filter((src) => pushMatches(event, src.repoURL, src.targetRevision));
     const matching = apps.list().filter((app) => pushed(app).length > 0);
+    const prefetched = new Set<string>();
     for (const app of matching) {
       if (manager.isLeader()) {
-        for (const src of pushed(app)) repos.invalidate(src.repoURL);
+        for (const src of pushed(app)) {
+          repos.invalidate(src.repoURL);
+          // A branch push names its new head (a tag push may name a tag object): fetch it now,
+          // beside the ls-remote the sync makes, rather than after it.
+          if (event.after && event.ref.startsWith('refs/heads/') && !prefetched.has(src.repoURL)) {
+            prefetched.add(src.repoURL);
+            void repos.prefetch(src.repoURL, event.after);
+          }
+        }
         trigger.fire({ namespace: app.metadata.namespace, name: app.metadata.name });
       } else {
         // Not the controller's state but a request to the leader, as a user's `argocd app get

@@ -92,6 +92,20 @@ export class RepoCache {
     throw new SourceError(`revision "${wanted}" is not a branch or tag of ${repoURL}`);
   }
 
+  /**
+   * Starts fetching and checking out `commit` before anyone asks for it: a push's new head, which
+   * the resolve that follows the push will most likely name. The fetch then runs beside that
+   * resolve's ls-remote instead of after it, and the checkout finds the tree ready or on its way.
+   * Resolves when done; never rejects (a failure is the later checkout's to report).
+   */
+  prefetch(repoURL: string, commit: string): Promise<void> {
+    if (!SHA.test(commit) || /^0+$/.test(commit)) return Promise.resolve();
+    return this.checkout(repoURL, commit).then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
   /** Drops the cached ls-remote answer so the next resolve asks the server. */
   invalidate(repoURL: string): void {
     this.remotes.delete(repoURL);
@@ -198,7 +212,10 @@ export class RepoCache {
     let out: string;
     try {
       // Branches, tags and HEAD only: not refs/pull/* and the like, which can number thousands.
-      out = await this.locked(repoURL, () => git.run(['ls-remote', 'origin', 'HEAD', 'refs/heads/*', 'refs/tags/*']));
+      // Not under the mirror's lock: ls-remote writes nothing, so it need not wait for a fetch.
+      out = await this.locked(`ls-remote:${repoURL}`, () =>
+        git.run(['ls-remote', 'origin', 'HEAD', 'refs/heads/*', 'refs/tags/*']),
+      );
     } catch (err) {
       await this.forgetIfCorrupt(repoURL, err);
       throw this.describe(repoURL, err);
