@@ -9,10 +9,10 @@ import { join, resolve } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { KubeClient, PatchType } from '../src/core/kube/client.ts';
 import { APPLICATION, type Application } from '../src/controller/sync/types.ts';
-import { ensureBinaries, LocalControlPlane } from '../test/cluster/controlplane.ts';
+import { ensureBinaries, LocalControlPlane, type ControlPlaneOptions } from '../test/cluster/controlplane.ts';
 import { installCRDs } from '../test/cluster/crds.ts';
 import { freePort } from '../test/cluster/ports.ts';
-import { CONTROLLER_NODE_FLAGS } from '../src/controller/node-flags.ts';
+import { CONTROLLER_ENV, CONTROLLER_NODE_FLAGS } from '../src/controller/node-flags.ts';
 import { Informer } from '../src/controller/runtime/informer.ts';
 import type { ResourceRef } from '../src/core/kube/objects.ts';
 import type { KubeResource } from '../src/core/kube/resource.ts';
@@ -169,7 +169,7 @@ export async function startController(
       'warn',
     ],
     {
-      env: { ...process.env, KUBECONFIG: kubeconfig, KUBE_ACTIONS_WEBHOOK_SECRET: SECRET },
+      env: { ...process.env, ...CONTROLLER_ENV, KUBECONFIG: kubeconfig, KUBE_ACTIONS_WEBHOOK_SECRET: SECRET },
       stdio: ['ignore', stdout, 'inherit'],
       // Heap snapshots are written to the working directory.
       ...(PROFILE_DIR ? { cwd: PROFILE_DIR } : {}),
@@ -216,7 +216,10 @@ export async function startController(
 }
 
 /** The cluster in $KUBECONFIG, or a local control plane started (and stopped) for the run. */
-export async function benchCluster(name: string): Promise<{
+export async function benchCluster(
+  name: string,
+  options: Pick<ControlPlaneOptions, 'controllerManagerQPS'> = {},
+): Promise<{
   kubeconfig: string;
   client: KubeClient;
   kc: k8s.KubeConfig;
@@ -232,6 +235,7 @@ export async function benchCluster(name: string): Promise<{
       dir: join(tmpdir(), `${name}-${process.pid}`),
       attached: true,
       binDir,
+      ...options,
     });
     kubeconfig = cluster.kubeconfig;
   }

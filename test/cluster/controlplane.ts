@@ -55,6 +55,12 @@ export interface ControlPlaneOptions {
    * while holding which Lease.
    */
   auditLog?: boolean;
+  /**
+   * kube-controller-manager's --kube-api-qps (burst twice that). Its default, 20, is what bounds
+   * hundreds of concurrent rollouts (every pod the ReplicaSet controller creates or deletes is a
+   * request), so a bench comparing two rollout controllers raises it to measure them, not it.
+   */
+  controllerManagerQPS?: number;
 }
 
 /** The audit policy of `auditLog`: no reads, Lease bodies, every other write's metadata. */
@@ -354,6 +360,12 @@ export class LocalControlPlane {
         // Each controller acts as its own service account, so RBAC is exercised as in a real cluster.
         '--use-service-account-credentials=true',
         `--cert-dir=${join(dir, 'kcm-certs')}`,
+        ...(options.controllerManagerQPS
+          ? [
+              `--kube-api-qps=${options.controllerManagerQPS}`,
+              `--kube-api-burst=${2 * options.controllerManagerQPS}`,
+            ]
+          : []),
         '--v=1',
       ]);
       launch('kube-scheduler', [
