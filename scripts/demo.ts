@@ -39,7 +39,7 @@ import { freePort } from '../test/cluster/ports.ts';
 import { pushWebhook } from '../test/cluster/push-webhook.ts';
 import { OciRegistry } from '../test/cluster/registry.ts';
 import { buildAppImage } from '../test/e2e/app-image.ts';
-import { CONTROLLER_NODE_FLAGS } from '../src/controller/node-flags.ts';
+import { CONTROLLER_ENV, CONTROLLER_NODE_FLAGS } from '../src/controller/node-flags.ts';
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '..');
@@ -390,7 +390,7 @@ async function main(): Promise<void> {
           '1s',
         ],
         {
-          env: { ...process.env, ...kube, KUBE_ACTIONS_WEBHOOK_SECRET: WEBHOOK_SECRET },
+          env: { ...process.env, ...CONTROLLER_ENV, ...kube, KUBE_ACTIONS_WEBHOOK_SECRET: WEBHOOK_SECRET },
           stdio: ['ignore', 'inherit', 'inherit'],
         },
       );

@@ -4,8 +4,9 @@
 //            is made here with mmdebstrap (cached) and pushed as one layer; the release workflow
 //            builds the same base from deploy/image/base.Dockerfile with BuildKit instead.
 //   layers   per platform: node (the node-linux-<arch> npm package the project pins), helm and
-//            kustomize (built from the pinned Go modules for that architecture); then the bundled
-//            CLI at /app/kube-actions.js, the layer that changes with every commit.
+//            kustomize (built from the pinned Go modules for that architecture); the bundled
+//            dependencies' licence notices; then the bundled CLI at /app/kube-actions.js, the
+//            layer that changes with every commit.
 //   config   entrypoint node [CONTROLLER_NODE_FLAGS] /app/kube-actions.js, cmd `controller`, user 65532, HOME and Helm's
 //            directories under /tmp (the chart mounts /tmp and keeps the root file system read-only).
 //
@@ -33,7 +34,7 @@ import { VERSION } from '../src/version.ts';
 import { freePort } from '../test/cluster/ports.ts';
 import { logTail, startComponent, stopProcessGroup } from '../test/cluster/process.ts';
 import pkg from '../package.json' with { type: 'json' };
-import { CONTROLLER_NODE_FLAGS } from '../src/controller/node-flags.ts';
+import { CONTROLLER_ENV, CONTROLLER_NODE_FLAGS } from '../src/controller/node-flags.ts';
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '..');
@@ -93,6 +94,8 @@ export async function stage(platforms: Platform[]): Promise<string[]> {
     lines.push(`${formatPlatform(p)}=${join(tools, 'helm')}:/usr/local/bin/helm`);
     lines.push(`${formatPlatform(p)}=${join(tools, 'kustomize')}:/usr/local/bin/kustomize`);
   }
+  // The bundled dependencies' licence notices (scripts/build.mjs writes them beside the bundle).
+  lines.push(`${bundle}.LEGAL.txt:/app/kube-actions.js.LEGAL.txt`);
   lines.push(`${bundle}:/app/kube-actions.js`);
   return lines;
 }
@@ -109,6 +112,7 @@ export const IMAGE_CONFIG = {
     'HELM_CONFIG_HOME=/tmp/helm/config',
     'HELM_DATA_HOME=/tmp/helm/data',
     'NODE_ENV=production',
+    ...Object.entries(CONTROLLER_ENV).map(([k, v]) => `${k}=${v}`),
   ],
   ports: ['8080/tcp', '8081/tcp'],
 };

@@ -46,6 +46,7 @@ describe('the controller image', () => {
     expect(config.Cmd).toEqual(['controller']);
     expect(config.User).toBe('65532:65532');
     expect(config.Env).toContain('HOME=/tmp');
+    expect(config.Env).toContain('MALLOC_ARENA_MAX=2');
     expect((config.Labels as Record<string, string>)['org.opencontainers.image.version']).toBe(pkg.version);
   });
 

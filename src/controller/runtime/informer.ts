@@ -9,7 +9,7 @@
 //   exactly like a quiet resource);
 // - an optional periodic relist emits an update for every object, so reconcilers repair drift
 //   that no event announces (someone changed the world outside the API).
-import * as k8s from '@kubernetes/client-node';
+import * as k8s from '../../core/kube/client-node.ts';
 import { backoffDelay, sleep, type BackoffOptions } from './backoff.ts';
 import { isGone, type KubeClient, type Query } from '../../core/kube/client.ts';
 import { silentLogger, type Logger } from './log.ts';

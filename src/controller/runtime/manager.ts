@@ -4,7 +4,7 @@
 // warm cache; controllers run only on the leader, so only one replica writes.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type * as k8s from '@kubernetes/client-node';
+import type * as k8s from '../../core/kube/client-node.ts';
 import { KubeClient } from '../../core/kube/client.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
 import { EventRecorder } from './events.ts';

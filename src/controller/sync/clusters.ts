@@ -5,7 +5,7 @@
 // by `server` or by `name`; each cluster gets its own client, discovery, dry-run cache and watches
 // of managed objects, built on first use and rebuilt when its Secret changes.
 // https://argo-cd.readthedocs.io/en/stable/operator-manual/declarative-setup/#clusters
-import * as k8s from '@kubernetes/client-node';
+import * as k8s from '../../core/kube/client-node.ts';
 import { createHash } from 'node:crypto';
 import { ResourceManager } from '../../core/kube/apply.ts';
 import { KubeClient } from '../../core/kube/client.ts';

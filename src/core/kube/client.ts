@@ -2,7 +2,7 @@
 // reconcilers. Why not only client-node's generated APIs: informers need raw list pages and a
 // streamed watch of any resource, and every request should be counted by verb and status code for
 // /metrics. Generated API clients made through makeApiClient() share the same counting transport.
-import * as k8s from '@kubernetes/client-node';
+import * as k8s from './client-node.ts';
 import type { Registry } from '../metrics.ts';
 import { resourcePath, type KubeObject, type ResourceRef } from './objects.ts';
 

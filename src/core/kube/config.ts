@@ -1,6 +1,6 @@
 // Where a kube-actions process finds its cluster: an explicit kubeconfig path, else $KUBECONFIG,
 // else ~/.kube/config, else the in-cluster service account; the same order as kubectl.
-import * as k8s from '@kubernetes/client-node';
+import * as k8s from './client-node.ts';
 
 export class KubeConfigError extends Error {
   override name = 'KubeConfigError';
