@@ -160,3 +160,30 @@ describe('prefetch (a push names its new head)', () => {
     await expect(repos.withCheckout(repoURL, missing, () => Promise.resolve())).rejects.toThrow(repoURL);
   });
 });
+
+describe('mirror upkeep', () => {
+  test('fetches keep packs and the upkeep after every 25th repacks them; every checkout has its files', async () => {
+    await server.createRepo('team/upkeep', { 'apps/web/cm.yaml': 'v: 0\n' });
+    const repos = cache('upkeep');
+    const repoURL = server.url('team/upkeep');
+    const packDir = join(work, 'upkeep', 'mirrors', `${repoId(repoURL)}.git`, 'objects', 'pack');
+    const packs = async () => (await readdir(packDir)).filter((f) => f.endsWith('.pack')).length;
+    const files: string[] = [];
+    for (let i = 1; i <= 25; i++) {
+      const head = await server.commitFiles('team/upkeep', { 'apps/web/cm.yaml': `v: ${i}\n` }, `v${i}`);
+      files.push(
+        await repos.withCheckout(repoURL, head, (dir) => readFile(join(dir, 'apps/web/cm.yaml'), 'utf8')),
+      );
+      // A pack per fetch and no loose objects until the upkeep: fetch.unpackLimit=1, no auto-gc.
+      if (i === 24) expect(await packs()).toBe(24);
+    }
+    expect(files).toEqual(Array.from({ length: 25 }, (_, i) => `v: ${i + 1}\n`));
+    const loose = (await readdir(join(packDir, '..'))).filter((d) => /^[0-9a-f]{2}$/.test(d));
+    expect(loose).toEqual([]);
+    // The 25th fetch's upkeep runs after it, under the mirror's lock: the next git command there
+    // waits for it. 25 packs are more than the 20 it allows, so they are repacked into one.
+    const head = await server.commitFiles('team/upkeep', { 'apps/web/cm.yaml': 'v: 26\n' }, 'v26');
+    await repos.checkout(repoURL, head);
+    expect(await packs()).toBeLessThanOrEqual(2);
+  });
+});

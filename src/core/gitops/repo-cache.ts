@@ -35,6 +35,23 @@ interface RemoteRefs {
 
 const SHA = /^[0-9a-f]{40}$/;
 
+/**
+ * A commit's objects, with nothing else git does by default on the way: no tags, no FETCH_HEAD,
+ * no upkeep after it (maintainEvery runs that), the objects kept as the pack they came in.
+ */
+const FETCH = [
+  '-c',
+  'fetch.unpackLimit=1',
+  'fetch',
+  '--quiet',
+  '--depth=1',
+  '--no-tags',
+  '--no-write-fetch-head',
+  '--no-auto-maintenance',
+  'origin',
+];
+const MAINTENANCE_EVERY = 25;
+
 export class RepoCache {
   private readonly options: RepoCacheOptions;
   private readonly remotes = new Map<string, Promise<RemoteRefs>>();
@@ -42,6 +59,8 @@ export class RepoCache {
   private readonly trees = new Map<string, Promise<string>>();
   private readonly inUse = new Map<string, number>();
   private readonly locks = new Map<string, Promise<void>>();
+  /** Fetches per repository URL since the last upkeep (maintainEvery). */
+  private readonly fetches = new Map<string, number>();
   /** ls-remote calls made, per repository URL: lets tests and benchmarks count them. */
   readonly lsRemoteCalls = new Map<string, number>();
 
@@ -300,22 +319,25 @@ export class RepoCache {
       try {
         // Servers (GitHub, git http-backend with protocol v2) serve any reachable commit by id.
         // One git process at a time per mirror: concurrent fetches collide on shallow.lock.
-        await this.locked(repoURL, () => git.run(['fetch', '--quiet', '--depth=1', 'origin', commit]));
+        await this.locked(repoURL, () => git.run(FETCH.concat(commit)));
       } catch (err) {
         await this.forgetIfCorrupt(repoURL, err);
         throw this.describe(repoURL, err);
       }
-      if (!(await have())) throw new SourceError(`commit ${commit} is not in ${repoURL}`);
+      this.maintainEvery(repoURL, git);
     }
     // Written aside and renamed into place, so a half-written tree is never used.
     const partial = `${target}.partial-${process.pid}-${Math.random().toString(36).slice(2)}`;
     await mkdir(partial, { recursive: true });
     try {
       // A scratch index: the mirror is bare and shared, so its own index is never touched.
+      // read-tree -u writes the files as it reads the tree: one git process, not two.
       const index = join(partial, '.git-index');
-      const env = { GIT_INDEX_FILE: index };
-      await git.run([`--work-tree=${partial}`, 'read-tree', commit], { env });
-      await git.run([`--work-tree=${partial}`, 'checkout-index', '--all', '--force'], { env });
+      await git
+        .run([`--work-tree=${partial}`, 'read-tree', '--reset', '-u', commit], { env: { GIT_INDEX_FILE: index } })
+        .catch(async (err: unknown) => {
+          throw (await have()) ? err : new SourceError(`commit ${commit} is not in ${repoURL}`);
+        });
       await rm(index, { force: true });
       await rename(partial, target).catch(async (err: NodeJS.ErrnoException) => {
         // Another process won the race to the same commit: theirs is identical.
@@ -327,6 +349,22 @@ export class RepoCache {
       throw err;
     }
     return target;
+  }
+
+  /**
+   * The upkeep `git fetch` would otherwise start after every fetch (`maintenance run --auto`: one
+   * more process on a push's way to the cluster), run every MAINTENANCE_EVERY fetches instead,
+   * after the fetch has answered, under the mirror's lock. Fetches keep what they get as a pack
+   * (fetch.unpackLimit=1: one index-pack, no loose objects), so the packs it gathers are what
+   * the upkeep finds to consolidate (more than 20 and it repacks them into one).
+   */
+  private maintainEvery(repoURL: string, git: Git): void {
+    const n = (this.fetches.get(repoURL) ?? 0) + 1;
+    this.fetches.set(repoURL, n);
+    if (n % MAINTENANCE_EVERY !== 0) return;
+    void this.locked(repoURL, () =>
+      git.run(['-c', 'gc.autoDetach=false', '-c', 'gc.autoPackLimit=20', 'maintenance', 'run', '--auto', '--quiet']),
+    ).catch(() => undefined);
   }
 
   private async evict(): Promise<void> {
