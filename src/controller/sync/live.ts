@@ -38,6 +38,9 @@ export class LiveObjects {
   /** The live object (as last seen by the watch), or undefined when it does not exist or is not managed. */
   async get(mapping: ResourceMapping, namespace: string, name: string): Promise<KubeResource | undefined> {
     const informer = this.informerFor(mapping);
+    // Synced (almost always): no timer. A timeout signal per call would live its 30 s, one per
+    // object a sync looks at.
+    if (informer.hasSynced()) return informer.get(mapping.namespaced ? namespace : '', name);
     // A kind whose list keeps failing (RBAC, a broken conversion webhook) must not hold a worker forever.
     await informer
       .waitForSync(AbortSignal.timeout(this.options.syncTimeoutMs ?? 30_000))

@@ -3,6 +3,7 @@
 // streamed watch of any resource, and every request should be counted by verb and status code for
 // /metrics. Generated API clients made through makeApiClient() share the same counting transport.
 import * as k8s from './client-node.ts';
+import { requestDeadline } from '../abort.ts';
 import type { Registry } from '../metrics.ts';
 import { resourcePath, type KubeObject, type ResourceRef } from './objects.ts';
 
@@ -220,21 +221,23 @@ export class KubeClient {
       const refusal = this.writeRefusal(method, path);
       if (refusal) throw refusal;
     }
-    // AbortSignal.timeout() throws on a fractional delay.
-    const timeout = AbortSignal.timeout(Math.max(1, Math.ceil(options.timeoutMs ?? 30_000)));
-    const signals = [
-      timeout,
+    const deadline = requestDeadline(Math.max(1, Math.ceil(options.timeoutMs ?? 30_000)), [
       ...(options.signal ? [options.signal] : []),
       ...(writes ? [this.fence.signal] : []),
-    ];
-    const signal = signals.length > 1 ? AbortSignal.any(signals) : timeout;
-    const { rsp, dispatcher } = await this.send(method, path, { ...options, signal }, false, writes);
+    ]);
     let text: string;
+    let rsp: k8s.ResponseContext;
     try {
-      text = await rsp.body.text();
-    } catch (err) {
-      this.retire(dispatcher);
-      throw err;
+      const sent = await this.send(method, path, { ...options, signal: deadline.signal }, false, writes);
+      rsp = sent.rsp;
+      try {
+        text = await rsp.body.text();
+      } catch (err) {
+        this.retire(sent.dispatcher);
+        throw err;
+      }
+    } finally {
+      deadline.done();
     }
     if (rsp.httpStatusCode < 200 || rsp.httpStatusCode > 299) throw apiError(method, path, rsp, text);
     return (text ? JSON.parse(text) : undefined) as T;
