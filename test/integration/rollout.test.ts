@@ -22,7 +22,6 @@ import { parse } from 'yaml';
 import {
   INGRESSES,
   POD_TEMPLATE_HASH,
-  REPLICASETS,
   ROLLOUT,
   SCALE_DOWN_DEADLINE,
   SERVICES,
@@ -716,7 +715,8 @@ describe('maxSurge and maxUnavailable', () => {
     });
     await reconcileUntil('roll', (r) => r.status?.phase === 'Healthy', 'v1 Healthy');
     // Every state the ReplicaSets pass through, as the controller's own cache sees them.
-    const cache = manager.informer<ReplicaSet>(REPLICASETS, { namespace: ns.name });
+    // The controller's own informer (rolloutInformers gives the same selection, so the same cache).
+    const cache = rolloutInformers(manager, ns.name).replicaSets as Informer<ReplicaSet>;
     let maxPods = 0;
     let minAvailable = Infinity;
     const seen = new Set<string>();

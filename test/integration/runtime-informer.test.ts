@@ -110,6 +110,34 @@ describe('Informer', () => {
     await core().deleteNamespacedConfigMap({ name: 'pre-existing', namespace: ns.name });
   });
 
+  test('dropManagedFields: listed, watched and written objects are cached without managedFields; the writer keeps its own', async () => {
+    const listed = await createConfigMap('trim-listed', { a: '1' });
+    expect(listed.metadata?.managedFields?.length).toBeGreaterThan(0);
+    const { informer } = startInformer({ dropManagedFields: true });
+    const plain = startInformer().informer;
+    await informer.waitForSync();
+    await plain.waitForSync();
+    expect(informer.get(ns.name, 'trim-listed')?.data).toEqual({ a: '1' });
+    expect(informer.get(ns.name, 'trim-listed')?.metadata?.managedFields).toBeUndefined();
+    // Without the option they stay.
+    expect(plain.get(ns.name, 'trim-listed')?.metadata?.managedFields?.length).toBeGreaterThan(0);
+
+    await createConfigMap('trim-watched', { v: '1' });
+    const watched = await poll('the add', () => informer.get(ns.name, 'trim-watched'));
+    expect(watched.metadata?.managedFields).toBeUndefined();
+
+    const answer = await core().patchNamespacedConfigMap(
+      { name: 'trim-watched', namespace: ns.name, body: { data: { v: '2' } } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
+    informer.written(answer);
+    expect(informer.get(ns.name, 'trim-watched')?.data).toEqual({ v: '2' });
+    expect(informer.get(ns.name, 'trim-watched')?.metadata?.managedFields).toBeUndefined();
+    expect(answer.metadata?.managedFields?.length).toBeGreaterThan(0);
+    for (const name of ['trim-listed', 'trim-watched'])
+      await core().deleteNamespacedConfigMap({ name, namespace: ns.name });
+  });
+
   test('lists in pages of pageSize and counts the requests by verb', async () => {
     const label = { page: randomBytes(3).toString('hex') };
     await Promise.all(Array.from({ length: 7 }, (_, i) => createConfigMap(`page-${i}`, {}, label)));

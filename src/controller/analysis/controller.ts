@@ -49,8 +49,16 @@ export function setupAnalysisController(
 ): AnalysisController {
   const client = manager.client;
   const namespace = options.namespace ?? '';
-  const runs = manager.informer<AnalysisRun & KubeObject>(ANALYSIS_RUN, { namespace });
-  const jobs = manager.informer<Job>(JOBS, { namespace, labelSelector: JOB_RUN_UID_LABEL });
+  // Without managedFields, which nothing here reads; the Rollout controller shares the runs'.
+  const runs = manager.informer<AnalysisRun & KubeObject>(ANALYSIS_RUN, {
+    namespace,
+    dropManagedFields: true,
+  });
+  const jobs = manager.informer<Job>(JOBS, {
+    namespace,
+    labelSelector: JOB_RUN_UID_LABEL,
+    dropManagedFields: true,
+  });
   const events = manager.eventRecorder('kube-actions.dev/analysis-controller');
 
   // The cache may lag behind our own last write; then the API is asked, so a measurement is never

@@ -53,9 +53,16 @@ export function setupApplicationSetController(
 ): ApplicationSetController {
   const client = manager.client;
   const namespace = options.namespace ?? '';
-  const appsets = manager.informer<ApplicationSet & KubeObject>(APPLICATIONSET, { namespace });
-  // The same informer the Application controller reads (the manager shares one per selection).
-  const apps = manager.informer<Application & KubeObject>(APPLICATION, { namespace });
+  const appsets = manager.informer<ApplicationSet & KubeObject>(APPLICATIONSET, {
+    namespace,
+    dropManagedFields: true,
+  });
+  // The same informer the Application controller reads (the manager shares one per selection:
+  // the same options, without managedFields).
+  const apps = manager.informer<Application & KubeObject>(APPLICATION, {
+    namespace,
+    dropManagedFields: true,
+  });
   const events = manager.eventRecorder('kube-actions.dev/applicationset-controller');
   // The cache may lag behind our own last write; then the API is asked. The reconciler edits the
   // set it is given, so it gets a copy, never the cache's own.

@@ -71,8 +71,13 @@ export interface RolloutInformers {
 
 /** The informers a Rollout controller watching `namespace` (all if empty) needs. */
 export function rolloutInformers(manager: Manager, namespace = '', clusterScope = true): RolloutInformers {
+  // Nothing here reads managedFields: the caches go without them (the same selection as the
+  // analysis controller's, so the AnalysisRun informer is shared).
   const informer = <T extends KubeObject>(ref: ResourceRef, metadataOnly = false) =>
-    manager.informer<T>(ref, { namespace, ...(metadataOnly ? { metadataOnly } : {}) });
+    manager.informer<T>(ref, {
+      namespace,
+      ...(metadataOnly ? { metadataOnly } : { dropManagedFields: true }),
+    });
   return {
     rollouts: informer(ROLLOUT),
     replicaSets: informer(REPLICASETS),
@@ -82,7 +87,11 @@ export function rolloutInformers(manager: Manager, namespace = '', clusterScope 
     runs: informer(ANALYSIS_RUN),
     templates: informer(ANALYSIS_TEMPLATE),
     ...(clusterScope
-      ? { clusterTemplates: manager.informer<AnalysisTemplate>(CLUSTER_ANALYSIS_TEMPLATE) }
+      ? {
+          clusterTemplates: manager.informer<AnalysisTemplate>(CLUSTER_ANALYSIS_TEMPLATE, {
+            dropManagedFields: true,
+          }),
+        }
       : {}),
     secrets: informer(SECRETS, true),
   };

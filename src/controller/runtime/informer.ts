@@ -46,6 +46,13 @@ export interface InformerOptions {
    * never sit in this process's memory.
    */
   metadataOnly?: boolean;
+  /**
+   * Cache objects without metadata.managedFields, as controller-runtime's
+   * TransformStripManagedFields: for controllers that never read them (the Rollout controller's
+   * ReplicaSets, Services and Rollouts), which otherwise hold every field's owner of every
+   * object, often more bytes than the fields themselves.
+   */
+  dropManagedFields?: boolean;
   /** Retry delays after failures; default 800 ms doubling to 30 s, jitter 0.2. */
   backoff?: Partial<BackoffOptions>;
   logger?: Logger;
@@ -261,8 +268,12 @@ export class Informer<T extends KubeObject = KubeObject> implements EventSource<
    * would show it (other controllers share this informer), and the watch's own event for the
    * same version later changes nothing. A cached copy that is already newer stays.
    */
-  written(obj: T): void {
-    if (!obj?.metadata?.name || !obj.metadata.resourceVersion) return;
+  written(written: T): void {
+    if (!written?.metadata?.name || !written.metadata.resourceVersion) return;
+    // The writer keeps its object: the copy cached is ours to trim.
+    const obj = this.options.dropManagedFields
+      ? this.trim({ ...written, metadata: { ...written.metadata } })
+      : written;
     const key = objectKey(obj);
     const cached = this.store.get(key);
     if (cached && !newerThan(obj, cached)) return;
@@ -360,7 +371,7 @@ export class Informer<T extends KubeObject = KubeObject> implements EventSource<
           ? page.kind.slice(0, -4)
           : undefined;
       for (const item of page.items ?? []) {
-        items.push({ apiVersion: page.apiVersion, kind, ...item } as T);
+        items.push(this.trim({ apiVersion: page.apiVersion, kind, ...item } as T));
       }
       resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
       continueToken = page.metadata?.continue || undefined;
@@ -471,10 +482,17 @@ export class Informer<T extends KubeObject = KubeObject> implements EventSource<
     }
   }
 
+  /** The object as this cache keeps it (dropManagedFields); objects it parsed itself, in place. */
+  private trim(obj: T): T {
+    if (this.options.dropManagedFields && obj?.metadata)
+      delete (obj.metadata as { managedFields?: unknown }).managedFields;
+    return obj;
+  }
+
   private apply(event: WatchEvent): void {
     this.stats.events++;
     this.metrics?.events.inc({ informer: this.name, type: event.type });
-    const obj = event.object as T;
+    const obj = this.trim(event.object as T);
     const rv = obj.metadata?.resourceVersion;
     switch (event.type) {
       case 'BOOKMARK':

@@ -44,6 +44,8 @@ export interface InformerSelection {
   fieldSelector?: string;
   /** Metadata only (see InformerOptions.metadataOnly). */
   metadataOnly?: boolean;
+  /** Cache without metadata.managedFields (see InformerOptions.dropManagedFields). */
+  dropManagedFields?: boolean;
 }
 
 /** Why the manager stopped: stop() was called, or it lost its lease (the process should exit). */
@@ -144,6 +146,7 @@ export class Manager {
       selection.labelSelector ?? '',
       selection.fieldSelector ?? '',
       selection.metadataOnly === true,
+      selection.dropManagedFields === true,
     ]);
     let informer = this.informers.get(key);
     if (!informer) {
@@ -154,6 +157,7 @@ export class Manager {
         labelSelector: selection.labelSelector,
         fieldSelector: selection.fieldSelector,
         metadataOnly: selection.metadataOnly,
+        dropManagedFields: selection.dropManagedFields,
         logger: this.logger,
         metrics: this.metrics,
       });

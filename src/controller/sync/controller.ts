@@ -127,8 +127,10 @@ export function setupApplicationController(
   const client = manager.client;
   const cacheDir = options.cacheDir ?? join(tmpdir(), 'kube-actions-controller');
   const pollIntervalMs = options.pollIntervalMs ?? 180_000;
+  // Without managedFields, which nothing reads; the ApplicationSet controller shares it.
   const apps = manager.informer<Application & KubeObject>(APPLICATION, {
     namespace: options.namespace ?? '',
+    dropManagedFields: true,
   });
   const trigger = new Trigger();
 
