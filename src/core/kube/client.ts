@@ -116,7 +116,7 @@ export function requestVerb(method: string, url: string): string {
  * DisableCompression exists for the same reason). A context without a dispatcher (a plain-http
  * server with nothing to configure) still goes through fetch.
  */
-class DispatcherHttpLibrary implements k8s.HttpLibrary {
+export class DispatcherHttpLibrary implements k8s.HttpLibrary {
   private readonly fetch = new k8s.IsomorphicFetchHttpLibrary();
 
   send(ctx: k8s.RequestContext): k8s.Observable<k8s.ResponseContext> {
@@ -127,7 +127,7 @@ class DispatcherHttpLibrary implements k8s.HttpLibrary {
       .request({
         origin: url.origin,
         path: url.pathname + url.search,
-        method: ctx.getHttpMethod() as Method,
+        method: ctx.getHttpMethod(),
         headers: ctx.getHeaders(),
         body: ctx.getBody() as string | Buffer | undefined,
         signal: ctx.getSignal(),
