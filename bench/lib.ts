@@ -1,7 +1,7 @@
 // Shared by the benchmarks that run on a cluster: polling, a bounded pool, percentiles, and the
 // controller run as it ships (the bundled CLI in its own process, so its RSS is its own).
 import { spawn } from 'node:child_process';
-import { openSync } from 'node:fs';
+import { mkdirSync, openSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -126,6 +126,7 @@ export interface Controller {
  * gc-*.log: the heap's size at each collection). Off by default: profiling slows the controller.
  */
 const PROFILE_DIR = process.env.BENCH_PROFILE_DIR;
+if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });
 
 export async function startController(
   kubeconfig: string,
