@@ -269,6 +269,15 @@ describe('render: bad input gets a clear error and writes nothing', () => {
     await expectNothingWritten();
   });
 
+  test('a symlink to a manifest inside the workspace is read as the file it points at', async () => {
+    await mkdir(join(ws, 'linked'), { recursive: true });
+    await symlink(join(ws, 'plain/a.yaml'), join(ws, 'linked/a.yaml'));
+    await writeFile(join(ws, 'linked/own.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: own}\n');
+    const result = await render({ workspace: ws, path: 'linked' });
+    expect(result.objects.map((o) => o.metadata.name)).toEqual(['a', 'own']);
+    await rm(join(ws, 'linked'), { recursive: true, force: true });
+  });
+
   test('a symlink out of the workspace is refused', async () => {
     const outside = await mkdtemp(join(tmpdir(), 'outside-'));
     await writeFile(

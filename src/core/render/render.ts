@@ -371,14 +371,21 @@ async function renderHelm(
   );
 }
 
-async function yamlFiles(dir: string, recurse: boolean): Promise<string[]> {
+/**
+ * The manifest files under `dir` (a real directory inside the workspace), in name order, each
+ * with whether it is a symlink. The walk descends only real directories, so a regular file it
+ * finds is inside the workspace as found: only a symlink needs its target checked (realpath
+ * walks every component of the path: 2 calls per file were 0.9 s of CPU in a cold sync of
+ * 1,000 applications × 5 files).
+ */
+async function yamlFiles(dir: string, recurse: boolean): Promise<{ path: string; symlink: boolean }[]> {
   const entries = await readdir(dir, { withFileTypes: true });
-  const files: string[] = [];
+  const files: { path: string; symlink: boolean }[] = [];
   for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     if (e.name.startsWith('.')) continue;
     const p = join(dir, e.name);
     if (e.isDirectory() && recurse) files.push(...(await yamlFiles(p, recurse)));
-    else if (/\.(ya?ml|json)$/i.test(e.name)) files.push(p);
+    else if (/\.(ya?ml|json)$/i.test(e.name)) files.push({ path: p, symlink: !e.isFile() });
   }
   return files;
 }
@@ -397,9 +404,10 @@ export async function render(given: RenderOptions): Promise<RenderResult> {
   let manifests: Manifest[];
   if (type === 'directory') {
     manifests = [];
-    for (const file of await yamlFiles(dir, options.directory?.recurse ?? false)) {
-      const real = await resolveInside(options.workspace, relative(options.workspace, file), 'manifest');
-      manifests.push(...manifestsOf(await readFile(real, 'utf8'), relative(options.workspace, file)));
+    for (const { path: file, symlink } of await yamlFiles(dir, options.directory?.recurse ?? false)) {
+      const name = relative(options.workspace, file);
+      const real = symlink ? await resolveInside(options.workspace, name, 'manifest') : file;
+      manifests.push(...manifestsOf(await readFile(real, 'utf8'), name));
     }
   } else {
     const output =
