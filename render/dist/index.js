@@ -27687,7 +27687,7 @@ async function yamlFiles(dir, recurse) {
     if (e.name.startsWith(".")) continue;
     const p = join4(dir, e.name);
     if (e.isDirectory() && recurse) files.push(...await yamlFiles(p, recurse));
-    else if (/\.(ya?ml|json)$/i.test(e.name)) files.push(p);
+    else if (/\.(ya?ml|json)$/i.test(e.name)) files.push({ path: p, symlink: !e.isFile() });
   }
   return files;
 }
@@ -27703,9 +27703,10 @@ async function render(given) {
   let manifests;
   if (type === "directory") {
     manifests = [];
-    for (const file of await yamlFiles(dir, options.directory?.recurse ?? false)) {
-      const real = await resolveInside(options.workspace, relative3(options.workspace, file), "manifest");
-      manifests.push(...manifestsOf(await readFile3(real, "utf8"), relative3(options.workspace, file)));
+    for (const { path: file, symlink: symlink2 } of await yamlFiles(dir, options.directory?.recurse ?? false)) {
+      const name = relative3(options.workspace, file);
+      const real = symlink2 ? await resolveInside(options.workspace, name, "manifest") : file;
+      manifests.push(...manifestsOf(await readFile3(real, "utf8"), name));
     }
   } else {
     const output = type === "kustomize" ? await renderKustomize(dir, options, timeoutMs, counter) : await renderHelm(dir, options, timeoutMs, counter);
