@@ -11,6 +11,7 @@ import {
   type Rollout,
 } from '../../controller/rollout/types.ts';
 import { age, columns } from '../format.ts';
+import { compareStrings } from '../../core/order.ts';
 
 export interface Pod {
   metadata: {
@@ -91,7 +92,7 @@ export function ownedReplicaSets(ro: Rollout, rss: ReplicaSet[]): ReplicaSet[] {
         (o) => o.kind === 'Rollout' && (o.uid ? o.uid === ro.metadata.uid : o.name === ro.metadata.name),
       ),
     )
-    .sort((a, b) => revisionOf(b) - revisionOf(a) || a.metadata.name.localeCompare(b.metadata.name));
+    .sort((a, b) => revisionOf(b) - revisionOf(a) || compareStrings(a.metadata.name, b.metadata.name));
 }
 
 /** stable / canary / active / preview, as the rollout's status names the ReplicaSet's hash. */
@@ -292,7 +293,7 @@ export function tree(ro: Rollout, rss: ReplicaSet[], pods: Pod[], now: number): 
             .filter((p) =>
               p.metadata.ownerReferences?.some((o) => o.kind === 'ReplicaSet' && o.name === rs.metadata.name),
             )
-            .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))
+            .sort((a, b) => compareStrings(a.metadata.name, b.metadata.name))
             .map((p) => {
               const st = podStatus(p);
               const cs = p.status?.containerStatuses ?? [];

@@ -27,6 +27,7 @@ import type {
   ApplicationsSyncPolicy,
   Generator,
 } from './types.ts';
+import { compareStrings } from '../../core/order.ts';
 
 /** Argo CD's default on generated Applications: deleting one deletes what it deployed. */
 export const DEFAULT_APPLICATION_FINALIZER = 'resources-finalizer.argocd.argoproj.io';
@@ -266,7 +267,7 @@ function sameGenerated(a: Application, b: Application): boolean {
 /** JSON with object keys sorted: the apiserver does not keep the order we sent. */
 export function canonical(v: unknown): string {
   return JSON.stringify(v, (_k, x: unknown) =>
-    isObject(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : x,
+    isObject(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => compareStrings(a, b))) : x,
   );
 }
 
@@ -361,6 +362,6 @@ export function applicationSetStatus(
         ...(health ? { health: { status: health } } : {}),
       };
     })
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    .sort((a, b) => compareStrings(a.name, b.name));
   return { conditions, resources };
 }

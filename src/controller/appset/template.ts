@@ -10,6 +10,7 @@
 //   missingkey: `default` prints Go's `<no value>`, `error` fails, as goTemplateOptions says.
 // https://argo-cd.readthedocs.io/en/stable/operator-manual/applicationset/GoTemplate/
 import { stringify } from 'yaml';
+import { compareStrings } from '../../core/order.ts';
 
 export class TemplateError extends Error {
   override name = 'TemplateError';
@@ -89,9 +90,7 @@ function printValue(v: unknown): string {
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (Array.isArray(v)) return `[${v.map(printValue).join(' ')}]`;
-  const entries = Object.entries(v as Record<string, unknown>).sort(([a], [b]) =>
-    a < b ? -1 : a > b ? 1 : 0,
-  );
+  const entries = Object.entries(v as Record<string, unknown>).sort(([a], [b]) => compareStrings(a, b));
   return `map[${entries.map(([k, x]) => `${k}:${printValue(x)}`).join(' ')}]`;
 }
 

@@ -4,6 +4,7 @@
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GeneratorError, MAX_FILE_BYTES } from './generators.ts';
+import { compareStrings } from '../../core/order.ts';
 
 /** Entries walked in one commit at most. */
 export const MAX_TREE_ENTRIES = 100_000;
@@ -22,7 +23,7 @@ export async function listTree(root: string): Promise<TreeListing> {
   let seen = 0;
   const walk = async (rel: string): Promise<void> => {
     const entries = await readdir(join(root, rel), { withFileTypes: true });
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    entries.sort((a, b) => compareStrings(a.name, b.name));
     for (const e of entries) {
       if (++seen > MAX_TREE_ENTRIES)
         throw new GeneratorError(`the repository has more than ${MAX_TREE_ENTRIES} files and directories`);

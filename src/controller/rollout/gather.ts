@@ -10,6 +10,7 @@ import { canaryIngressName, stableIngressNames, type Ingress } from './nginx.ts'
 import type { Observed, ObservedService } from './plan.ts';
 import { analysesOf, referencedNames } from './spec.ts';
 import type { Deployment, ReplicaSet, Rollout } from './types.ts';
+import { compareStrings } from '../../core/order.ts';
 
 /** Read access to the caches a Rollout reconcile needs (informers in the controller, maps in tests). */
 export interface RolloutCache {
@@ -51,7 +52,7 @@ export function gather(cache: RolloutCache, namespace: string, name: string): Ob
       terminating: run.spec?.terminate === true,
       created: typeof run.metadata.creationTimestamp === 'string' ? run.metadata.creationTimestamp : '',
     }))
-    .sort((a, b) => a.created.localeCompare(b.created) || a.name.localeCompare(b.name))
+    .sort((a, b) => compareStrings(a.created, b.created) || compareStrings(a.name, b.name))
     .map(({ created: _created, ...run }) => run);
   const deployment = ref?.kind === 'Deployment' ? cache.deployment(namespace, ref.name) : undefined;
   const missing = missingAnalysisReferences(cache, rollout);

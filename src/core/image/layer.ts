@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { pack as tarPack, type Header } from 'tar-stream';
 import { formatPlatform, parsePlatform, type Platform } from './platform.ts';
 import { sha256Digest } from './registry.ts';
+import { compareStrings } from '../order.ts';
 
 const gzip = promisify(gzipCallback);
 
@@ -159,7 +160,7 @@ function collect(spec: LayerSpec, options: LayerOptions): Entry[] {
     walk(spec.source, root, true);
   }
   // Byte order, the same everywhere (readdir order is not).
-  return entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return entries.sort((a, b) => compareStrings(a.path, b.path));
 }
 
 /** Builds one layer from a file or directory, or takes a .tar as it is. */

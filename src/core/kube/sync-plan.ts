@@ -3,6 +3,7 @@
 // wave, in which order. Pure: the caller supplies the desired manifests and the live objects the
 // application manages, and executes the plan (apply a wave, wait for health, next wave).
 import { apiGroup, annotation, describeObject, field, type KubeResource } from './resource.ts';
+import { compareStrings as cmp } from '../order.ts';
 
 // --- annotations and vocabulary -----------------------------------------------------------------
 
@@ -483,11 +484,6 @@ function compareTasks(a: Draft, b: Draft): number {
     cmp(a.namespace ?? '', b.namespace ?? '') ||
     cmp(a.key, b.key)
   );
-}
-
-/** Byte-wise like Go's string comparison, not locale-aware. */
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function applyMode(obj: KubeResource, app: SyncOptions, own: SyncOptions): ApplyMode {

@@ -7,10 +7,7 @@
 import { stringify } from 'yaml';
 import { kindOrder } from '../kube/sync-plan.ts';
 import { objectName, type KubeObject } from './manifest.ts';
-
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
+import { compareStrings } from '../order.ts';
 
 /** Known kinds in dependency order, then other kinds alphabetically; ties by namespace and name. */
 export function sortObjects(objects: KubeObject[]): KubeObject[] {

@@ -17,6 +17,7 @@ import {
 } from './manifest.ts';
 import { assertNoEscapingSymlinks, resolveInside } from '../fs/paths.ts';
 import { inputKey, type RenderCache } from './cache.ts';
+import { compareStrings } from '../order.ts';
 
 const run = promisify(execFile);
 
@@ -381,7 +382,7 @@ async function renderHelm(
 async function yamlFiles(dir: string, recurse: boolean): Promise<{ path: string; symlink: boolean }[]> {
   const entries = await readdir(dir, { withFileTypes: true });
   const files: { path: string; symlink: boolean }[] = [];
-  for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+  for (const e of entries.sort((a, b) => compareStrings(a.name, b.name))) {
     if (e.name.startsWith('.')) continue;
     const p = join(dir, e.name);
     if (e.isDirectory() && recurse) files.push(...(await yamlFiles(p, recurse)));
