@@ -136,7 +136,11 @@ export async function startController(
 ): Promise<Controller> {
   const metricsPort = await freePort();
   const webhookPort = await freePort();
-  const cache = await mkdtemp(join(tmpdir(), 'bench-sync-controller-'));
+  // BENCH_CONTROLLER_CACHE_DIR=/dev/shm puts the controller's git mirrors and checkouts there
+  // (default: the temporary directory), to measure the filesystem's share of a sync.
+  const cache = await mkdtemp(
+    join(process.env.BENCH_CONTROLLER_CACHE_DIR ?? tmpdir(), 'bench-sync-controller-'),
+  );
   const profileArgs = PROFILE_DIR
     ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, '--heapsnapshot-signal=SIGUSR2', '--trace-gc']
     : [];

@@ -121,7 +121,10 @@ export class DispatcherHttpLibrary implements k8s.HttpLibrary {
 
   send(ctx: k8s.RequestContext): k8s.Observable<k8s.ResponseContext> {
     const dispatcher = ctx.getDispatcher();
-    if (!dispatcher) return this.fetch.send(ctx);
+    const body: unknown = ctx.getBody();
+    // Bodies are JSON or YAML text here; a form or a blob (nothing of ours sends one) goes to fetch.
+    if (!dispatcher || !(body === undefined || typeof body === 'string' || Buffer.isBuffer(body)))
+      return this.fetch.send(ctx);
     const url = new URL(ctx.getUrl());
     const response = dispatcher
       .request({
@@ -129,7 +132,7 @@ export class DispatcherHttpLibrary implements k8s.HttpLibrary {
         path: url.pathname + url.search,
         method: ctx.getHttpMethod(),
         headers: ctx.getHeaders(),
-        body: ctx.getBody() as string | Buffer | undefined,
+        body,
         signal: ctx.getSignal(),
       })
       .then(({ statusCode, headers, body }) => {
