@@ -23053,6 +23053,13 @@ var import_tar_stream = __toESM(require_tar_stream(), 1);
 import { join as join4, posix, relative, resolve as resolve2, sep } from "node:path";
 import { gzip as gzipCallback } from "node:zlib";
 import { promisify } from "node:util";
+
+// src/core/order.ts
+function compareStrings(a, b) {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+// src/core/image/layer.ts
 var gzip = promisify(gzipCallback);
 var GZIP_OPTIONS = { level: 1, memLevel: 9 };
 var GZIP_CHUNK = 1024 * 1024;
@@ -23130,7 +23137,7 @@ function collect(spec, options) {
   } else {
     walk(spec.source, root, true);
   }
-  return entries.sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+  return entries.sort((a, b) => compareStrings(a.path, b.path));
 }
 async function buildLayer(spec, options) {
   const tar = isTarball(spec.source) ? await readFile3(spec.source).catch(() => {

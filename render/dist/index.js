@@ -27008,6 +27008,11 @@ import { dirname as dirname2, join as join2 } from "node:path";
 // src/core/render/output.ts
 var import_yaml2 = __toESM(require_dist(), 1);
 
+// src/core/order.ts
+function compareStrings(a, b) {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 // src/core/kube/sync-plan.ts
 var KIND_ORDER = [
   "Namespace",
@@ -27137,9 +27142,6 @@ function assertNoDuplicates(manifests) {
 }
 
 // src/core/render/output.ts
-function compareStrings(a, b) {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 function sortObjects(objects) {
   return [...objects].sort(
     (a, b) => kindOrder(a.kind) - kindOrder(b.kind) || compareStrings(a.kind, b.kind) || compareStrings(a.apiVersion, b.apiVersion) || compareStrings(a.metadata.namespace ?? "", b.metadata.namespace ?? "") || compareStrings(objectName(a), objectName(b))
@@ -27683,7 +27685,7 @@ async function renderHelm(dir, options, timeoutMs, counter) {
 async function yamlFiles(dir, recurse) {
   const entries = await readdir5(dir, { withFileTypes: true });
   const files = [];
-  for (const e of entries.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) {
+  for (const e of entries.sort((a, b) => compareStrings(a.name, b.name))) {
     if (e.name.startsWith(".")) continue;
     const p = join4(dir, e.name);
     if (e.isDirectory() && recurse) files.push(...await yamlFiles(p, recurse));
